@@ -1,0 +1,58 @@
+"""Where the local set-up (``make run``) writes the demo credentials, and how to read them.
+
+The translation server writes this file once when it creates the demo client; the callback
+receiver reads the webhook secret from it and the client library reads URLs and the API key,
+so nobody copies keys by hand. It is a local-development convenience: production callers pass
+their credentials explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+# The project's own data folder (beside the packages in a source checkout).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CREDENTIALS_PATH = PROJECT_ROOT / "var" / "local.json"
+DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
+DEFAULT_RECEIVER_URL = "http://127.0.0.1:8001"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocalSetup:
+    """The demo client's credentials and the two local services' addresses."""
+
+    server_url: str = DEFAULT_SERVER_URL
+    receiver_url: str = DEFAULT_RECEIVER_URL
+    client_id: str | None = None
+    api_key: str | None = None
+    webhook_secret: str | None = None
+    admin_token: str | None = None
+
+    @property
+    def callback_url(self) -> str:
+        """The receiver's webhook endpoint, the default ``callback_url`` for new jobs."""
+        return self.receiver_url.rstrip("/") + "/webhooks"
+
+    def write(self, path: Path) -> None:
+        """Write atomically, readable by the owner only (it holds secrets)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(dataclasses.asdict(self), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+
+
+def load_local_setup(path: str | os.PathLike[str] | None = None) -> LocalSetup:
+    """Read the local set-up file; a missing file gives the defaults with no credentials."""
+    target = Path(path) if path is not None else DEFAULT_CREDENTIALS_PATH
+    try:
+        raw = json.loads(target.read_text())
+    except FileNotFoundError:
+        return LocalSetup()
+    fields = {f.name for f in dataclasses.fields(LocalSetup)}
+    return LocalSetup(**{k: v for k, v in raw.items() if k in fields})
