@@ -1,0 +1,265 @@
+"""The receiver's durable store: SQLAlchemy Core tables, one code path for SQLite and PostgreSQL.
+
+- ``events``: every distinct webhook, in arrival order; ``seq`` is the feed cursor and
+  ``webhook_id`` is UNIQUE, so a redelivery is refused by the database, not by a prior look-up.
+- ``job_states``: one row per job, written by the job's FIRST final event and never updated:
+  the primary key is the guard that keeps a late or out-of-order event from changing a final job.
+- ``receipts``: a bounded log of every POST (verified or why not, duplicate or not) for the page.
+- ``feed_lock``: one row every event-writing transaction updates before inserting, so event
+  inserts are serialized and ``seq`` order is commit order on PostgreSQL too (a reader that has
+  seen cursor N can never later miss an event N-1 committed after it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.exc import IntegrityError
+
+from client_lib.models import JobStatus, format_time
+
+RECEIPTS_KEPT = 1000
+ID_LENGTH = 255
+TYPE_LENGTH = 100
+
+metadata = MetaData()
+
+events = Table(
+    "events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(ID_LENGTH), nullable=False, unique=True),
+    Column("job_id", String(ID_LENGTH), nullable=False),
+    Column("type", String(TYPE_LENGTH), nullable=False),
+    Column("received_at", Float, nullable=False),
+    # The verified body exactly as signed (served back parsed).
+    Column("payload", Text, nullable=False),
+    Index("ix_events_job_seq", "job_id", "seq"),
+    # AUTOINCREMENT: a cursor value is never reused, even if rows were ever removed.
+    sqlite_autoincrement=True,
+)
+
+job_states = Table(
+    "job_states", metadata,
+    Column("job_id", String(ID_LENGTH), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("event_seq", Integer, ForeignKey("events.seq"), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+receipts = Table(
+    "receipts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False),
+    Column("webhook_id", String(ID_LENGTH)),
+    Column("job_id", String(ID_LENGTH)),
+    Column("type", String(TYPE_LENGTH)),
+    Column("result", String(64), nullable=False),  # "verified" or the rejection code
+    Column("status", Integer, nullable=False),
+    Column("duplicate", Boolean, nullable=False),
+)
+
+feed_lock = Table(
+    "feed_lock", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("writes", Integer, nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stored webhook event."""
+
+    seq: int
+    webhook_id: str
+    job_id: str
+    type: str
+    received_at: float
+    payload: str
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> StoredEvent:
+        """Build from an ``events`` row."""
+        return cls(seq=row["seq"], webhook_id=row["webhook_id"], job_id=row["job_id"],
+                   type=row["type"], received_at=row["received_at"], payload=row["payload"])
+
+    def to_wire(self) -> dict[str, Any]:
+        """The feed's JSON form (API.md section 4)."""
+        data = json.loads(self.payload).get("data")
+        return {"cursor": str(self.seq), "webhook_id": self.webhook_id,
+                "received_at": format_time(self.received_at), "type": self.type, "data": data}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipt:
+    """One POST /webhooks as the page lists it."""
+
+    received_at: float
+    webhook_id: str | None
+    job_id: str | None
+    type: str | None
+    result: str
+    status: int
+    duplicate: bool
+
+
+def make_engine(url: str, *, pool_size: int) -> Engine:
+    """An engine for ``url``; SQLite files get WAL and explicit BEGIN handling."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_size=pool_size, max_overflow=4)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when a transaction begins (see _on_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a process crash (SIGKILL); only an OS crash or power
+        # loss may drop the last commits. Use FULL if acknowledged events must survive that too.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+        # upgrades from read to write can fail with SQLITE_BUSY without waiting.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Store:
+    """Reads and writes the receiver's tables; the only module that speaks SQL."""
+
+    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+        self._engine = make_engine(url, pool_size=pool_size)
+        self._writer = (self._engine.execution_options(sqlite_begin="IMMEDIATE")
+                        if self._engine.dialect.name == "sqlite" else self._engine)
+        metadata.create_all(self._engine)
+        try:
+            with self._writer.begin() as conn:
+                if conn.execute(select(feed_lock.c.id)).first() is None:
+                    conn.execute(insert(feed_lock).values(id=1, writes=0))
+        except IntegrityError:
+            pass  # another process seeded it first
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    def ping(self) -> None:
+        """Raise SQLAlchemyError unless the database answers."""
+        with self._engine.connect() as conn:
+            conn.execute(select(feed_lock.c.writes)).first()
+
+    def add_event(self, *, webhook_id: str, job_id: str, type: str,
+                  final_status: JobStatus | None, payload: str, received_at: float) -> int | None:
+        """Store a verified event and its receipt in one transaction; None if a duplicate."""
+        with self._writer.begin() as conn:
+            conn.execute(update(feed_lock).where(feed_lock.c.id == 1)
+                         .values(writes=feed_lock.c.writes + 1))
+            seq: int | None
+            try:
+                with conn.begin_nested():
+                    result = conn.execute(insert(events).values(
+                        webhook_id=webhook_id, job_id=job_id, type=type,
+                        received_at=received_at, payload=payload))
+                    seq = int(result.inserted_primary_key[0])
+            except IntegrityError:
+                seq = None  # webhook_id UNIQUE: this event is already stored
+            if seq is not None and final_status is not None:
+                self._finalize_job(conn, job_id, final_status, seq, received_at)
+            self._add_receipt(conn, Receipt(
+                received_at=received_at, webhook_id=webhook_id, job_id=job_id, type=type,
+                result="verified", status=204, duplicate=seq is None))
+        return seq
+
+    def add_rejection(self, *, webhook_id: str | None, result: str, status: int,
+                      received_at: float, job_id: str | None = None,
+                      type: str | None = None) -> None:
+        """Log a POST that was not stored (bad signature, malformed body...)."""
+        with self._writer.begin() as conn:
+            self._add_receipt(conn, Receipt(
+                received_at=received_at, webhook_id=webhook_id, job_id=job_id, type=type,
+                result=result, status=status, duplicate=False))
+
+    @staticmethod
+    def _finalize_job(conn: Connection, job_id: str, status: JobStatus, seq: int,
+                      now: float) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(job_states).values(
+                    job_id=job_id, status=status.value, event_seq=seq, updated_at=now))
+        except IntegrityError:
+            pass  # the job is already final: a final status never changes again
+
+    @staticmethod
+    def _add_receipt(conn: Connection, receipt: Receipt) -> None:
+        values = dataclasses.asdict(receipt)
+        if values["webhook_id"] is not None:
+            values["webhook_id"] = values["webhook_id"][:ID_LENGTH]
+        new_id = conn.execute(insert(receipts).values(**values)).inserted_primary_key[0]
+        conn.execute(delete(receipts).where(receipts.c.id <= int(new_id) - RECEIPTS_KEPT))
+
+    def events_after(self, after: int, *, job_id: str | None = None,
+                     limit: int = 100) -> list[StoredEvent]:
+        """Events with a cursor above ``after``, oldest first, optionally for one job."""
+        query = select(events).where(events.c.seq > after)
+        if job_id is not None:
+            query = query.where(events.c.job_id == job_id)
+        query = query.order_by(events.c.seq).limit(limit)
+        with self._engine.connect() as conn:
+            return [StoredEvent.from_row(r) for r in conn.execute(query).mappings()]
+
+    def final_event(self, job_id: str) -> StoredEvent | None:
+        """The event that made ``job_id`` final, if one was received."""
+        query = (select(events).join(job_states, job_states.c.event_seq == events.c.seq)
+                 .where(job_states.c.job_id == job_id))
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return StoredEvent.from_row(row) if row is not None else None
+
+    def receipts(self, *, limit: int = 200) -> list[Receipt]:
+        """The latest receipts, newest first."""
+        query = select(receipts).order_by(receipts.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        fields = [f.name for f in dataclasses.fields(Receipt)]
+        return [Receipt(**{f: r[f] for f in fields}) for r in rows]
+
+    def count_events(self) -> int:
+        """How many distinct events are stored."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())

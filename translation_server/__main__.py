@@ -1,0 +1,64 @@
+"""``python -m translation_server``: serve the API with waitress until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+from waitress.server import create_server
+
+from .app import create_app
+from .config import options, settings_from_options
+
+log = logging.getLogger("translation_server")
+
+
+def write_ready_file(path: Path, url: str, port: int) -> None:
+    """Tell a parent process where we listen (atomically: it polls for the file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def _raise_exit(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@click.command(context_settings={"auto_envvar_prefix": "VT", "show_default": True})
+@options
+@click.option("--log-level", default="INFO", envvar="VT_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+              help="Logging level (WARNING silences the per-request lines).")
+def main(log_level: str, **values: Any) -> None:
+    """Run the simulated video translation server."""
+    logging.basicConfig(level=log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_options(**values)
+    app = create_app(settings)
+    server: Any = create_server(app, host=settings.host, port=settings.port,
+                                threads=settings.threads, ident="vt-translation-server")
+    port = int(server.effective_port)
+    url = f"http://{settings.host}:{port}"
+    log.info("listening on %s (workers=%d, database=%s)", url, settings.workers,
+             settings.database_url.split("@")[-1])
+    if settings.ready_file:
+        write_ready_file(settings.ready_file, url, port)
+    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGINT, _raise_exit)
+    try:
+        server.run()
+    finally:
+        server.close()
+        app.extensions["vt"].close()
+        log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The application factory: settings in, a Flask app with its runtime out (flaskr style)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from .callbacks import CallbackPolicy
+from .config import Settings
+from .errors import register_error_handlers
+from .estimator import Estimator
+from .metrics import ServerMetrics
+from .ratelimit import RateLimiter
+from .simulation import Simulator
+from .store import JobRecord, NewJob, Store
+from .tenants import SYSTEM_CLIENT_ID, bootstrap_local_setup
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("translation_server.access")
+
+MAX_BODY_BYTES = 64 * 1024
+_REQUEST_ID_MAX = 128
+
+
+class Runtime:
+    """Everything one app owns: the store, the simulator, the estimator, metrics, threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.database_url)
+        self.simulator = Simulator(self.store, settings, on_final=self.on_final)
+        self.estimator = Estimator(self.store, workers=settings.workers,
+                                   mean_duration=(settings.duration_min +
+                                                  settings.duration_max) / 2)
+        self.metrics = ServerMetrics(self.store.counts_by_state)
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.callback_policy = CallbackPolicy(settings.callback_allow)
+        self.admin_token, self.demo_client_id = bootstrap_local_setup(self.store, settings)
+        self.demo_job_id = self._create_demo_job() if settings.demo_job else None
+        self._started = False
+
+    def _create_demo_job(self) -> str:
+        if self.store.get_client(SYSTEM_CLIENT_ID) is None:
+            self.store.create_client("system", client_id=SYSTEM_CLIENT_ID)
+        plan = self.simulator.plan({})
+        job, _ = self.store.create_job(
+            NewJob(client_id=SYSTEM_CLIENT_ID, priority=0, target_language="es",
+                   source_url=None, callback_url=None, metadata={"demo": True}, **plan),
+            now=time.time())
+        log.info("%s is the demo job (GET /status)", job.id)
+        return job.id
+
+    def on_final(self, jobs: list[JobRecord]) -> None:
+        """Called after jobs became final and were committed (their webhooks are queued)."""
+
+    def start(self) -> None:
+        """Start the background threads."""
+        if not self._started:
+            self._started = True
+            self.simulator.start()
+
+    def close(self) -> None:
+        """Stop the background threads and release the database."""
+        self.simulator.stop()
+        self.store.close()
+
+
+def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
+    """Build the app: defaults, then the given settings, then blueprints and hooks."""
+    from . import api, openapi, ops, tenants
+
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    runtime = Runtime(settings)
+    app.extensions["vt"] = runtime
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(tenants.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(openapi.bp)
+    app.before_request(_begin_request)
+    app.after_request(_end_request)
+    if start:
+        runtime.start()
+    return app
+
+
+def _begin_request() -> None:
+    g.start = time.perf_counter()
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() \
+        else uuid.uuid4().hex
+
+
+def _end_request(response: Response) -> Response:
+    from flask import current_app
+
+    elapsed = time.perf_counter() - g.get("start", time.perf_counter())
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+    route = request.url_rule.rule if request.url_rule else "<unmatched>"
+    runtime: Any = current_app.extensions["vt"]
+    runtime.metrics.observe_request(request.method, route, response.status_code, elapsed)
+    access_log.info("%s %s %d %.1fms request_id=%s", request.method, request.path,
+                    response.status_code, elapsed * 1000, request_id)
+    return response

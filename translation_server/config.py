@@ -1,0 +1,173 @@
+"""The translation server's settings: one frozen object built from flags and ``VT_`` variables.
+
+Every option is a click flag whose environment variable is ``VT_`` plus the option's name in
+upper case (``--error-rate`` is ``VT_ERROR_RATE``); ``python -m translation_server --help``
+lists each with its default. Nothing else in the package reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from client_lib.localsetup import DEFAULT_CREDENTIALS_PATH, PROJECT_ROOT
+
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'server.db'}"
+DEFAULT_RETRY_SCHEDULE = (1, 5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400)
+DEFAULT_CALLBACK_ALLOW = ("127.0.0.0/8", "::1/128", "localhost")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be told; defaults are the local simulation's."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_token: str | None = None
+    seed: int | None = None
+    threads: int = 8
+    workers: int = 4
+    duration_min: float = 5.0
+    duration_max: float = 15.0
+    error_rate: float = 0.1
+    max_attempts: int = 1
+    estimate_noise: float = 0.2
+    fault_drop_webhook: float = 0.0
+    fault_duplicate_webhook: float = 0.0
+    fault_delay_webhook: float = 0.0
+    fault_delay_seconds: float = 5.0
+    fault_status_503: float = 0.0
+    demo_job: bool = True
+    credentials_file: Path | None = DEFAULT_CREDENTIALS_PATH
+    webhook_timeout: float = 10.0
+    webhook_senders: int = 8
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    callback_allow: tuple[str, ...] = DEFAULT_CALLBACK_ALLOW
+    secret_grace: float = 86400.0
+    rate_limit: float = 0.0
+    rate_burst: int = 200
+    ready_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.duration_min <= self.duration_max:
+            problems.append("duration-min must be >= 0 and <= duration-max")
+        for name in ("error_rate", "fault_drop_webhook", "fault_duplicate_webhook",
+                     "fault_delay_webhook", "fault_status_503"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name.replace('_', '-')} must be within [0, 1]")
+        if self.workers < 1 or self.threads < 1 or self.webhook_senders < 1:
+            problems.append("workers, threads and webhook-senders must be at least 1")
+        if self.max_attempts < 1:
+            problems.append("max-attempts must be at least 1")
+        if self.estimate_noise < 0:
+            problems.append("estimate-noise must be >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed (tests and scripts use this)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _schedule(value: str | tuple[float, ...]) -> tuple[float, ...]:
+    if isinstance(value, tuple):
+        return value
+    try:
+        out = tuple(float(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError as exc:
+        raise click.BadParameter("comma-separated seconds, such as 1,5,30,120") from exc
+    if any(s < 0 for s in out):
+        raise click.BadParameter("retry delays must be >= 0")
+    return out
+
+
+def _words(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(value, tuple):
+        return value
+    return tuple(w for w in value.replace(",", " ").split() if w)
+
+
+_D = Settings()
+_opt = functools.partial(click.option, show_envvar=True)
+OPTIONS: list[Callable[[Any], Any]] = [
+    _opt("--host", default=_D.host, help="Interface to bind."),
+    _opt("--port", default=_D.port, type=int, help="Port to bind (0: any free port)."),
+    _opt("--database-url", default=_D.database_url,
+                 help="SQLAlchemy URL of the store (SQLite file by default)."),
+    _opt("--admin-token", default=None,
+                 help="Bearer token for operator endpoints such as POST /v1/clients. "
+                      "Without it, the local set-up's token from the credentials file is used."),
+    _opt("--seed", default=None, type=int, help="Seed of the one random source."),
+    _opt("--threads", default=_D.threads, type=int, help="waitress request threads."),
+    _opt("--workers", default=_D.workers, type=int, help="Simulated worker slots."),
+    _opt("--duration-min", default=_D.duration_min, type=float,
+                 help="Shortest simulated job, seconds."),
+    _opt("--duration-max", default=_D.duration_max, type=float,
+                 help="Longest simulated job, seconds."),
+    _opt("--error-rate", default=_D.error_rate, type=float,
+                 help="Chance that a processing attempt fails."),
+    _opt("--max-attempts", default=_D.max_attempts, type=int,
+                 help="Processing attempts per job (1: an error is final)."),
+    _opt("--estimate-noise", default=_D.estimate_noise, type=float,
+                 help="Standard deviation of the estimator's per-job distortion factor."),
+    _opt("--fault-drop-webhook", default=0.0, type=float,
+                 help="Rate of webhooks silently dropped (not retried)."),
+    _opt("--fault-duplicate-webhook", default=0.0, type=float,
+                 help="Rate of webhooks delivered twice."),
+    _opt("--fault-delay-webhook", default=0.0, type=float,
+                 help="Rate of webhooks delayed by --fault-delay-seconds."),
+    _opt("--fault-delay-seconds", default=_D.fault_delay_seconds, type=float,
+                 help="Delay applied to a delayed webhook."),
+    _opt("--fault-status-503", default=0.0, type=float,
+                 help="Rate of job status requests answered 503."),
+    _opt("--demo-job/--no-demo-job", default=True,
+                 help="Create the demo job named by GET /status without job_id."),
+    _opt("--credentials-file", default=str(DEFAULT_CREDENTIALS_PATH),
+                 help="Local set-up file: the demo client is created once and written here "
+                      "('' to disable)."),
+    _opt("--webhook-timeout", default=_D.webhook_timeout, type=float,
+                 help="Seconds a webhook attempt may take."),
+    _opt("--webhook-senders", default=_D.webhook_senders, type=int,
+                 help="Webhook sender threads."),
+    _opt("--webhook-retry-schedule", default=",".join(f"{s:g}" for s in
+                                                              DEFAULT_RETRY_SCHEDULE),
+                 help="Delays between webhook attempts, comma-separated seconds."),
+    _opt("--callback-allow", default=" ".join(DEFAULT_CALLBACK_ALLOW),
+                 help="Hosts and CIDR networks callback URLs may point to."),
+    _opt("--secret-grace", default=_D.secret_grace, type=float,
+                 help="Seconds an old webhook secret still signs after a rotation."),
+    _opt("--rate-limit", default=_D.rate_limit, type=float,
+                 help="Requests per second per client (0: unlimited)."),
+    _opt("--rate-burst", default=_D.rate_burst, type=int,
+                 help="Burst size of the per-client rate limit."),
+    _opt("--ready-file", default=None,
+                 help="Write {url, port, pid} as JSON here once listening (tests use it)."),
+]
+
+
+def options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command with every server option."""
+    for option in reversed(OPTIONS):
+        func = option(func)
+    return func
+
+
+def settings_from_options(**values: Any) -> Settings:
+    """Build settings from the parsed click options."""
+    values["webhook_retry_schedule"] = _schedule(values["webhook_retry_schedule"])
+    values["callback_allow"] = _words(values["callback_allow"])
+    cred = values.get("credentials_file")
+    values["credentials_file"] = Path(cred) if cred else None
+    ready = values.get("ready_file")
+    values["ready_file"] = Path(ready) if ready else None
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc

@@ -1,0 +1,47 @@
+"""Operational endpoints: liveness, metrics, and the small front page."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import APIProblem
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, object]:
+    """200 when the server runs and its store answers; 503 otherwise."""
+    rt = current_app.extensions["vt"]
+    try:
+        rt.store.ping()
+    except SQLAlchemyError:
+        log.warning("health check: store unreachable", exc_info=True)
+        raise APIProblem(503, "store_unavailable", "the database does not answer") from None
+    return {"status": "ok", "store": "ok"}
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format."""
+    rt = current_app.extensions["vt"]
+    return Response(rt.metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Video translation server</title></head><body>
+<h1>Video translation server</h1>
+<p>A simulated video translation backend. See <a href="/openapi.json">/openapi.json</a>,
+<a href="/status">/status</a> (the demo job), <a href="/healthz">/healthz</a> and
+<a href="/metrics">/metrics</a>.</p></body></html>"""
+
+
+@bp.get("/")
+def index() -> Response:
+    """A front page pointing at the API description."""
+    return Response(_PAGE, mimetype="text/html")

@@ -1,0 +1,36 @@
+"""A per-client token bucket: ``--rate-limit`` requests per second, bursts of ``--rate-burst``."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+
+class RateLimiter:
+    """Token buckets keyed by client id; ``rate`` 0 disables limiting."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(max(burst, 1))
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> float:
+        """Take a token; returns 0 when allowed, else the seconds until one is available."""
+        if self._rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - last) * self._rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self._rate
+
+    @staticmethod
+    def retry_after(wait: float) -> str:
+        """The ``Retry-After`` value for a wait."""
+        return str(max(1, math.ceil(wait)))

@@ -1,0 +1,131 @@
+"""The simulated translation backend: worker slots, durations, outcomes and faults.
+
+One scheduler thread does all the work. It ends the attempts that are due, hands free slots to
+queued jobs (priority, then age), and then sleeps until the next attempt is due or until it is
+woken by a new job, so a job becomes final within milliseconds of its due time without ticking.
+Every random draw comes from one seeded source, under a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from client_lib.models import Outcome, WebhookMode
+
+from .config import Settings
+from .states import State
+from .store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+MIN_ESTIMATE_FACTOR = 0.3
+IDLE_WAIT_S = 5.0
+
+
+class Simulator:
+    """Plans jobs at creation and runs them through the worker slots."""
+
+    def __init__(self, store: Store, settings: Settings,
+                 on_final: Callable[[list[JobRecord]], None] | None = None) -> None:
+        self._store = store
+        self._settings = settings
+        self._rng = random.Random(settings.seed)
+        self._rng_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_final = on_final or (lambda jobs: None)
+
+    # --------------------------------------------------------------- planning
+
+    def plan(self, simulate: dict[str, Any]) -> dict[str, Any]:
+        """Draw a new job's duration, estimator distortion and outcome, once and for all."""
+        s = self._settings
+        with self._rng_lock:
+            duration = simulate.get("duration_s")
+            if duration is None:
+                duration = self._rng.uniform(s.duration_min, s.duration_max)
+            factor = max(MIN_ESTIMATE_FACTOR, self._rng.gauss(1.0, s.estimate_noise))
+            outcome = simulate.get("outcome", Outcome.RANDOM.value)
+            if outcome == Outcome.COMPLETED:
+                failures = 0
+            elif outcome == Outcome.ERROR:
+                failures = s.max_attempts
+            else:
+                failures = 0
+                while failures < s.max_attempts and self._rng.random() < s.error_rate:
+                    failures += 1
+        return {"duration_s": float(duration), "estimate_factor": factor,
+                "planned_failures": failures, "max_attempts": s.max_attempts,
+                "webhook_mode": simulate.get("webhook")}
+
+    def webhook_fault(self, job: JobRecord) -> str:
+        """The fate of a job's webhook: pinned by ``simulate.webhook``, else the fault rates."""
+        if job.webhook_mode:
+            return job.webhook_mode
+        s = self._settings
+        with self._rng_lock:
+            draw = self._rng.random()
+        for mode, rate in ((WebhookMode.DROP.value, s.fault_drop_webhook),
+                           (WebhookMode.DUPLICATE.value, s.fault_duplicate_webhook),
+                           ("delay", s.fault_delay_webhook)):
+            if draw < rate:
+                return mode
+            draw -= rate
+        return WebhookMode.DELIVER.value
+
+    def chance(self, rate: float) -> bool:
+        """A seeded coin flip (fault injection on requests)."""
+        if rate <= 0:
+            return False
+        with self._rng_lock:
+            return self._rng.random() < rate
+
+    # -------------------------------------------------------------- scheduling
+
+    def start(self) -> None:
+        """Start the scheduler thread."""
+        self._thread = threading.Thread(target=self._run, name="vt-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the scheduler thread and wait for it."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Tell the scheduler that something changed (a new or cancelled job)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self.step(time.time())
+            except Exception:
+                log.exception("scheduler step failed; retrying shortly")
+                delay = 0.5
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def step(self, now: float) -> float:
+        """End due attempts, fill free slots; returns how long to sleep until the next due."""
+        while True:
+            finished = self._store.finish_due(now=now, fault=self.webhook_fault)
+            final = [j for j in finished if j.state.is_final]
+            if final:
+                self._on_final(final)
+            if len(finished) < 500:
+                break
+        free = self._settings.workers - self._store.count_in_state(State.PROCESSING)
+        self._store.claim(now=now, limit=free)
+        next_due = self._store.next_due_at()
+        if next_due is None:
+            return IDLE_WAIT_S
+        return max(0.0, next_due - time.time())

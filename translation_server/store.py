@@ -1,0 +1,548 @@
+"""The store: every table of the server, and the only code that writes a job's state.
+
+SQLAlchemy Core (tables and query constructs, no ORM), so one code path serves SQLite and
+PostgreSQL. Every state change is an UPDATE guarded by ``states.TRANSITIONS``; a final state and
+its webhook outbox row are written in one transaction ("persist, then notify").
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from client_lib.models import EventType
+
+from . import resources
+from .db import make_engine, writer
+from .states import InvalidTransition, State, sources_of
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+clients = Table(
+    "clients", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("webhook_secret", String(100), nullable=False),
+    Column("previous_secret", String(100)),
+    Column("previous_secret_until", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("client_id", String(40), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("target_language", String(35)),
+    Column("source_url", Text),
+    Column("callback_url", Text),
+    Column("metadata", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("due_at", Float),
+    # The simulation's secrets: the drawn duration and the estimator's distortion factor.
+    Column("duration_s", Float, nullable=False),
+    Column("estimate_factor", Float, nullable=False),
+    # Attempts that fail before one succeeds (>= max_attempts: the job ends in error).
+    Column("planned_failures", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("webhook_mode", String(16)),
+    Column("progress", Float),
+    Column("result", Text),
+    Column("error", Text),
+    Column("version", Integer, nullable=False, default=1),
+    Index("ix_jobs_client_seq", "client_id", "seq"),
+    Index("ix_jobs_state_due", "state", "due_at"),
+    Index("ix_jobs_state_priority_seq", "state", "priority", "seq"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("client_id", String(40), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# The webhook outbox: one row per event, written with the final state; delivery.py drains it.
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("client_id", String(40), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("callback_url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("mode", String(16), nullable=False, default="deliver"),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("ix_webhook_events_state_next", "state", "next_attempt_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, index=True),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("latency_ms", Float),
+    Column("outcome", String(16), nullable=False),
+    Column("next_attempt_at", Float),
+)
+
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+_CLIENT_CACHE_TTL_S = 5.0
+
+
+def hash_api_key(api_key: str) -> str:
+    """API keys are 256-bit random tokens, so one SHA-256 is a sufficient one-way hash."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes, as Standard Webhooks specifies."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_id(prefix: str) -> str:
+    """An opaque, URL-safe, unguessable identifier."""
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A tenant."""
+
+    id: str
+    name: str
+    webhook_secret: str
+    previous_secret: str | None
+    previous_secret_until: float | None
+    created_at: float
+
+    def signing_secrets(self, now: float) -> list[str]:
+        """The secrets to sign with now: the current one, plus the old one during its grace."""
+        out = [self.webhook_secret]
+        if self.previous_secret and (self.previous_secret_until or 0) > now:
+            out.append(self.previous_secret)
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job row, as the store hands it out."""
+
+    seq: int
+    id: str
+    client_id: str
+    state: State
+    priority: int
+    target_language: str | None
+    source_url: str | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    due_at: float | None
+    duration_s: float
+    estimate_factor: float
+    planned_failures: int
+    max_attempts: int
+    attempts: int
+    webhook_mode: str | None
+    progress: float | None
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    version: int
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> JobRecord:
+        """Decode a row (JSON columns included)."""
+        data = dict(row)
+        data["state"] = State(data["state"])
+        data["metadata"] = json.loads(data["metadata"] or "{}")
+        for key in ("result", "error"):
+            data[key] = json.loads(data[key]) if data[key] else None
+        return cls(**data)
+
+    @property
+    def estimated_duration(self) -> float:
+        """What the estimator believes the duration is (never the drawn one)."""
+        return self.duration_s * self.estimate_factor
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewJob:
+    """Everything needed to insert a job: the caller's fields and the simulation's plan."""
+
+    client_id: str
+    priority: int
+    target_language: str | None
+    source_url: str | None
+    callback_url: str | None
+    metadata: dict[str, Any]
+    duration_s: float
+    estimate_factor: float
+    planned_failures: int
+    max_attempts: int
+    webhook_mode: str | None
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with another request body."""
+
+
+WebhookFault = Callable[[JobRecord], str]
+
+
+def _no_fault(job: JobRecord) -> str:
+    return job.webhook_mode or "deliver"
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque list cursor."""
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The position behind a cursor, or None when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(raw[1:]) if raw.startswith("s") else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class Store:
+    """All persistence of the translation server."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = make_engine(database_url)
+        self._writer = writer(self.engine)
+        metadata.create_all(self.engine)
+        self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
+        self._cache_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    # ----------------------------------------------------------------- clients
+
+    def create_client(self, name: str, *, client_id: str | None = None,
+                      api_key: str | None = None) -> tuple[ClientRecord, str]:
+        """Create a tenant; returns it with its API key (shown once, stored hashed)."""
+        api_key = api_key or "vt_" + secrets.token_urlsafe(32)
+        record = ClientRecord(id=client_id or new_id("cli"), name=name,
+                              webhook_secret=new_webhook_secret(), previous_secret=None,
+                              previous_secret_until=None, created_at=time.time())
+        with self._writer.begin() as conn:
+            conn.execute(insert(clients).values(api_key_hash=hash_api_key(api_key),
+                                                **dataclasses.asdict(record)))
+        return record, api_key
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        """One tenant by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*self._client_columns()).where(
+                clients.c.id == client_id)).mappings().first()
+        return ClientRecord(**row) if row else None
+
+    def client_by_api_key(self, api_key: str) -> ClientRecord | None:
+        """The tenant owning ``api_key``; cached briefly, as every request asks."""
+        key_hash = hash_api_key(api_key)
+        now = time.monotonic()
+        cached = self._client_cache.get(key_hash)
+        if cached and cached[0] > now:
+            return cached[1]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*self._client_columns()).where(
+                clients.c.api_key_hash == key_hash)).mappings().first()
+        record = ClientRecord(**row) if row else None
+        with self._cache_lock:
+            if len(self._client_cache) > 10_000:
+                self._client_cache.clear()
+            self._client_cache[key_hash] = (now + _CLIENT_CACHE_TTL_S, record)
+        return record
+
+    def list_clients(self) -> list[ClientRecord]:
+        """Every tenant, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*self._client_columns()).order_by(
+                clients.c.created_at)).mappings().all()
+        return [ClientRecord(**row) for row in rows]
+
+    def rotate_secret(self, client_id: str, *, grace_s: float) -> ClientRecord | None:
+        """Give a tenant a new signing secret; the old one still signs for ``grace_s``."""
+        with self._writer.begin() as conn:
+            row = conn.execute(select(clients.c.webhook_secret).where(
+                clients.c.id == client_id)).first()
+            if row is None:
+                return None
+            conn.execute(update(clients).where(clients.c.id == client_id).values(
+                webhook_secret=new_webhook_secret(), previous_secret=row.webhook_secret,
+                previous_secret_until=time.time() + grace_s))
+        with self._cache_lock:
+            self._client_cache.clear()
+        return self.get_client(client_id)
+
+    @staticmethod
+    def _client_columns() -> list[Column[Any]]:
+        return [c for c in clients.c if c.name != "api_key_hash"]
+
+    # -------------------------------------------------------------- job writes
+
+    def create_job(self, new: NewJob, *, now: float,
+                   idempotency: tuple[str, str] | None = None) -> tuple[JobRecord, bool]:
+        """Insert a job; with (key, request hash) a repeat returns the first job and False."""
+        try:
+            return self._create_job(new, now=now, idempotency=idempotency)
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer as a repeat.
+            if idempotency is None:
+                raise
+            return self._create_job(new, now=now, idempotency=idempotency)
+
+    def _create_job(self, new: NewJob, *, now: float,
+                    idempotency: tuple[str, str] | None) -> tuple[JobRecord, bool]:
+        with self._writer.begin() as conn:
+            if idempotency is not None:
+                existing = self._idempotent_replay(conn, new.client_id, idempotency, now)
+                if existing is not None:
+                    return existing, False
+            values = dataclasses.asdict(new)
+            values.update(id=new_id("job"), state=State.QUEUED.value, created_at=now,
+                          metadata=json.dumps(new.metadata, separators=(",", ":")),
+                          attempts=0, version=1)
+            conn.execute(insert(jobs).values(**values))
+            if idempotency is not None:
+                conn.execute(insert(idempotency_keys).values(
+                    client_id=new.client_id, key=idempotency[0], request_hash=idempotency[1],
+                    job_id=values["id"], created_at=now))
+            record = self._get(conn, values["id"])
+        assert record is not None
+        log.info("%s created priority=%s duration=%.3fs", record.id, record.priority,
+                 record.duration_s)
+        return record, True
+
+    def _idempotent_replay(self, conn: Connection, client_id: str,
+                           idempotency: tuple[str, str], now: float) -> JobRecord | None:
+        key, request_hash = idempotency
+        where = and_(idempotency_keys.c.client_id == client_id, idempotency_keys.c.key == key)
+        row = conn.execute(select(idempotency_keys).where(where)).first()
+        if row is None:
+            return None
+        if row.created_at < now - IDEMPOTENCY_WINDOW_S:
+            conn.execute(idempotency_keys.delete().where(where))
+            return None
+        if row.request_hash != request_hash:
+            raise IdempotencyConflict(key)
+        return self._get(conn, row.job_id)
+
+    def cancel(self, job_id: str, *, now: float,
+               fault: WebhookFault = _no_fault) -> JobRecord:
+        """Cancel a pending job; raises InvalidTransition when it is already final."""
+        with self._writer.begin() as conn:
+            job = self._get(conn, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            progress = resources.estimated_progress(job, now)
+            return self._finalize(conn, job, State.CANCELLED, now=now, fault=fault,
+                                  progress=progress, result=None, error=None)
+
+    def claim(self, *, now: float, limit: int) -> list[JobRecord]:
+        """Start up to ``limit`` queued jobs, most urgent then oldest first."""
+        if limit <= 0:
+            return []
+        with self._writer.begin() as conn:
+            ids = conn.execute(
+                select(jobs.c.id).where(jobs.c.state == State.QUEUED.value)
+                .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(limit)
+                .with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
+            rows = conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(ids), jobs.c.state.in_(sources_of(State.PROCESSING)))
+                .values(state=State.PROCESSING.value, started_at=now,
+                        due_at=now + jobs.c.duration_s, attempts=jobs.c.attempts + 1,
+                        version=jobs.c.version + 1)
+                .returning(*jobs.c)).mappings().all()
+        started = [JobRecord.from_row(r) for r in rows]
+        for job in started:
+            log.info("%s queued -> processing attempt=%d", job.id, job.attempts)
+        return started
+
+    def finish_due(self, *, now: float, fault: WebhookFault = _no_fault,
+                   batch: int = 500) -> list[JobRecord]:
+        """End every processing attempt whose time has come; returns the jobs changed."""
+        with self._writer.begin() as conn:
+            rows = conn.execute(
+                select(jobs).where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
+                .order_by(jobs.c.due_at).limit(batch)
+                .with_for_update(skip_locked=True)).mappings().all()
+            return [self._end_attempt(conn, JobRecord.from_row(r), now, fault) for r in rows]
+
+    def _end_attempt(self, conn: Connection, job: JobRecord, now: float,
+                     fault: WebhookFault) -> JobRecord:
+        if job.attempts > job.planned_failures:
+            result = {"video_url": f"https://cdn.vt.local/{job.id}/{job.target_language}.mp4"}
+            return self._finalize(conn, job, State.COMPLETED, now=now, fault=fault,
+                                  progress=1.0, result=result, error=None)
+        if job.attempts < job.max_attempts:
+            return self._transition(conn, job, State.QUEUED, started_at=None, due_at=None)
+        error = {"code": "translation_failed",
+                 "message": f"simulated translation failure after {job.attempts} attempt(s)"}
+        return self._finalize(conn, job, State.ERROR, now=now, fault=fault,
+                              progress=resources.estimated_progress(job, now),
+                              result=None, error=error)
+
+    def _finalize(self, conn: Connection, job: JobRecord, target: State, *, now: float,
+                  fault: WebhookFault, progress: float, result: dict[str, Any] | None,
+                  error: dict[str, Any] | None) -> JobRecord:
+        """Enter a final state and, in the same transaction, queue its webhook."""
+        final = self._transition(
+            conn, job, target, finished_at=now, due_at=None, progress=progress,
+            result=json.dumps(result) if result else None,
+            error=json.dumps(error) if error else None)
+        if final.callback_url:
+            event_type = EventType.for_status(target.status)
+            body = resources.webhook_body(final, event_type, now)
+            conn.execute(insert(webhook_events).values(
+                id=new_id("msg"), job_id=final.id, client_id=final.client_id,
+                type=event_type.value, callback_url=final.callback_url, payload=body,
+                mode=fault(final), state="pending", attempts=0, next_attempt_at=now,
+                created_at=now))
+        return final
+
+    def _transition(self, conn: Connection, job: JobRecord, target: State,
+                    **values: Any) -> JobRecord:
+        """The guarded UPDATE: no row changed means the transition is illegal."""
+        row = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id, jobs.c.state.in_(sources_of(target)))
+            .values(state=target.value, version=jobs.c.version + 1, **values)
+            .returning(*jobs.c)).mappings().first()
+        if row is None:
+            current = self._get(conn, job.id)
+            raise InvalidTransition(job.id, current.state if current else job.state, target)
+        log.info("%s %s -> %s attempt=%d", job.id, job.state, target, job.attempts)
+        return JobRecord.from_row(row)
+
+    # --------------------------------------------------------------- job reads
+
+    @staticmethod
+    def _get(conn: Connection, job_id: str) -> JobRecord | None:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return JobRecord.from_row(row) if row else None
+
+    def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
+        """One job; with ``client_id``, only when that tenant owns it."""
+        with self.engine.connect() as conn:
+            job = self._get(conn, job_id)
+        if job is None or (client_id is not None and job.client_id != client_id):
+            return None
+        return job
+
+    def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
+        """The tenant's jobs among ``ids``, in the order asked (unknown ids left out)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(
+                jobs.c.client_id == client_id, jobs.c.id.in_(list(ids)))).mappings().all()
+        by_id = {r["id"]: JobRecord.from_row(r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_jobs(self, client_id: str, *, states: Iterable[str] | None, limit: int,
+                  before_seq: int | None) -> list[JobRecord]:
+        """A page of the tenant's jobs, newest first."""
+        query = select(jobs).where(jobs.c.client_id == client_id)
+        if states is not None:
+            query = query.where(jobs.c.state.in_(list(states)))
+        if before_seq is not None:
+            query = query.where(jobs.c.seq < before_seq)
+        query = query.order_by(jobs.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [JobRecord.from_row(r) for r in conn.execute(query).mappings()]
+
+    def next_due_at(self) -> float | None:
+        """When the next processing attempt ends."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.min(jobs.c.due_at)).where(
+                jobs.c.state == State.PROCESSING.value)).scalar()
+
+    def count_in_state(self, state: State) -> int:
+        """How many jobs are in ``state``."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(
+                jobs.c.state == state.value)).scalar_one())
+
+    def counts_by_state(self) -> dict[str, int]:
+        """Jobs per internal state (every state present, zeros included)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all()
+        counts = {s.value: 0 for s in State}
+        counts.update({state: int(n) for state, n in rows})
+        return counts
+
+    def queue_ahead(self, job: JobRecord) -> int:
+        """Queued jobs that a worker slot will take before this one."""
+        ahead = or_(jobs.c.priority > job.priority,
+                    and_(jobs.c.priority == job.priority, jobs.c.seq < job.seq))
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(
+                jobs.c.state == State.QUEUED.value, ahead)).scalar_one())
+
+    def estimated_slot_ends(self, limit: int) -> list[float]:
+        """The estimator's view of when the busiest slots free up, soonest first."""
+        est_end = jobs.c.started_at + jobs.c.duration_s * jobs.c.estimate_factor
+        with self.engine.connect() as conn:
+            return [float(v) for v in conn.execute(
+                select(est_end).where(jobs.c.state == State.PROCESSING.value)
+                .order_by(est_end).limit(limit)).scalars()]
