@@ -85,11 +85,6 @@ def _settings(options: dict[str, Any]) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    # Runs in the main thread, inside waitress's select loop: unwinding it ends serve().
-    raise SystemExit(0)
-
-
 def serve(settings: Settings) -> int:
     """Serve until a signal; returns the exit code (0 on SIGTERM/SIGINT)."""
     app = create_app(settings)
@@ -97,6 +92,15 @@ def serve(settings: Settings) -> int:
                                     threads=settings.threads, ident="callback_receiver")
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"
+    receiver = get_receiver(app)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        # Runs in the main thread inside waitress's select loop. Release the long-polls first:
+        # waitress waits for its busy threads (up to 5 s) when the loop unwinds.
+        log.info("signal %d: stopping", signum)
+        receiver.feed.close()
+        raise SystemExit(0)
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if not settings.secrets and settings.credentials_file is None:
@@ -106,13 +110,16 @@ def serve(settings: Settings) -> int:
     try:
         if settings.ready_file is not None:
             _write_ready(settings.ready_file, {"url": url, "port": port, "pid": os.getpid()})
-        server.run()
+        server.run()  # waitress catches the SystemExit/KeyboardInterrupt and returns
     except (SystemExit, KeyboardInterrupt):
-        log.info("stopping")
+        pass  # a signal before run() began
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        get_receiver(app).feed.close()  # release long-polls so worker threads can finish
+        # Release long-polls, let in-flight requests finish their transactions (a webhook
+        # committed but not yet answered is simply redelivered and de-duplicated), then close.
+        receiver.feed.close()
+        server.task_dispatcher.shutdown(timeout=5)
         server.close()
         close_app(app)
         log.info("stopped")

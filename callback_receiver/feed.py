@@ -65,10 +65,7 @@ class Feed:
         self._take_slot()
         try:
             while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._version != version or self._closed,
-                                        max(0.0, deadline - time.monotonic()))
-                    version = self._version
+                version = self._wait_for_change(version, deadline)
                 if self._closed or time.monotonic() >= deadline:
                     return fetch()
                 items = fetch()
@@ -77,6 +74,13 @@ class Feed:
         finally:
             with self._cond:
                 self._waiters -= 1
+
+    def _wait_for_change(self, seen: int, deadline: float) -> int:
+        """Block until the version differs from ``seen``, the feed closes or the deadline."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != seen or self._closed,
+                                max(0.0, deadline - time.monotonic()))
+            return self._version
 
     def _take_slot(self) -> None:
         with self._cond:

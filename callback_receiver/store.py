@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.engine import CursorResult, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
 from client_lib.models import JobStatus, format_time
@@ -160,6 +160,12 @@ def make_engine(url: str, *, pool_size: int) -> Engine:
     return engine
 
 
+def _primary_key(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 class Store:
     """Reads and writes the receiver's tables; the only module that speaks SQL."""
 
@@ -196,7 +202,7 @@ class Store:
                     result = conn.execute(insert(events).values(
                         webhook_id=webhook_id, job_id=job_id, type=type,
                         received_at=received_at, payload=payload))
-                    seq = int(result.inserted_primary_key[0])
+                    seq = int(_primary_key(result))
             except IntegrityError:
                 seq = None  # webhook_id UNIQUE: this event is already stored
             if seq is not None and final_status is not None:
@@ -230,7 +236,7 @@ class Store:
         values = dataclasses.asdict(receipt)
         if values["webhook_id"] is not None:
             values["webhook_id"] = values["webhook_id"][:ID_LENGTH]
-        new_id = conn.execute(insert(receipts).values(**values)).inserted_primary_key[0]
+        new_id = _primary_key(conn.execute(insert(receipts).values(**values)))
         conn.execute(delete(receipts).where(receipts.c.id <= int(new_id) - RECEIPTS_KEPT))
 
     def events_after(self, after: int, *, job_id: str | None = None,
