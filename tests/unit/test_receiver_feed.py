@@ -1,0 +1,184 @@
+"""GET /v1/events: cursor semantics, parameter validation, long-polls and their limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from callback_receiver.feed import Feed, FeedBusy
+from callback_receiver.receiver import get_receiver
+from client_lib.models import Event
+from tests.support import wait_until
+from tests.unit.test_receiver_support import event_body, receiver_app, signed_headers
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    with receiver_app(tmp_path, threads=4, max_waiters=2) as app:
+        yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def deliver(client: FlaskClient, job_id: str, msg_id: str | None = None) -> None:
+    body = event_body(job_id)
+    resp = client.post("/webhooks", data=body, headers=signed_headers(body, msg_id=msg_id))
+    assert resp.status_code == 204
+
+
+def feed(client: FlaskClient, query: str = "") -> dict[str, Any]:
+    resp = client.get(f"/v1/events{query}")
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return dict(resp.get_json())
+
+
+class Poller(threading.Thread):
+    """A long-poll in its own thread, timing when its answer arrived."""
+
+    def __init__(self, app: Flask, query: str) -> None:
+        super().__init__(daemon=True)
+        self.app, self.query = app, query
+        self.result: dict[str, Any] | None = None
+        self.returned_at = 0.0
+
+    def run(self) -> None:
+        self.result = feed(self.app.test_client(), self.query)
+        self.returned_at = time.monotonic()
+
+
+def start_poller(app: Flask, query: str, waiters: int = 1) -> Poller:
+    poller = Poller(app, query)
+    poller.start()
+    feed_ = get_receiver(app).feed
+    wait_until(lambda: feed_.waiters >= waiters, timeout=5, message="the long-poll to block")
+    return poller
+
+
+def test_empty_feed_answers_the_given_cursor(client: FlaskClient) -> None:
+    assert feed(client) == {"events": [], "cursor": "0"}
+    assert feed(client, "?after=42") == {"events": [], "cursor": "42"}
+
+
+def test_cursor_returns_only_later_events_in_order(client: FlaskClient) -> None:
+    for i in range(3):
+        deliver(client, f"job_{i}", f"msg_{i}")
+    first = feed(client)
+    assert [e["webhook_id"] for e in first["events"]] == ["msg_0", "msg_1", "msg_2"]
+    assert first["cursor"] == first["events"][-1]["cursor"]
+    assert feed(client, f"?after={first['cursor']}") == {"events": [], "cursor": first["cursor"]}
+    deliver(client, "job_3", "msg_3")
+    later = feed(client, f"?after={first['cursor']}")
+    assert [e["webhook_id"] for e in later["events"]] == ["msg_3"]
+    middle = feed(client, f"?after={first['events'][0]['cursor']}")
+    assert [e["webhook_id"] for e in middle["events"]] == ["msg_1", "msg_2", "msg_3"]
+
+
+def test_events_match_the_wire_model(client: FlaskClient) -> None:
+    deliver(client, "job_w", "msg_w")
+    event = Event.from_dict(feed(client)["events"][0])
+    assert (event.webhook_id, event.type.value, event.data.id) == (
+        "msg_w", "job.completed", "job_w")
+    assert event.received_at.endswith("Z")
+
+
+def test_job_filter_and_limit(client: FlaskClient) -> None:
+    for i in range(4):
+        deliver(client, "job_a" if i % 2 == 0 else "job_b", f"msg_{i}")
+    only_b = feed(client, "?job_id=job_b")
+    assert [e["webhook_id"] for e in only_b["events"]] == ["msg_1", "msg_3"]
+    page = feed(client, "?limit=3")
+    assert len(page["events"]) == 3
+    rest = feed(client, f"?after={page['cursor']}&limit=3")
+    assert [e["webhook_id"] for e in rest["events"]] == ["msg_3"]
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("?wait=61", "wait"), ("?wait=-1", "wait"), ("?wait=abc", "wait"), ("?wait=nan", "wait"),
+    ("?wait=inf", "wait"), ("?after=abc", "after"), ("?after=-1", "after"),
+    ("?limit=0", "limit"), ("?limit=1001", "limit"), ("?limit=x", "limit"),
+    ("?job_id=" + "j" * 300, "job_id"),
+])
+def test_invalid_parameters_are_422_naming_the_field(client: FlaskClient, query: str,
+                                                     field: str) -> None:
+    resp = client.get(f"/v1/events{query}")
+    assert resp.status_code == 422
+    problem = resp.get_json()
+    assert problem["code"] == "validation_error"
+    assert problem["detail"].startswith(f"{field}:")
+    assert problem["field"] == field
+
+
+def test_long_poll_wakes_when_a_webhook_arrives(app: Flask, client: FlaskClient) -> None:
+    poller = start_poller(app, "?wait=10")
+    sent_at = time.monotonic()
+    deliver(client, "job_wake", "msg_wake")
+    poller.join(timeout=5)
+    assert poller.result is not None
+    assert [e["webhook_id"] for e in poller.result["events"]] == ["msg_wake"]
+    assert poller.returned_at - sent_at < 1.0  # the wait was 10 s
+
+
+def test_long_poll_for_one_job_ignores_other_jobs(app: Flask, client: FlaskClient) -> None:
+    poller = start_poller(app, "?job_id=job_mine&wait=10")
+    deliver(client, "job_other", "msg_other")
+    # It woke, found nothing of its own, and went back to waiting.
+    wait_until(lambda: get_receiver(app).feed.waiters == 1, timeout=2, message="re-wait")
+    assert poller.is_alive()
+    deliver(client, "job_mine", "msg_mine")
+    poller.join(timeout=5)
+    assert poller.result is not None
+    assert [e["webhook_id"] for e in poller.result["events"]] == ["msg_mine"]
+
+
+def test_long_poll_times_out_cleanly(client: FlaskClient) -> None:
+    started = time.monotonic()
+    result = feed(client, "?after=0&wait=0.3")
+    elapsed = time.monotonic() - started
+    assert result == {"events": [], "cursor": "0"}
+    assert 0.3 <= elapsed < 1.5
+
+
+def test_waits_beyond_max_waiters_are_refused_at_once(app: Flask, client: FlaskClient) -> None:
+    pollers = [start_poller(app, "?wait=10", waiters=n) for n in (1, 2)]
+    started = time.monotonic()
+    resp = client.get("/v1/events?wait=10")
+    assert time.monotonic() - started < 1.0
+    assert resp.status_code == 503
+    assert resp.headers["Retry-After"] == "1"
+    assert resp.get_json()["code"] == "too_many_waiters"
+    # A poll that needs no waiting is still served, and the blocked ones still wake.
+    assert client.get("/v1/events?wait=0").status_code == 200
+    deliver(client, "job_z")
+    for poller in pollers:
+        poller.join(timeout=5)
+        assert poller.result is not None and len(poller.result["events"]) == 1
+    assert 'receiver_feed_waits_refused_total 1.0' in client.get("/metrics").get_data(
+        as_text=True)
+
+
+def test_closing_the_feed_releases_waiters(app: Flask) -> None:
+    poller = start_poller(app, "?wait=20")
+    get_receiver(app).feed.close()
+    poller.join(timeout=5)
+    assert not poller.is_alive()
+    assert poller.result == {"events": [], "cursor": "0"}
+
+
+def test_feed_refuses_a_waiter_over_its_limit() -> None:
+    feed_ = Feed(max_waiters=0)
+    assert feed_.poll(lambda: [1], wait=5) == [1]  # found at once: no slot needed
+    with pytest.raises(FeedBusy):
+        feed_.poll(list, wait=5)
+    assert feed_.waiters == 0
