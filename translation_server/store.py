@@ -415,7 +415,8 @@ class Store:
                         due_at=now + jobs.c.duration_s, attempts=jobs.c.attempts + 1,
                         version=jobs.c.version + 1)
                 .returning(*jobs.c)).mappings().all()
-        started = [JobRecord.from_row(r) for r in rows]
+        # RETURNING gives no order: hand the jobs out in the order they were chosen
+        started = sorted((JobRecord.from_row(r) for r in rows), key=lambda j: (-j.priority, j.seq))
         for job in started:
             log.info("%s queued -> processing attempt=%d", job.id, job.attempts)
         return started

@@ -1,0 +1,73 @@
+"""Fixtures shared by the whole suite: a fresh server app and database per test (flaskr style)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from translation_server import Settings, create_app
+from translation_server.app import Runtime
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test server: its own database and credentials file, seeded, no demo."""
+    base = Settings(database_url=f"sqlite:///{tmp_path / 'server.db'}", seed=1234,
+                    admin_token=ADMIN_TOKEN, credentials_file=tmp_path / "local.json",
+                    demo_job=False, duration_min=1.0, duration_max=2.0)
+    return base.replace(**overrides)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[Any]:
+    """A factory of apps; background threads are off unless ``start=True``."""
+    apps: list[Flask] = []
+
+    def factory(*, start: bool = False, **overrides: Any) -> Flask:
+        app = create_app(server_settings(tmp_path, **overrides), start=start)
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["vt"].close()
+
+
+@pytest.fixture
+def app(make_app: Any) -> Flask:
+    """A server app with its scheduler stopped (tests drive it with ``runtime.simulator.step``)."""
+    return make_app()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def runtime(app: Flask) -> Runtime:
+    """The app's runtime (store, simulator, estimator)."""
+    return app.extensions["vt"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def tenant(client: FlaskClient) -> dict[str, str]:
+    """A fresh tenant: its id, API key, webhook secret, and ready-made auth headers."""
+    resp = client.post("/v1/clients", json={"name": "acme"},
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    return {**body, "auth": f"Bearer {body['api_key']}"}
+
+
+def auth(tenant: dict[str, str]) -> dict[str, str]:
+    """The Authorization header of a tenant."""
+    return {"Authorization": tenant["auth"]}

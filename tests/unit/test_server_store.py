@@ -1,0 +1,163 @@
+"""The store and the scheduler: guarded transitions, slots, priority, outcomes, the outbox."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from translation_server.app import Runtime
+from translation_server.states import TRANSITIONS, InvalidTransition, State, sources_of
+from translation_server.store import (
+    IDEMPOTENCY_WINDOW_S,
+    IdempotencyConflict,
+    NewJob,
+    Store,
+    decode_cursor,
+    encode_cursor,
+    webhook_events,
+)
+
+T0 = 1_800_000_000.0
+
+
+def new_job(client_id: str = "cli_a", **overrides: Any) -> NewJob:
+    fields: dict[str, Any] = dict(
+        client_id=client_id, priority=0, target_language="es", source_url=None,
+        callback_url=None, metadata={}, duration_s=10.0, estimate_factor=1.0,
+        planned_failures=0, max_attempts=1, webhook_mode=None)
+    fields.update(overrides)
+    return NewJob(**fields)
+
+
+@pytest.fixture
+def store(runtime: Runtime) -> Store:
+    return runtime.store
+
+
+def test_transition_table_has_final_states_without_exits() -> None:
+    assert {s for s in State if s.is_final} == {State.COMPLETED, State.ERROR, State.CANCELLED}
+    assert TRANSITIONS[State.QUEUED] == {State.PROCESSING, State.CANCELLED}
+    assert sorted(sources_of(State.CANCELLED)) == ["processing", "queued"]
+    assert State.QUEUED.status.value == "pending" and State.QUEUED.stage is not None
+    assert State.ERROR.stage is None
+
+
+def test_claim_takes_priority_then_age_and_respects_limit(store: Store) -> None:
+    low_old = store.create_job(new_job(priority=0), now=T0)[0]
+    high_new = store.create_job(new_job(priority=9), now=T0 + 1)[0]
+    low_new = store.create_job(new_job(priority=0), now=T0 + 2)[0]
+    started = store.claim(now=T0 + 3, limit=2)
+    assert [j.id for j in started] == [high_new.id, low_old.id]
+    assert all(j.state is State.PROCESSING and j.due_at == T0 + 13 for j in started)
+    assert store.get_job(low_new.id).state is State.QUEUED  # type: ignore[union-attr]
+
+
+def test_finish_due_completes_exactly_at_due_time(store: Store) -> None:
+    job = store.create_job(new_job(duration_s=5), now=T0)[0]
+    store.claim(now=T0, limit=1)
+    assert store.finish_due(now=T0 + 4.999) == []
+    done = store.finish_due(now=T0 + 5)
+    assert [(j.id, j.state, j.progress) for j in done] == [(job.id, State.COMPLETED, 1.0)]
+    assert done[0].result == {"video_url": f"https://cdn.vt.local/{job.id}/es.mp4"}
+
+
+def test_planned_failure_is_retried_then_completes(store: Store) -> None:
+    job = store.create_job(new_job(planned_failures=1, max_attempts=3, duration_s=1),
+                           now=T0)[0]
+    store.claim(now=T0, limit=1)
+    (first,) = store.finish_due(now=T0 + 1)
+    assert first.state is State.QUEUED and first.attempts == 1
+    store.claim(now=T0 + 1, limit=1)
+    (second,) = store.finish_due(now=T0 + 2)
+    assert (second.id, second.state, second.attempts) == (job.id, State.COMPLETED, 2)
+
+
+def test_error_is_final_after_max_attempts(store: Store) -> None:
+    store.create_job(new_job(planned_failures=2, max_attempts=2, duration_s=1), now=T0)
+    store.claim(now=T0, limit=1)
+    store.finish_due(now=T0 + 1)
+    store.claim(now=T0 + 1, limit=1)
+    (final,) = store.finish_due(now=T0 + 2)
+    assert final.state is State.ERROR and final.attempts == 2
+    assert final.error == {"code": "translation_failed",
+                           "message": "simulated translation failure after 2 attempt(s)"}
+
+
+def test_cancel_of_final_job_is_an_invalid_transition(store: Store) -> None:
+    job = store.create_job(new_job(duration_s=1), now=T0)[0]
+    cancelled = store.cancel(job.id, now=T0 + 0.5)
+    assert cancelled.state is State.CANCELLED and cancelled.finished_at == T0 + 0.5
+    with pytest.raises(InvalidTransition) as info:
+        store.cancel(job.id, now=T0 + 1)
+    assert info.value.current is State.CANCELLED
+    assert store.claim(now=T0 + 1, limit=5) == []
+
+
+def test_final_state_writes_its_outbox_row_in_the_same_transaction(store: Store) -> None:
+    job = store.create_job(new_job(callback_url="http://127.0.0.1:9/hook", duration_s=1),
+                           now=T0)[0]
+    silent = store.create_job(new_job(duration_s=1), now=T0)[0]
+    store.claim(now=T0, limit=5)
+    store.finish_due(now=T0 + 1, fault=lambda j: "drop")
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(webhook_events)).mappings().all()
+    assert [(r["job_id"], r["type"], r["mode"], r["state"]) for r in rows] == [
+        (job.id, "job.completed", "drop", "pending")]
+    body = json.loads(rows[0]["payload"])
+    assert body["type"] == "job.completed" and body["data"]["id"] == job.id
+    assert body["data"]["status"] == "completed" and silent.id != job.id
+
+
+def test_idempotency_replays_the_same_job_and_refuses_another_body(store: Store) -> None:
+    first, created = store.create_job(new_job(), now=T0, idempotency=("k1", "hash-a"))
+    again, created_again = store.create_job(new_job(), now=T0 + 5, idempotency=("k1", "hash-a"))
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        store.create_job(new_job(), now=T0 + 6, idempotency=("k1", "hash-b"))
+    other_tenant, created_other = store.create_job(new_job(client_id="cli_b"), now=T0,
+                                                   idempotency=("k1", "hash-b"))
+    assert created_other and other_tenant.id != first.id
+    later, created_later = store.create_job(new_job(), now=T0 + IDEMPOTENCY_WINDOW_S + 1,
+                                            idempotency=("k1", "hash-c"))
+    assert created_later and later.id != first.id
+
+
+def test_list_is_newest_first_with_cursor_and_tenant_isolation(store: Store) -> None:
+    ids = [store.create_job(new_job(), now=T0 + i)[0].id for i in range(5)]
+    store.create_job(new_job(client_id="cli_other"), now=T0)
+    page1 = store.list_jobs("cli_a", states=None, limit=3, before_seq=None)
+    page2 = store.list_jobs("cli_a", states=None, limit=3, before_seq=page1[-1].seq)
+    assert [j.id for j in page1 + page2] == ids[::-1]
+    assert store.get_job(ids[0], client_id="cli_other") is None
+    assert decode_cursor(encode_cursor(42)) == 42 and decode_cursor("garbage!") is None
+
+
+def test_scheduler_step_fills_slots_and_sleeps_until_next_due(runtime: Runtime) -> None:
+    store = runtime.store
+    for i in range(6):
+        store.create_job(new_job(duration_s=2 + i), now=T0)
+    runtime.simulator.step(T0)
+    assert store.count_in_state(State.PROCESSING) == runtime.settings.workers == 4
+    assert store.next_due_at() == T0 + 2
+    runtime.simulator.step(T0 + 2)
+    counts = store.counts_by_state()
+    assert counts["completed"] == 1 and counts["processing"] == 4 and counts["queued"] == 1
+
+
+def test_plan_is_seeded_and_pins_win(make_app: Any) -> None:
+    plans = [make_app(seed=7).extensions["vt"].simulator.plan({}) for _ in range(2)]
+    assert plans[0] == plans[1]
+    sim = make_app(seed=7, max_attempts=3).extensions["vt"].simulator
+    pinned = sim.plan({"duration_s": 3.0, "outcome": "error", "webhook": "drop"})
+    assert (pinned["duration_s"], pinned["planned_failures"], pinned["webhook_mode"]) == (
+        3.0, 3, "drop")
+    assert sim.plan({"outcome": "completed"})["planned_failures"] == 0
+
+
+def test_error_rate_is_honoured_by_the_seeded_draws(make_app: Any) -> None:
+    sim = make_app(error_rate=0.3, seed=99).extensions["vt"].simulator
+    failures = sum(sim.plan({})["planned_failures"] for _ in range(2000))
+    assert 520 <= failures <= 680  # 600 expected; binomial sd ~20
