@@ -20,11 +20,12 @@ from .receiver import get_receiver
 from .signatures import parse_secret
 
 log = logging.getLogger("callback_receiver")
-_D = Settings(credentials_file=None)
+_D = Settings()
 
 
-def _secrets(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[
-        str, ...]:
+def _secrets(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
     """Split each value on commas and spaces; reject (without echoing) an unusable secret."""
     out = tuple(w for v in values for w in v.replace(",", " ").split())
     for index, secret in enumerate(out, 1):
@@ -36,38 +37,102 @@ def _secrets(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ..
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100})
-@click.option("--host", default=_D.host, envvar="VT_RECEIVER_HOST", show_envvar=True,
-              help="Interface to bind.")
-@click.option("--port", default=_D.port, type=int, envvar="VT_RECEIVER_PORT", show_envvar=True,
-              help="Port to bind (0: any free port).")
-@click.option("--database-url", default=_D.database_url, envvar="VT_RECEIVER_DATABASE_URL",
-              show_envvar=True, help="SQLAlchemy URL of the store (SQLite file by default).")
-@click.option("--secret", "secrets", multiple=True, callback=_secrets,
-              envvar="VT_WEBHOOK_SECRETS", show_envvar=True,
-              help="Accepted webhook secret (whsec_...); repeat for several. The variable holds "
-                   "them separated by spaces or commas.", show_default="none")
-@click.option("--credentials-file", default=str(Settings().credentials_file),
-              envvar="VT_CREDENTIALS_FILE", show_envvar=True,
-              help="Local set-up file whose webhook secret is also accepted, re-read when it "
-                   "changes ('' to disable).")
-@click.option("--tolerance", default=_D.tolerance_s, type=float, envvar="VT_WEBHOOK_TOLERANCE",
-              show_envvar=True, help="Seconds a webhook-timestamp may differ from now.")
-@click.option("--threads", default=_D.threads, type=int, envvar="VT_RECEIVER_THREADS",
-              show_envvar=True, help="waitress request threads.")
-@click.option("--max-waiters", default=None, type=int, envvar="VT_RECEIVER_MAX_WAITERS",
-              show_envvar=True, show_default="threads - 4",
-              help="Long-polls that may block at once; more get 503 Retry-After at once.")
-@click.option("--max-wait", default=_D.max_wait_s, type=float, envvar="VT_RECEIVER_MAX_WAIT",
-              show_envvar=True, help="Longest wait= a long-poll may ask for, seconds (<= 60).")
-@click.option("--ready-file", default=None, envvar="VT_RECEIVER_READY_FILE", show_envvar=True,
-              help="Write {url, port, pid} as JSON here once listening (tests use it).")
-@click.option("--log-level", default="INFO", envvar="VT_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="Logging threshold.")
+@click.option(
+    "--host",
+    default=_D.host,
+    envvar="VT_RECEIVER_HOST",
+    show_envvar=True,
+    help="Interface to bind.",
+)
+@click.option(
+    "--port",
+    default=_D.port,
+    type=int,
+    envvar="VT_RECEIVER_PORT",
+    show_envvar=True,
+    help="Port to bind (0: any free port).",
+)
+@click.option(
+    "--database-url",
+    default=_D.database_url,
+    envvar="VT_RECEIVER_DATABASE_URL",
+    show_envvar=True,
+    help="SQLAlchemy URL of the store (SQLite file by default).",
+)
+@click.option(
+    "--secret",
+    "secrets",
+    multiple=True,
+    callback=_secrets,
+    envvar="VT_WEBHOOK_SECRETS",
+    show_envvar=True,
+    help="Accepted webhook secret (whsec_...); repeat for several. The variable holds "
+    "them separated by spaces or commas.",
+    show_default="none",
+)
+@click.option(
+    "--credentials-file",
+    default=str(_D.credentials_file),
+    envvar="VT_CREDENTIALS_FILE",
+    show_envvar=True,
+    help="Local set-up file whose webhook secret is also accepted, re-read when it "
+    "changes ('' to disable).",
+)
+@click.option(
+    "--tolerance",
+    default=_D.tolerance_s,
+    type=float,
+    envvar="VT_WEBHOOK_TOLERANCE",
+    show_envvar=True,
+    help="Seconds a webhook-timestamp may differ from now.",
+)
+@click.option(
+    "--threads",
+    default=_D.threads,
+    type=int,
+    envvar="VT_RECEIVER_THREADS",
+    show_envvar=True,
+    help="waitress request threads.",
+)
+@click.option(
+    "--max-waiters",
+    default=None,
+    type=int,
+    envvar="VT_RECEIVER_MAX_WAITERS",
+    show_envvar=True,
+    show_default="threads - 4",
+    help="Long-polls that may block at once; more get 503 Retry-After at once.",
+)
+@click.option(
+    "--max-wait",
+    default=_D.max_wait_s,
+    type=float,
+    envvar="VT_RECEIVER_MAX_WAIT",
+    show_envvar=True,
+    help="Longest wait= a long-poll may ask for, seconds (<= 60).",
+)
+@click.option(
+    "--ready-file",
+    default=None,
+    envvar="VT_RECEIVER_READY_FILE",
+    show_envvar=True,
+    help="Write {url, port, pid} as JSON here once listening (tests use it).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="VT_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging threshold.",
+)
 def main(**options: Any) -> None:
     """Run the callback receiver: verified, durable, de-duplicated webhooks and a change feed."""
-    logging.basicConfig(level=options.pop("log_level").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=options.pop("log_level").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = _settings(options)
     sys.exit(serve(settings))
 
@@ -79,8 +144,10 @@ def _settings(options: dict[str, Any]) -> Settings:
         return Settings(
             credentials_file=Path(cred) if cred else None,
             ready_file=Path(ready) if ready else None,
-            tolerance_s=options.pop("tolerance"), max_wait_s=options.pop("max_wait"),
-            **options)
+            tolerance_s=options.pop("tolerance"),
+            max_wait_s=options.pop("max_wait"),
+            **options,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -88,8 +155,13 @@ def _settings(options: dict[str, Any]) -> Settings:
 def serve(settings: Settings) -> int:
     """Serve until a signal; returns the exit code (0 on SIGTERM/SIGINT)."""
     app = create_app(settings)
-    server = waitress.create_server(app, host=settings.host, port=settings.port,
-                                    threads=settings.threads, ident="callback_receiver")
+    server = waitress.create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        ident="callback_receiver",
+    )
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"
     receiver = get_receiver(app)
@@ -105,8 +177,9 @@ def serve(settings: Settings) -> int:
     signal.signal(signal.SIGINT, _stop)
     if not settings.secrets and settings.credentials_file is None:
         log.warning("no webhook secret configured: every webhook will be refused (401)")
-    log.info("listening on %s (threads=%d, max waiters=%d)", url, settings.threads,
-             settings.waiter_limit)
+    log.info(
+        "listening on %s (threads=%d, max waiters=%d)", url, settings.threads, settings.waiter_limit
+    )
     try:
         if settings.ready_file is not None:
             _write_ready(settings.ready_file, {"url": url, "port": port, "pid": os.getpid()})

@@ -38,12 +38,16 @@ def list_events() -> Response:
     wait = _wait(request.args.get("wait"), receiver.settings.max_wait_s)
     try:
         found = receiver.feed.poll(
-            lambda: receiver.store.events_after(after, job_id=job_id, limit=limit), wait=wait)
+            lambda: receiver.store.events_after(after, job_id=job_id, limit=limit), wait=wait
+        )
     except FeedBusy as exc:
         receiver.metrics.waits_refused.inc()
-        raise APIProblem(503, "too_many_waiters",
-                         f"wait: every long-poll slot is taken ({exc}); retry shortly",
-                         headers={"Retry-After": "1"}) from exc
+        raise APIProblem(
+            503,
+            "too_many_waiters",
+            f"wait: every long-poll slot is taken ({exc}); retry shortly",
+            headers={"Retry-After": "1"},
+        ) from exc
     cursor = str(found[-1].seq) if found else str(after)
     return jsonify({"events": [e.to_wire() for e in found], "cursor": cursor})
 
@@ -53,8 +57,7 @@ def final_event(job_id: str) -> Response:
     """The final event received for a job, or 404."""
     found = get_receiver().store.final_event(job_id)
     if found is None:
-        raise APIProblem(404, "event_not_found",
-                         "job_id: no final event received for this job")
+        raise APIProblem(404, "event_not_found", "job_id: no final event received for this job")
     return jsonify(found.to_wire())
 
 
@@ -65,8 +68,9 @@ def healthz() -> Response:
         get_receiver().store.ping()
     except SQLAlchemyError:
         current_app.logger.warning("health check: database unreachable", exc_info=True)
-        return problem_response(503, "database_unavailable", "database: unreachable",
-                                database="unreachable")
+        return problem_response(
+            503, "database_unavailable", "database: unreachable", database="unreachable"
+        )
     return jsonify({"status": "ok", "database": "ok"})
 
 

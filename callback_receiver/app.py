@@ -56,6 +56,12 @@ def _finish_request(response: Response) -> Response:
     metrics = get_receiver().metrics
     metrics.requests.labels(route=route, status=str(response.status_code)).inc()
     metrics.latency.labels(route=route).observe(elapsed)
-    log.info("%s %s %d %.1fms request_id=%s", request.method, request.path,
-             response.status_code, elapsed * 1000, request_id)
+    log.info(
+        "%s %s %d %.1fms request_id=%s",
+        request.method,
+        request.path,
+        response.status_code,
+        elapsed * 1000,
+        request_id,
+    )
     return response

@@ -42,8 +42,10 @@ class Settings:
         if self.threads < 2:
             problems.append("threads must be at least 2")
         if not 0 <= self.waiter_limit < self.threads:
-            problems.append("max-waiters must be >= 0 and below threads "
-                            "(one thread at least must stay free for webhooks)")
+            problems.append(
+                "max-waiters must be >= 0 and below threads "
+                "(one thread at least must stay free for webhooks)"
+            )
         if not 0 < self.tolerance_s:
             problems.append("tolerance must be > 0 seconds")
         if not 0 <= self.max_wait_s <= MAX_WAIT_LIMIT:

@@ -78,8 +78,9 @@ class Feed:
     def _wait_for_change(self, seen: int, deadline: float) -> int:
         """Block until the version differs from ``seen``, the feed closes or the deadline."""
         with self._cond:
-            self._cond.wait_for(lambda: self._version != seen or self._closed,
-                                max(0.0, deadline - time.monotonic()))
+            self._cond.wait_for(
+                lambda: self._version != seen or self._closed, max(0.0, deadline - time.monotonic())
+            )
             return self._version
 
     def _take_slot(self) -> None:

@@ -65,8 +65,15 @@ def _short_text(value: Any, field: str, max_len: int) -> str:
 class Inbox:
     """Receives webhooks: verify, parse, store once, wake the feed."""
 
-    def __init__(self, *, store: Store, feed: Feed, secrets: SecretSource, metrics: Metrics,
-                 tolerance_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        feed: Feed,
+        secrets: SecretSource,
+        metrics: Metrics,
+        tolerance_s: float,
+    ) -> None:
         self._store = store
         self._feed = feed
         self._secrets = secrets
@@ -78,8 +85,9 @@ class Inbox:
         now = time.time()
         msg_id = headers.get(HEADER_ID)
         try:
-            verified = verify_webhook(body, headers, self._secrets.current(),
-                                      tolerance_s=self._tolerance_s, now=now)
+            verified = verify_webhook(
+                body, headers, self._secrets.current(), tolerance_s=self._tolerance_s, now=now
+            )
             event = parse_event(verified.body)
         except WebhookRejected as exc:
             self._reject(msg_id, exc.code, exc.status, now)
@@ -88,21 +96,33 @@ class Inbox:
             self._reject(msg_id, exc.code, exc.status, now)
             raise
         seq = self._store.add_event(
-            webhook_id=verified.msg_id, job_id=event.job_id, type=event.type,
-            final_status=event.final_status, payload=verified.body, received_at=now)
+            webhook_id=verified.msg_id,
+            job_id=event.job_id,
+            type=event.type,
+            final_status=event.final_status,
+            payload=verified.body,
+            received_at=now,
+        )
         if seq is None:
             self._metrics.webhooks.labels(result="duplicate").inc()
-            log.info("job %s: webhook %s is a duplicate, already stored",
-                     event.job_id, verified.msg_id)
+            log.info(
+                "job %s: webhook %s is a duplicate, already stored", event.job_id, verified.msg_id
+            )
             return False
         self._feed.notify()
         self._metrics.webhooks.labels(result="verified").inc()
-        log.info("job %s: webhook %s (%s) stored as cursor %d",
-                 event.job_id, verified.msg_id, event.type, seq)
+        log.info(
+            "job %s: webhook %s (%s) stored as cursor %d",
+            event.job_id,
+            verified.msg_id,
+            event.type,
+            seq,
+        )
         return True
 
     def _reject(self, msg_id: str | None, code: str, status: int, now: float) -> None:
         self._metrics.webhooks.labels(result="invalid").inc()
         log.warning("webhook %r rejected: %s (%d)", (msg_id or "")[:80], code, status)
-        self._store.add_rejection(webhook_id=msg_id or None, result=code, status=status,
-                                  received_at=now)
+        self._store.add_rejection(
+            webhook_id=msg_id or None, result=code, status=status, received_at=now
+        )

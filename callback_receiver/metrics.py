@@ -23,19 +23,33 @@ class Metrics:
 def create_metrics(feed: Feed) -> Metrics:
     """A fresh registry with every collector, the waiters gauge reading ``feed``."""
     registry = CollectorRegistry()
-    waiters = Gauge("receiver_feed_waiters", "Long-polls blocked on the change feed now.",
-                    registry=registry)
+    waiters = Gauge(
+        "receiver_feed_waiters", "Long-polls blocked on the change feed now.", registry=registry
+    )
     waiters.set_function(lambda: feed.waiters)
     return Metrics(
         registry=registry,
-        webhooks=Counter("receiver_webhooks_received", "Webhooks received, by result "
-                         "(verified, duplicate, invalid).", ["result"], registry=registry),
-        requests=Counter("receiver_http_requests", "HTTP requests answered, by route and status.",
-                         ["route", "status"], registry=registry),
-        latency=Histogram("receiver_http_request_duration_seconds",
-                          "Time to answer, by route (long-polls include their wait).",
-                          ["route"], registry=registry),
-        waits_refused=Counter("receiver_feed_waits_refused",
-                              "Long-polls answered 503 because every waiting slot was taken.",
-                              registry=registry),
+        webhooks=Counter(
+            "receiver_webhooks_received",
+            "Webhooks received, by result (verified, duplicate, invalid).",
+            ["result"],
+            registry=registry,
+        ),
+        requests=Counter(
+            "receiver_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["route", "status"],
+            registry=registry,
+        ),
+        latency=Histogram(
+            "receiver_http_request_duration_seconds",
+            "Time to answer, by route (long-polls include their wait).",
+            ["route"],
+            registry=registry,
+        ),
+        waits_refused=Counter(
+            "receiver_feed_waits_refused",
+            "Long-polls answered 503 because every waiting slot was taken.",
+            registry=registry,
+        ),
     )

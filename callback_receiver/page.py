@@ -31,11 +31,20 @@ text-align:left;font-family:ui-monospace,monospace;font-size:.9rem}
 
 def _row(r: Receipt) -> str:
     verified = r.result == "verified"
-    result = '<span class="ok">verified</span>' if verified else (
-        f'<span class="bad">{escape(r.result)} ({r.status})</span>')
+    result = (
+        '<span class="ok">verified</span>'
+        if verified
+        else (f'<span class="bad">{escape(r.result)} ({r.status})</span>')
+    )
     duplicate = '<span class="dup">duplicate</span>' if r.duplicate else "new" if verified else ""
-    cells = [escape(format_time(r.received_at) or ""), escape(r.job_id or "-"),
-             escape(r.type or "-"), result, duplicate, escape(r.webhook_id or "-")]
+    cells = [
+        escape(format_time(r.received_at) or ""),
+        escape(r.job_id or "-"),
+        escape(r.type or "-"),
+        result,
+        duplicate,
+        escape(r.webhook_id or "-"),
+    ]
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 

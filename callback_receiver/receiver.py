@@ -33,8 +33,13 @@ class Receiver:
         store = Store(settings.database_url, pool_size=settings.threads)
         feed = Feed(max_waiters=settings.waiter_limit)
         metrics = create_metrics(feed)
-        inbox = Inbox(store=store, feed=feed, secrets=secrets, metrics=metrics,
-                      tolerance_s=settings.tolerance_s)
+        inbox = Inbox(
+            store=store,
+            feed=feed,
+            secrets=secrets,
+            metrics=metrics,
+            tolerance_s=settings.tolerance_s,
+        )
         return cls(settings=settings, store=store, feed=feed, metrics=metrics, inbox=inbox)
 
     def close(self) -> None:

@@ -65,13 +65,20 @@ def parse_secret(secret: str) -> Webhook:
         raise ValueError("a webhook secret must be whsec_ followed by base64 bytes") from exc
 
 
-def verify_webhook(body: bytes, headers: Mapping[str, str], secrets: Sequence[Webhook], *,
-                   tolerance_s: float, now: float) -> VerifiedWebhook:
+def verify_webhook(
+    body: bytes,
+    headers: Mapping[str, str],
+    secrets: Sequence[Webhook],
+    *,
+    tolerance_s: float,
+    now: float,
+) -> VerifiedWebhook:
     """Check a webhook's headers and signature over the raw body; raise WebhookRejected."""
     msg_id, ts_header, sig_header = _required_headers(headers)
     if not _ID_RE.fullmatch(msg_id):
-        raise WebhookRejected(400, "invalid_webhook_id",
-                              f"{HEADER_ID}: must be 1 to 255 printable ASCII characters")
+        raise WebhookRejected(
+            400, "invalid_webhook_id", f"{HEADER_ID}: must be 1 to 255 printable ASCII characters"
+        )
     timestamp = _parse_timestamp(ts_header)
     signatures = _parse_signatures(sig_header)
     _check_freshness(timestamp, now=now, tolerance_s=tolerance_s)
@@ -80,16 +87,18 @@ def verify_webhook(body: bytes, headers: Mapping[str, str], secrets: Sequence[We
     except UnicodeDecodeError as exc:
         raise WebhookRejected(400, "invalid_body", "body: not UTF-8 text") from exc
     if not secrets:
-        raise WebhookRejected(401, "no_secret_configured",
-                              "the receiver has no webhook secret configured")
+        raise WebhookRejected(
+            401, "no_secret_configured", "the receiver has no webhook secret configured"
+        )
     signed_at = datetime.fromtimestamp(timestamp, tz=UTC)
     for hook in secrets:
         expected = base64.b64decode(hook.sign(msg_id, signed_at, text).split(",", 1)[1])
         # Check every candidate: no early exit that would time which one matched.
         if any([hmac.compare_digest(expected, sig) for sig in signatures]):
             return VerifiedWebhook(msg_id=msg_id, timestamp=timestamp, body=text)
-    raise WebhookRejected(401, "invalid_signature",
-                          f"{HEADER_SIGNATURE}: no v1 signature matches an accepted secret")
+    raise WebhookRejected(
+        401, "invalid_signature", f"{HEADER_SIGNATURE}: no v1 signature matches an accepted secret"
+    )
 
 
 def _required_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
@@ -104,8 +113,9 @@ def _required_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
 
 def _parse_timestamp(value: str) -> int:
     if not _TIMESTAMP_RE.fullmatch(value):
-        raise WebhookRejected(400, "invalid_webhook_timestamp",
-                              f"{HEADER_TIMESTAMP}: must be integer Unix seconds")
+        raise WebhookRejected(
+            400, "invalid_webhook_timestamp", f"{HEADER_TIMESTAMP}: must be integer Unix seconds"
+        )
     return int(value)
 
 
@@ -113,35 +123,53 @@ def _parse_signatures(value: str) -> list[bytes]:
     """The ``v1`` signatures of a space-separated ``version,base64`` list (others skipped)."""
     entries = value.split()
     if len(entries) > MAX_SIGNATURES:
-        raise WebhookRejected(400, "invalid_webhook_signature",
-                              f"{HEADER_SIGNATURE}: more than {MAX_SIGNATURES} signatures")
+        raise WebhookRejected(
+            400,
+            "invalid_webhook_signature",
+            f"{HEADER_SIGNATURE}: more than {MAX_SIGNATURES} signatures",
+        )
     out = []
     for entry in entries:
         version, sep, encoded = entry.partition(",")
         if not sep or not version or not encoded:
-            raise WebhookRejected(400, "invalid_webhook_signature",
-                                  f"{HEADER_SIGNATURE}: each entry must be version,signature")
+            raise WebhookRejected(
+                400,
+                "invalid_webhook_signature",
+                f"{HEADER_SIGNATURE}: each entry must be version,signature",
+            )
         if version != "v1":
             continue  # a future scheme: not ours to judge
         try:
             sig = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise WebhookRejected(400, "invalid_webhook_signature",
-                                  f"{HEADER_SIGNATURE}: a v1 signature is not base64") from exc
+            raise WebhookRejected(
+                400,
+                "invalid_webhook_signature",
+                f"{HEADER_SIGNATURE}: a v1 signature is not base64",
+            ) from exc
         if len(sig) != _SIGNATURE_BYTES:
-            raise WebhookRejected(400, "invalid_webhook_signature",
-                                  f"{HEADER_SIGNATURE}: a v1 signature must be 32 bytes")
+            raise WebhookRejected(
+                400,
+                "invalid_webhook_signature",
+                f"{HEADER_SIGNATURE}: a v1 signature must be 32 bytes",
+            )
         out.append(sig)
     return out
 
 
 def _check_freshness(timestamp: int, *, now: float, tolerance_s: float) -> None:
     if timestamp < now - tolerance_s:
-        raise WebhookRejected(401, "stale_webhook_timestamp",
-                              f"{HEADER_TIMESTAMP}: older than the {tolerance_s:g} s tolerance")
+        raise WebhookRejected(
+            401,
+            "stale_webhook_timestamp",
+            f"{HEADER_TIMESTAMP}: older than the {tolerance_s:g} s tolerance",
+        )
     if timestamp > now + tolerance_s:
-        raise WebhookRejected(401, "future_webhook_timestamp",
-                              f"{HEADER_TIMESTAMP}: more than {tolerance_s:g} s in the future")
+        raise WebhookRejected(
+            401,
+            "future_webhook_timestamp",
+            f"{HEADER_TIMESTAMP}: more than {tolerance_s:g} s in the future",
+        )
 
 
 class SecretSource:
@@ -183,8 +211,9 @@ class SecretSource:
             secret = load_local_setup(self._file).webhook_secret
             hooks = [parse_secret(secret)] if secret else []
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning("credentials file %s: no usable webhook secret (%s)",
-                        self._file, type(exc).__name__)
+            log.warning(
+                "credentials file %s: no usable webhook secret (%s)", self._file, type(exc).__name__
+            )
             return []
         log.info("credentials file %s: %d webhook secret(s) loaded", self._file, len(hooks))
         return hooks

@@ -44,13 +44,15 @@ from sqlalchemy.exc import IntegrityError
 from client_lib.models import JobStatus, format_time
 
 RECEIPTS_KEPT = 1000
+RECEIPTS_PRUNE_EVERY = 50
 ID_LENGTH = 255
 TYPE_LENGTH = 100
 
 metadata = MetaData()
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("webhook_id", String(ID_LENGTH), nullable=False, unique=True),
     Column("job_id", String(ID_LENGTH), nullable=False),
@@ -64,7 +66,8 @@ events = Table(
 )
 
 job_states = Table(
-    "job_states", metadata,
+    "job_states",
+    metadata,
     Column("job_id", String(ID_LENGTH), primary_key=True),
     Column("status", String(20), nullable=False),
     Column("event_seq", Integer, ForeignKey("events.seq"), nullable=False),
@@ -72,7 +75,8 @@ job_states = Table(
 )
 
 receipts = Table(
-    "receipts", metadata,
+    "receipts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("received_at", Float, nullable=False),
     Column("webhook_id", String(ID_LENGTH)),
@@ -84,7 +88,8 @@ receipts = Table(
 )
 
 feed_lock = Table(
-    "feed_lock", metadata,
+    "feed_lock",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("writes", Integer, nullable=False),
 )
@@ -104,14 +109,25 @@ class StoredEvent:
     @classmethod
     def from_row(cls, row: RowMapping) -> StoredEvent:
         """Build from an ``events`` row."""
-        return cls(seq=row["seq"], webhook_id=row["webhook_id"], job_id=row["job_id"],
-                   type=row["type"], received_at=row["received_at"], payload=row["payload"])
+        return cls(
+            seq=row["seq"],
+            webhook_id=row["webhook_id"],
+            job_id=row["job_id"],
+            type=row["type"],
+            received_at=row["received_at"],
+            payload=row["payload"],
+        )
 
     def to_wire(self) -> dict[str, Any]:
         """The feed's JSON form (API.md section 4)."""
         data = json.loads(self.payload).get("data")
-        return {"cursor": str(self.seq), "webhook_id": self.webhook_id,
-                "received_at": format_time(self.received_at), "type": self.type, "data": data}
+        return {
+            "cursor": str(self.seq),
+            "webhook_id": self.webhook_id,
+            "received_at": format_time(self.received_at),
+            "type": self.type,
+            "data": data,
+        }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,8 +150,12 @@ def make_engine(url: str, *, pool_size: int) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=pool_size, max_overflow=4)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=pool_size,
+        max_overflow=4,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -171,8 +191,11 @@ class Store:
 
     def __init__(self, url: str, *, pool_size: int = 16) -> None:
         self._engine = make_engine(url, pool_size=pool_size)
-        self._writer = (self._engine.execution_options(sqlite_begin="IMMEDIATE")
-                        if self._engine.dialect.name == "sqlite" else self._engine)
+        self._writer = (
+            self._engine.execution_options(sqlite_begin="IMMEDIATE")
+            if self._engine.dialect.name == "sqlite"
+            else self._engine
+        )
         metadata.create_all(self._engine)
         try:
             with self._writer.begin() as conn:
@@ -190,44 +213,88 @@ class Store:
         with self._engine.connect() as conn:
             conn.execute(select(feed_lock.c.writes)).first()
 
-    def add_event(self, *, webhook_id: str, job_id: str, type: str,
-                  final_status: JobStatus | None, payload: str, received_at: float) -> int | None:
+    def add_event(
+        self,
+        *,
+        webhook_id: str,
+        job_id: str,
+        type: str,
+        final_status: JobStatus | None,
+        payload: str,
+        received_at: float,
+    ) -> int | None:
         """Store a verified event and its receipt in one transaction; None if a duplicate."""
         with self._writer.begin() as conn:
-            conn.execute(update(feed_lock).where(feed_lock.c.id == 1)
-                         .values(writes=feed_lock.c.writes + 1))
+            conn.execute(
+                update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
+            )
             seq: int | None
             try:
                 with conn.begin_nested():
-                    result = conn.execute(insert(events).values(
-                        webhook_id=webhook_id, job_id=job_id, type=type,
-                        received_at=received_at, payload=payload))
+                    result = conn.execute(
+                        insert(events).values(
+                            webhook_id=webhook_id,
+                            job_id=job_id,
+                            type=type,
+                            received_at=received_at,
+                            payload=payload,
+                        )
+                    )
                     seq = int(_primary_key(result))
             except IntegrityError:
                 seq = None  # webhook_id UNIQUE: this event is already stored
             if seq is not None and final_status is not None:
                 self._finalize_job(conn, job_id, final_status, seq, received_at)
-            self._add_receipt(conn, Receipt(
-                received_at=received_at, webhook_id=webhook_id, job_id=job_id, type=type,
-                result="verified", status=204, duplicate=seq is None))
+            self._add_receipt(
+                conn,
+                Receipt(
+                    received_at=received_at,
+                    webhook_id=webhook_id,
+                    job_id=job_id,
+                    type=type,
+                    result="verified",
+                    status=204,
+                    duplicate=seq is None,
+                ),
+            )
         return seq
 
-    def add_rejection(self, *, webhook_id: str | None, result: str, status: int,
-                      received_at: float, job_id: str | None = None,
-                      type: str | None = None) -> None:
+    def add_rejection(
+        self,
+        *,
+        webhook_id: str | None,
+        result: str,
+        status: int,
+        received_at: float,
+        job_id: str | None = None,
+        type: str | None = None,
+    ) -> None:
         """Log a POST that was not stored (bad signature, malformed body...)."""
         with self._writer.begin() as conn:
-            self._add_receipt(conn, Receipt(
-                received_at=received_at, webhook_id=webhook_id, job_id=job_id, type=type,
-                result=result, status=status, duplicate=False))
+            self._add_receipt(
+                conn,
+                Receipt(
+                    received_at=received_at,
+                    webhook_id=webhook_id,
+                    job_id=job_id,
+                    type=type,
+                    result=result,
+                    status=status,
+                    duplicate=False,
+                ),
+            )
 
     @staticmethod
-    def _finalize_job(conn: Connection, job_id: str, status: JobStatus, seq: int,
-                      now: float) -> None:
+    def _finalize_job(
+        conn: Connection, job_id: str, status: JobStatus, seq: int, now: float
+    ) -> None:
         try:
             with conn.begin_nested():
-                conn.execute(insert(job_states).values(
-                    job_id=job_id, status=status.value, event_seq=seq, updated_at=now))
+                conn.execute(
+                    insert(job_states).values(
+                        job_id=job_id, status=status.value, event_seq=seq, updated_at=now
+                    )
+                )
         except IntegrityError:
             pass  # the job is already final: a final status never changes again
 
@@ -237,10 +304,12 @@ class Store:
         if values["webhook_id"] is not None:
             values["webhook_id"] = values["webhook_id"][:ID_LENGTH]
         new_id = _primary_key(conn.execute(insert(receipts).values(**values)))
-        conn.execute(delete(receipts).where(receipts.c.id <= int(new_id) - RECEIPTS_KEPT))
+        if new_id % RECEIPTS_PRUNE_EVERY == 0:  # at most KEPT + PRUNE_EVERY rows, cheaply
+            conn.execute(delete(receipts).where(receipts.c.id <= new_id - RECEIPTS_KEPT))
 
-    def events_after(self, after: int, *, job_id: str | None = None,
-                     limit: int = 100) -> list[StoredEvent]:
+    def events_after(
+        self, after: int, *, job_id: str | None = None, limit: int = 100
+    ) -> list[StoredEvent]:
         """Events with a cursor above ``after``, oldest first, optionally for one job."""
         query = select(events).where(events.c.seq > after)
         if job_id is not None:
@@ -251,8 +320,11 @@ class Store:
 
     def final_event(self, job_id: str) -> StoredEvent | None:
         """The event that made ``job_id`` final, if one was received."""
-        query = (select(events).join(job_states, job_states.c.event_seq == events.c.seq)
-                 .where(job_states.c.job_id == job_id))
+        query = (
+            select(events)
+            .join(job_states, job_states.c.event_seq == events.c.seq)
+            .where(job_states.c.job_id == job_id)
+        )
         with self._engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return StoredEvent.from_row(row) if row is not None else None

@@ -26,10 +26,18 @@ class Receivers:
         self.started: list[Service] = []
 
     def start(self, *extra: str) -> Service:
-        args = ["--database-url", f"sqlite:///{self.workdir / 'receiver.db'}",
-                "--secret", SECRET, "--credentials-file", "", *extra]
-        service = start_service("callback_receiver", args, self.workdir,
-                                name=f"receiver{len(self.started)}")
+        args = [
+            "--database-url",
+            f"sqlite:///{self.workdir / 'receiver.db'}",
+            "--secret",
+            SECRET,
+            "--credentials-file",
+            "",
+            *extra,
+        ]
+        service = start_service(
+            "callback_receiver", args, self.workdir, name=f"receiver{len(self.started)}"
+        )
         self.started.append(service)
         return service
 
@@ -45,8 +53,9 @@ def receivers(tmp_path: Path) -> Iterator[Receivers]:
 
 def deliver(session: requests.Session, url: str, job_id: str, msg_id: str) -> int:
     body = event_body(job_id)
-    resp = session.post(f"{url}/webhooks", data=body,
-                        headers=signed_headers(body, msg_id=msg_id), timeout=10)
+    resp = session.post(
+        f"{url}/webhooks", data=body, headers=signed_headers(body, msg_id=msg_id), timeout=10
+    )
     return resp.status_code
 
 
@@ -93,7 +102,8 @@ def test_sigterm_exits_zero_and_restart_keeps_every_event(receivers: Receivers) 
     with requests.Session() as session:
         sent = [f"msg_{i}" for i in range(20)]
         assert [deliver(session, service.url, f"job_{i}", m) for i, m in enumerate(sent)] == [
-            204] * 20
+            204
+        ] * 20
     assert service.stop(signal.SIGTERM) == 0
     assert "stopped" in service.log()
     again = receivers.start()
@@ -168,8 +178,7 @@ def test_long_poll_answers_promptly_when_a_webhook_arrives(receivers: Receivers)
 def test_long_poll_times_out_cleanly(receivers: Receivers) -> None:
     service = receivers.start()
     started = time.monotonic()
-    resp = requests.get(f"{service.url}/v1/events", params={"after": "7", "wait": 0.3},
-                        timeout=10)
+    resp = requests.get(f"{service.url}/v1/events", params={"after": "7", "wait": 0.3}, timeout=10)
     elapsed = time.monotonic() - started
     assert resp.status_code == 200
     assert resp.json() == {"events": [], "cursor": "7"}

@@ -40,8 +40,9 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def deliver(client: FlaskClient, body: bytes, *, secret: str = SECRET,
-            msg_id: str | None = None) -> int:
+def deliver(
+    client: FlaskClient, body: bytes, *, secret: str = SECRET, msg_id: str | None = None
+) -> int:
     headers = signed_headers(body, secret=secret, msg_id=msg_id)
     return client.post("/webhooks", data=body, headers=headers).status_code
 
@@ -73,8 +74,9 @@ def test_page_escapes_everything(client: FlaskClient) -> None:
     assert "&lt;script&gt;" in html and "job_&lt;b&gt;x&lt;/b&gt;" in html
 
 
-def test_healthz_reports_the_database(app: Flask, client: FlaskClient,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_healthz_reports_the_database(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
 
     def broken() -> None:
@@ -99,22 +101,28 @@ def test_metrics_are_per_app(tmp_path: Path) -> None:
 
 
 def test_request_id_is_echoed_or_generated(client: FlaskClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "X-Request-ID"] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
     generated = client.get("/healthz").headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     unsafe = client.get("/healthz", headers={"X-Request-ID": "x\tinjected " * 20})
     assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["X-Request-ID"])
 
 
-@pytest.mark.parametrize(("method", "path", "status", "code"), [
-    ("GET", "/nowhere", 404, "not_found"),
-    ("GET", "/webhooks", 405, "method_not_allowed"),
-    ("POST", "/v1/events", 405, "method_not_allowed"),
-    ("DELETE", "/", 405, "method_not_allowed"),
-])
-def test_routing_errors_are_problems(client: FlaskClient, method: str, path: str, status: int,
-                                     code: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("GET", "/webhooks", 405, "method_not_allowed"),
+        ("POST", "/v1/events", 405, "method_not_allowed"),
+        ("DELETE", "/", 405, "method_not_allowed"),
+    ],
+)
+def test_routing_errors_are_problems(
+    client: FlaskClient, method: str, path: str, status: int, code: str
+) -> None:
     resp = client.open(path, method=method)
     assert resp.status_code == status
     assert resp.mimetype == "application/problem+json"
@@ -122,8 +130,9 @@ def test_routing_errors_are_problems(client: FlaskClient, method: str, path: str
     assert resp.headers["X-Request-ID"] == resp.get_json()["request_id"]
 
 
-def test_unexpected_errors_are_a_bare_500_problem(app: Flask, client: FlaskClient,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_are_a_bare_500_problem(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals")
 
@@ -134,8 +143,7 @@ def test_unexpected_errors_are_a_bare_500_problem(app: Flask, client: FlaskClien
     assert "secret internals" not in resp.get_data(as_text=True)
 
 
-def test_secret_from_credentials_file_is_read_when_it_appears_and_changes(
-        tmp_path: Path) -> None:
+def test_secret_from_credentials_file_is_read_when_it_appears_and_changes(tmp_path: Path) -> None:
     creds = tmp_path / "local.json"
     with receiver_app(tmp_path, secrets=(), credentials_file=creds) as app:
         client = app.test_client()
@@ -156,10 +164,16 @@ def test_broken_credentials_file_is_ignored_not_fatal(tmp_path: Path) -> None:
         assert deliver(app.test_client(), event_body()) == 204  # the configured secret works
 
 
-@pytest.mark.parametrize("changes", [
-    {"threads": 1}, {"threads": 8, "max_waiters": 8}, {"max_waiters": -1},
-    {"tolerance_s": 0}, {"max_wait_s": 61},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"threads": 1},
+        {"threads": 8, "max_waiters": 8},
+        {"max_waiters": -1},
+        {"tolerance_s": 0},
+        {"max_wait_s": 61},
+    ],
+)
 def test_invalid_settings_are_refused(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Settings(**changes)  # type: ignore[arg-type]
@@ -175,19 +189,23 @@ def test_max_waiters_defaults_to_threads_minus_four() -> None:
 def test_help_shows_every_default_and_variable() -> None:
     result = CliRunner().invoke(main, ["--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option, envvar in [("--port", "VT_RECEIVER_PORT"), ("--secret", "VT_WEBHOOK_SECRETS"),
-                           ("--database-url", "VT_RECEIVER_DATABASE_URL"),
-                           ("--tolerance", "VT_WEBHOOK_TOLERANCE"),
-                           ("--threads", "VT_RECEIVER_THREADS"),
-                           ("--max-waiters", "VT_RECEIVER_MAX_WAITERS"),
-                           ("--credentials-file", "VT_CREDENTIALS_FILE")]:
+    for option, envvar in [
+        ("--port", "VT_RECEIVER_PORT"),
+        ("--secret", "VT_WEBHOOK_SECRETS"),
+        ("--database-url", "VT_RECEIVER_DATABASE_URL"),
+        ("--tolerance", "VT_WEBHOOK_TOLERANCE"),
+        ("--threads", "VT_RECEIVER_THREADS"),
+        ("--max-waiters", "VT_RECEIVER_MAX_WAITERS"),
+        ("--credentials-file", "VT_CREDENTIALS_FILE"),
+    ]:
         line = next(ln for ln in result.output.splitlines() if ln.strip().startswith(option))
         assert envvar in line and "default:" in line, line
 
 
 def test_bad_secret_is_refused_without_echoing_it() -> None:
-    result = CliRunner().invoke(main, ["--secret", "whsec_%%%not-base64%%%"],
-                                env={"VT_WEBHOOK_SECRETS": ""})
+    result = CliRunner().invoke(
+        main, ["--secret", "whsec_%%%not-base64%%%"], env={"VT_WEBHOOK_SECRETS": ""}
+    )
     assert result.exit_code == 2
     assert "secret #1" in result.output
     assert "not-base64" not in result.output

@@ -89,7 +89,10 @@ def test_events_match_the_wire_model(client: FlaskClient) -> None:
     deliver(client, "job_w", "msg_w")
     event = Event.from_dict(feed(client)["events"][0])
     assert (event.webhook_id, event.type.value, event.data.id) == (
-        "msg_w", "job.completed", "job_w")
+        "msg_w",
+        "job.completed",
+        "job_w",
+    )
     assert event.received_at.endswith("Z")
 
 
@@ -104,14 +107,25 @@ def test_job_filter_and_limit(client: FlaskClient) -> None:
     assert [e["webhook_id"] for e in rest["events"]] == ["msg_3"]
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("?wait=61", "wait"), ("?wait=-1", "wait"), ("?wait=abc", "wait"), ("?wait=nan", "wait"),
-    ("?wait=inf", "wait"), ("?after=abc", "after"), ("?after=-1", "after"),
-    ("?limit=0", "limit"), ("?limit=1001", "limit"), ("?limit=x", "limit"),
-    ("?job_id=" + "j" * 300, "job_id"),
-])
-def test_invalid_parameters_are_422_naming_the_field(client: FlaskClient, query: str,
-                                                     field: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?wait=61", "wait"),
+        ("?wait=-1", "wait"),
+        ("?wait=abc", "wait"),
+        ("?wait=nan", "wait"),
+        ("?wait=inf", "wait"),
+        ("?after=abc", "after"),
+        ("?after=-1", "after"),
+        ("?limit=0", "limit"),
+        ("?limit=1001", "limit"),
+        ("?limit=x", "limit"),
+        ("?job_id=" + "j" * 300, "job_id"),
+    ],
+)
+def test_invalid_parameters_are_422_naming_the_field(
+    client: FlaskClient, query: str, field: str
+) -> None:
     resp = client.get(f"/v1/events{query}")
     assert resp.status_code == 422
     problem = resp.get_json()
@@ -164,8 +178,7 @@ def test_waits_beyond_max_waiters_are_refused_at_once(app: Flask, client: FlaskC
     for poller in pollers:
         poller.join(timeout=5)
         assert poller.result is not None and len(poller.result["events"]) == 1
-    assert 'receiver_feed_waits_refused_total 1.0' in client.get("/metrics").get_data(
-        as_text=True)
+    assert "receiver_feed_waits_refused_total 1.0" in client.get("/metrics").get_data(as_text=True)
 
 
 def test_closing_the_feed_releases_waiters(app: Flask) -> None:

@@ -47,7 +47,9 @@ def test_duplicate_delivery_is_204_and_stored_once(app: Flask, client: FlaskClie
     assert [e["webhook_id"] for e in events] == ["msg_same"]
     receipts = get_receiver(app).store.receipts()
     assert [(r.webhook_id, r.duplicate) for r in receipts] == [
-        ("msg_same", True), ("msg_same", False)]
+        ("msg_same", True),
+        ("msg_same", False),
+    ]
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'receiver_webhooks_received_total{result="verified"} 1.0' in metrics
     assert 'receiver_webhooks_received_total{result="duplicate"} 1.0' in metrics
@@ -104,10 +106,16 @@ def test_out_of_order_events_never_unfinal_a_job(client: FlaskClient) -> None:
     assert deliver(client, event_body("job_x", "job.error"), "msg_error").status_code == 204
     final = client.get("/v1/events/job_x").get_json()
     assert (final["webhook_id"], final["type"], final["data"]["status"]) == (
-        "msg_final", "job.completed", "completed")
+        "msg_final",
+        "job.completed",
+        "completed",
+    )
     # The feed is a log: every distinct event is in it, in arrival order.
     assert [e["webhook_id"] for e in feed(client, "?job_id=job_x")["events"]] == [
-        "msg_final", "msg_late", "msg_error"]
+        "msg_final",
+        "msg_late",
+        "msg_error",
+    ]
 
 
 def test_non_final_event_alone_gives_no_final_event(client: FlaskClient) -> None:
@@ -117,22 +125,35 @@ def test_non_final_event_alone_gives_no_final_event(client: FlaskClient) -> None
     assert resp.get_json()["code"] == "event_not_found"
 
 
-@pytest.mark.parametrize(("body", "status", "code", "detail"), [
-    (b"{not json", 400, "invalid_json", "body"),
-    (b"[1, 2]", 422, "validation_error", "body: must be a JSON object"),
-    (b'{"data": {"id": "j"}}', 422, "validation_error", "type:"),
-    (b'{"type": 7, "data": {"id": "j"}}', 422, "validation_error", "type:"),
-    (b'{"type": "job.completed"}', 422, "validation_error", "data:"),
-    (b'{"type": "job.completed", "data": []}', 422, "validation_error", "data:"),
-    (b'{"type": "job.completed", "data": {}}', 422, "validation_error", "data.id:"),
-    (b'{"type": "job.completed", "data": {"id": ""}}', 422, "validation_error", "data.id:"),
-    (b'{"type": "job.completed", "data": {"id": "a\\nb"}}', 422, "validation_error", "data.id:"),
-    (b'{"type": "job.completed", "data": {"id": "\\ud800"}}', 422, "validation_error",
-     "data.id:"),
-    (b"[" * 30000 + b"]" * 30000, 400, "invalid_json", "body"),
-])
-def test_signed_but_invalid_body_is_rejected(app: Flask, client: FlaskClient, body: bytes,
-                                             status: int, code: str, detail: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code", "detail"),
+    [
+        (b"{not json", 400, "invalid_json", "body"),
+        (b"[1, 2]", 422, "validation_error", "body: must be a JSON object"),
+        (b'{"data": {"id": "j"}}', 422, "validation_error", "type:"),
+        (b'{"type": 7, "data": {"id": "j"}}', 422, "validation_error", "type:"),
+        (b'{"type": "job.completed"}', 422, "validation_error", "data:"),
+        (b'{"type": "job.completed", "data": []}', 422, "validation_error", "data:"),
+        (b'{"type": "job.completed", "data": {}}', 422, "validation_error", "data.id:"),
+        (b'{"type": "job.completed", "data": {"id": ""}}', 422, "validation_error", "data.id:"),
+        (
+            b'{"type": "job.completed", "data": {"id": "a\\nb"}}',
+            422,
+            "validation_error",
+            "data.id:",
+        ),
+        (
+            b'{"type": "job.completed", "data": {"id": "\\ud800"}}',
+            422,
+            "validation_error",
+            "data.id:",
+        ),
+        (b"[" * 30000 + b"]" * 30000, 400, "invalid_json", "body"),
+    ],
+)
+def test_signed_but_invalid_body_is_rejected(
+    app: Flask, client: FlaskClient, body: bytes, status: int, code: str, detail: str
+) -> None:
     resp = deliver(client, body)
     assert resp.status_code == status, resp.get_data(as_text=True)
     problem = resp.get_json()
@@ -146,3 +167,15 @@ def test_body_over_64_kib_is_413(client: FlaskClient) -> None:
     resp = deliver(client, body.encode())
     assert resp.status_code == 413
     assert resp.get_json()["code"] == "body_too_large"
+
+
+def test_receipts_log_is_bounded(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("callback_receiver.store.RECEIPTS_KEPT", 5)
+    monkeypatch.setattr("callback_receiver.store.RECEIPTS_PRUNE_EVERY", 2)
+    for i in range(12):
+        client.post("/webhooks", data=b"{}", headers={"webhook-id": f"msg_{i}"})
+    kept = [r.webhook_id for r in get_receiver(app).store.receipts(limit=100)]
+    assert len(kept) <= 5 + 2
+    assert kept[0] == "msg_11"

@@ -70,11 +70,13 @@ def test_second_secret_is_accepted(app: Flask, client: FlaskClient) -> None:
 
 
 def test_rotation_header_with_old_and_new_signatures_is_accepted(
-        app: Flask, client: FlaskClient) -> None:
+    app: Flask, client: FlaskClient
+) -> None:
     body = event_body()
     headers = signed_headers(body, secret=WRONG_SECRET, msg_id="msg_rot", timestamp=time.time())
-    good = signed_headers(body, secret=SECRET, msg_id="msg_rot",
-                          timestamp=int(headers["webhook-timestamp"]))
+    good = signed_headers(
+        body, secret=SECRET, msg_id="msg_rot", timestamp=int(headers["webhook-timestamp"])
+    )
     headers["webhook-signature"] += " " + good["webhook-signature"]
     assert post(client, body, headers).status_code == 204
 
@@ -142,14 +144,16 @@ def test_tolerance_can_be_tighter_than_five_minutes(tmp_path: Path) -> None:
         assert_problem(resp, 401, "stale_webhook_timestamp", "10 s")
 
 
-@pytest.mark.parametrize(("signature", "detail"), [
-    ("v1", "version,signature"),                         # no comma: the library's ValueError
-    ("v1,not*base64!", "not base64"),                    # the library's binascii.Error
-    ("v1,c2hvcnQ=", "32 bytes"),                         # base64, but not an HMAC-SHA256
-    (",abc", "version,signature"),
-])
-def test_malformed_signature_list_is_400(client: FlaskClient, signature: str,
-                                         detail: str) -> None:
+@pytest.mark.parametrize(
+    ("signature", "detail"),
+    [
+        ("v1", "version,signature"),  # no comma: the library's ValueError
+        ("v1,not*base64!", "not base64"),  # the library's binascii.Error
+        ("v1,c2hvcnQ=", "32 bytes"),  # base64, but not an HMAC-SHA256
+        (",abc", "version,signature"),
+    ],
+)
+def test_malformed_signature_list_is_400(client: FlaskClient, signature: str, detail: str) -> None:
     body = event_body()
     headers = signed_headers(body)
     headers["webhook-signature"] = signature
@@ -160,8 +164,9 @@ def test_one_malformed_entry_beside_a_valid_signature_is_400(client: FlaskClient
     body = event_body()
     headers = signed_headers(body)
     headers["webhook-signature"] += " garbage"
-    assert_problem(post(client, body, headers), 400, "invalid_webhook_signature",
-                   "version,signature")
+    assert_problem(
+        post(client, body, headers), 400, "invalid_webhook_signature", "version,signature"
+    )
 
 
 def test_unknown_signature_versions_are_skipped_not_malformed(client: FlaskClient) -> None:
@@ -176,8 +181,9 @@ def test_malformed_timestamp_is_400(client: FlaskClient, timestamp: str) -> None
     body = event_body()
     headers = signed_headers(body)
     headers["webhook-timestamp"] = timestamp
-    assert_problem(post(client, body, headers), 400, "invalid_webhook_timestamp",
-                   "integer Unix seconds")
+    assert_problem(
+        post(client, body, headers), 400, "invalid_webhook_timestamp", "integer Unix seconds"
+    )
 
 
 def test_malformed_webhook_id_is_400(client: FlaskClient) -> None:
@@ -207,4 +213,5 @@ def test_rejections_are_counted_and_listed(app: Flask, client: FlaskClient) -> N
     assert 'receiver_webhooks_received_total{result="invalid"} 1.0' in metrics
     receipts = get_receiver(app).store.receipts()
     assert [(r.webhook_id, r.result, r.status) for r in receipts] == [
-        ("msg_forged", "invalid_signature", 401)]
+        ("msg_forged", "invalid_signature", 401)
+    ]

@@ -28,34 +28,52 @@ WRONG_SECRET = "whsec_" + base64.b64encode(b"not-a-secret-the-receiver-knows!").
 
 def job(job_id: str = "job_1", status: str = "completed") -> dict[str, Any]:
     """A job resource as the translation server sends it."""
-    return {"id": job_id, "status": status, "stage": None, "progress": 1.0,
-            "created_at": "2026-11-23T05:00:00.000Z", "finished_at": "2026-11-23T05:00:08.000Z",
-            "priority": 0, "target_language": "es", "attempts": 1,
-            "result": {"video_url": f"https://example.com/{job_id}.mp4"}, "metadata": {}}
+    return {
+        "id": job_id,
+        "status": status,
+        "stage": None,
+        "progress": 1.0,
+        "created_at": "2026-11-23T05:00:00.000Z",
+        "finished_at": "2026-11-23T05:00:08.000Z",
+        "priority": 0,
+        "target_language": "es",
+        "attempts": 1,
+        "result": {"video_url": f"https://example.com/{job_id}.mp4"},
+        "metadata": {},
+    }
 
 
-def event_body(job_id: str = "job_1", type_: str = "job.completed",
-               status: str | None = None) -> bytes:
+def event_body(
+    job_id: str = "job_1", type_: str = "job.completed", status: str | None = None
+) -> bytes:
     """A webhook body: ``{"type", "timestamp", "data": job}``."""
     status = status or type_.removeprefix("job.")
     doc = {"type": type_, "timestamp": "2026-11-23T05:00:08.000Z", "data": job(job_id, status)}
     return json.dumps(doc).encode()
 
 
-def signed_headers(body: bytes, *, secret: str = SECRET, msg_id: str | None = None,
-                   timestamp: float | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, *, secret: str = SECRET, msg_id: str | None = None, timestamp: float | None = None
+) -> dict[str, str]:
     """Valid Standard Webhooks headers for ``body``, signed by the reference library."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     ts = int(timestamp if timestamp is not None else time.time())
     signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=UTC), body.decode())
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature,
-            "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
 
 
 def settings_for(tmp_path: Path, **changes: Any) -> Settings:
     """Settings with a temporary SQLite file and only the test secret (no credentials file)."""
-    values: dict[str, Any] = {"database_url": f"sqlite:///{tmp_path / 'receiver.db'}",
-                              "secrets": (SECRET,), "credentials_file": None}
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'receiver.db'}",
+        "secrets": (SECRET,),
+        "credentials_file": None,
+    }
     values.update(changes)
     return Settings(**values)
 
