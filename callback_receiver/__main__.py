@@ -13,9 +13,11 @@ from typing import Any
 
 import click
 import waitress
+from flask import Flask
 
 from .app import close_app, create_app
 from .config import Settings
+from .feed import Feed
 from .receiver import get_receiver
 from .signatures import parse_secret
 
@@ -165,16 +167,7 @@ def serve(settings: Settings) -> int:
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"
     receiver = get_receiver(app)
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        # Runs in the main thread inside waitress's select loop. Release the long-polls first:
-        # waitress waits for its busy threads (up to 5 s) when the loop unwinds.
-        log.info("signal %d: stopping", signum)
-        receiver.feed.close()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    _install_signal_handlers(receiver.feed)
     if not settings.secrets and settings.credentials_file is None:
         log.warning("no webhook secret configured: every webhook will be refused (401)")
     log.info(
@@ -187,16 +180,32 @@ def serve(settings: Settings) -> int:
     except (SystemExit, KeyboardInterrupt):
         pass  # a signal before run() began
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # Release long-polls, let in-flight requests finish their transactions (a webhook
-        # committed but not yet answered is simply redelivered and de-duplicated), then close.
-        receiver.feed.close()
-        server.task_dispatcher.shutdown(timeout=5)
-        server.close()
-        close_app(app)
-        log.info("stopped")
+        _shutdown(server, app)
     return 0
+
+
+def _install_signal_handlers(feed: Feed) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        # Runs in the main thread inside waitress's select loop. Release the long-polls first:
+        # waitress waits for its busy threads (up to 5 s) when the loop unwinds.
+        log.info("signal %d: stopping", signum)
+        feed.close()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def _shutdown(server: Any, app: Flask) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Release long-polls, let in-flight requests finish their transactions (a webhook
+    # committed but not yet answered is simply redelivered and de-duplicated), then close.
+    get_receiver(app).feed.close()
+    server.task_dispatcher.shutdown(timeout=5)
+    server.close()
+    close_app(app)
+    log.info("stopped")
 
 
 def _write_ready(path: Path, info: dict[str, Any]) -> None:

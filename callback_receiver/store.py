@@ -228,21 +228,14 @@ class Store:
             conn.execute(
                 update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
             )
-            seq: int | None
-            try:
-                with conn.begin_nested():
-                    result = conn.execute(
-                        insert(events).values(
-                            webhook_id=webhook_id,
-                            job_id=job_id,
-                            type=type,
-                            received_at=received_at,
-                            payload=payload,
-                        )
-                    )
-                    seq = int(_primary_key(result))
-            except IntegrityError:
-                seq = None  # webhook_id UNIQUE: this event is already stored
+            seq = self._insert_event(
+                conn,
+                webhook_id=webhook_id,
+                job_id=job_id,
+                type=type,
+                received_at=received_at,
+                payload=payload,
+            )
             if seq is not None and final_status is not None:
                 self._finalize_job(conn, job_id, final_status, seq, received_at)
             self._add_receipt(
@@ -283,6 +276,15 @@ class Store:
                     duplicate=False,
                 ),
             )
+
+    @staticmethod
+    def _insert_event(conn: Connection, **values: Any) -> int | None:
+        """Insert an event row; None if its webhook_id is already stored."""
+        try:
+            with conn.begin_nested():
+                return _primary_key(conn.execute(insert(events).values(**values)))
+        except IntegrityError:
+            return None  # webhook_id is UNIQUE: the database, not a look-up, de-duplicates
 
     @staticmethod
     def _finalize_job(
