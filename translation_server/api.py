@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
 
-from client_lib.models import LEGACY_RESULT
+from client_lib.models import LEGACY_RESULT, format_time
 
 from .errors import APIProblem, invalid
 from .resources import render_job
@@ -213,3 +213,45 @@ def _legacy_body(job: JobRecord, body: dict[str, Any]) -> dict[str, Any]:
     """``result`` is the original problem's status word; the job's own result is ``output``."""
     output = body.pop("result")
     return {"result": LEGACY_RESULT[job.state.status], **body, "output": output}
+
+
+@bp.get("/v1/jobs/<job_id>/deliveries")
+def deliveries(job_id: str) -> Response:
+    """The job's webhook events and every delivery attempt: time, status or error, latency."""
+    client = _client()
+    job = _owned_job(client, job_id)
+    events = _rt().dispatcher.outbox.deliveries(job.id)
+    return _json({"job_id": job.id, "deliveries": [_delivery_json(e) for e in events]})
+
+
+def _delivery_json(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "webhook_id": event["id"], "type": event["type"], "callback_url": event["callback_url"],
+        "state": event["state"], "attempts": event["attempts"],
+        "created_at": format_time(event["created_at"]),
+        "next_attempt_at": format_time(event["next_attempt_at"]),
+        "finished_at": format_time(event["finished_at"]),
+        "attempt_log": [{
+            "attempt": a["attempt"], "attempted_at": format_time(a["attempted_at"]),
+            "status_code": a["status_code"], "error": a["error"],
+            "latency_ms": round(a["latency_ms"], 2) if a["latency_ms"] is not None else None,
+            "outcome": a["outcome"], "next_attempt_at": format_time(a["next_attempt_at"]),
+        } for a in event["attempt_log"]],
+    }
+
+
+@bp.post("/v1/jobs/<job_id>/redeliver")
+def redeliver(job_id: str) -> Response:
+    """Send the job's final webhook again, with the same ``webhook-id``."""
+    client = _client()
+    rt = _rt()
+    job = _owned_job(client, job_id)
+    queued = rt.dispatcher.outbox.redeliver(job.id, now=time.time())
+    if queued is None:
+        reason = "it has no callback_url" if not job.callback_url else "it is not final yet"
+        raise APIProblem(409, "no_webhook", f"job {job_id} has no webhook to send: {reason}")
+    rt.dispatcher.wake()
+    resp = _json({"job_id": job.id, "webhook_id": queued["webhook_id"], "state": "pending"},
+                 202)
+    resp.headers["Location"] = f"/v1/jobs/{job.id}/deliveries"
+    return resp

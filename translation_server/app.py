@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 
 from .callbacks import CallbackPolicy
 from .config import Settings
+from .delivery import Dispatcher
 from .errors import register_error_handlers
 from .estimator import Estimator
 from .metrics import ServerMetrics
@@ -39,6 +40,7 @@ class Runtime:
         self.metrics = ServerMetrics(self.store.counts_by_state)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.callback_policy = CallbackPolicy(settings.callback_allow)
+        self.dispatcher = Dispatcher(self.store, settings, self.metrics, self.callback_policy)
         self.admin_token, self.demo_client_id = bootstrap_local_setup(self.store, settings)
         self.demo_job_id = self._create_demo_job() if settings.demo_job else None
         self._started = False
@@ -55,17 +57,21 @@ class Runtime:
         return job.id
 
     def on_final(self, jobs: list[JobRecord]) -> None:
-        """Called after jobs became final and were committed (their webhooks are queued)."""
+        """Called after jobs became final and were committed: their webhooks are due now."""
+        if any(j.callback_url for j in jobs):
+            self.dispatcher.wake()
 
     def start(self) -> None:
         """Start the background threads."""
         if not self._started:
             self._started = True
             self.simulator.start()
+            self.dispatcher.start()
 
     def close(self) -> None:
         """Stop the background threads and release the database."""
         self.simulator.stop()
+        self.dispatcher.stop()
         self.store.close()
 
 

@@ -166,8 +166,18 @@ def document() -> dict[str, Any]:
 
 
 def _webhook_paths() -> dict[str, Any]:
-    """The delivery endpoints, present only once the webhook dispatcher is part of the app."""
-    return {}
+    """The webhook delivery endpoints."""
+    return {
+        "/v1/jobs/{job_id}/deliveries": {"get": {
+            "summary": "The job's webhook events and every delivery attempt",
+            "description": "Each attempt: time, status code or error, latency, next attempt.",
+            "security": _AUTH, "parameters": [_job_id_param()],
+            "responses": {"200": _ok("Deliveries"), **_errors(401, 404, 429)}}},
+        "/v1/jobs/{job_id}/redeliver": {"post": {
+            "summary": "Send the job's final webhook again (same webhook-id)",
+            "security": _AUTH, "parameters": [_job_id_param()],
+            "responses": {"202": _ok("Queued for delivery"), **_errors(401, 404, 409, 429)}}},
+    }
 
 
 @bp.get("/openapi.json")

@@ -24,6 +24,7 @@ from .store import JobRecord, Store
 log = logging.getLogger(__name__)
 
 MIN_ESTIMATE_FACTOR = 0.3
+DELAY = "delay"  # a fault mode only the server draws; callers pin deliver, drop or duplicate
 IDLE_WAIT_S = 5.0
 
 
@@ -64,20 +65,24 @@ class Simulator:
                 "planned_failures": failures, "max_attempts": s.max_attempts,
                 "webhook_mode": simulate.get("webhook")}
 
-    def webhook_fault(self, job: JobRecord) -> str:
-        """The fate of a job's webhook: pinned by ``simulate.webhook``, else the fault rates."""
+    def webhook_fault(self, job: JobRecord) -> tuple[str, float]:
+        """The fate of a job's webhook, (mode, hold-back seconds): pinned, else the fault rates.
+
+        Modes: deliver; drop (recorded, never sent, not retried: a lost message); duplicate
+        (sent twice); delay (held back by ``--fault-delay-seconds``, then delivered).
+        """
         if job.webhook_mode:
-            return job.webhook_mode
+            return job.webhook_mode, 0.0
         s = self._settings
         with self._rng_lock:
             draw = self._rng.random()
         for mode, rate in ((WebhookMode.DROP.value, s.fault_drop_webhook),
                            (WebhookMode.DUPLICATE.value, s.fault_duplicate_webhook),
-                           ("delay", s.fault_delay_webhook)):
+                           (DELAY, s.fault_delay_webhook)):
             if draw < rate:
-                return mode
+                return mode, s.fault_delay_seconds if mode == DELAY else 0.0
             draw -= rate
-        return WebhookMode.DELIVER.value
+        return WebhookMode.DELIVER.value, 0.0
 
     def chance(self, rate: float) -> bool:
         """A seeded coin flip (fault injection on requests)."""

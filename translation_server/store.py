@@ -112,6 +112,7 @@ webhook_events = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float),
+    Column("lease_until", Float),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_webhook_events_state_next", "state", "next_attempt_at"),
@@ -234,11 +235,12 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with another request body."""
 
 
-WebhookFault = Callable[[JobRecord], str]
+# What happens to a job's webhook: (mode, seconds to hold it back); see Simulator.webhook_fault.
+WebhookFault = Callable[[JobRecord], tuple[str, float]]
 
 
-def _no_fault(job: JobRecord) -> str:
-    return job.webhook_mode or "deliver"
+def _no_fault(job: JobRecord) -> tuple[str, float]:
+    return job.webhook_mode or "deliver", 0.0
 
 
 def encode_cursor(seq: int) -> str:
@@ -456,10 +458,11 @@ class Store:
         if final.callback_url:
             event_type = EventType.for_status(target.status)
             body = resources.webhook_body(final, event_type, now)
+            mode, delay = fault(final)
             conn.execute(insert(webhook_events).values(
                 id=new_id("msg"), job_id=final.id, client_id=final.client_id,
                 type=event_type.value, callback_url=final.callback_url, payload=body,
-                mode=fault(final), state="pending", attempts=0, next_attempt_at=now,
+                mode=mode, state="pending", attempts=0, next_attempt_at=now + delay,
                 created_at=now))
         return final
 

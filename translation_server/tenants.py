@@ -99,6 +99,7 @@ def rotate_secret(client_id: str) -> Response | tuple[dict[str, object], int]:
     client = rt.store.rotate_secret(client_id, grace_s=rt.settings.secret_grace)
     if client is None:
         raise APIProblem(404, "client_not_found", f"no client {client_id}")
+    rt.dispatcher.forget_client(client.id)
     refresh_local_setup(rt.settings, client)
     log.info("client %s webhook secret rotated", client.id)
     return {**client_json(client), "webhook_secret": client.webhook_secret,

@@ -5,50 +5,17 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from tests.support import Service, start_service, wait_until
-
-ADMIN = "e2e-admin"
-
-
-def start_server(tmp_path: Path, *args: str, demo: bool = False) -> Service:
-    return start_service("translation_server", [
-        "--demo-job" if demo else "--no-demo-job",
-        "--database-url", f"sqlite:///{tmp_path / 'server.db'}", "--admin-token", ADMIN,
-        "--credentials-file", str(tmp_path / "local.json"), "--seed", "42",
-        "--duration-min", "1", "--duration-max", "2", *args], tmp_path, name="server")
-
-
-def new_tenant(url: str) -> dict[str, str]:
-    resp = requests.post(f"{url}/v1/clients", json={"name": "e2e"},
-                         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
-    resp.raise_for_status()
-    return {"Authorization": f"Bearer {resp.json()['api_key']}"}
-
-
-def get(url: str, headers: dict[str, str]) -> Any:
-    return requests.get(url, headers=headers, timeout=5)
-
-
-def wait_final(url: str, ids: list[str], auth: dict[str, str],
-               timeout: float = 15) -> list[dict[str, Any]]:
-    """Poll the bulk endpoint until every job is final; returns them in order."""
-
-    def all_final() -> list[dict[str, Any]] | None:
-        jobs: list[dict[str, Any]] = get(f"{url}/v1/jobs?ids={','.join(ids)}", auth).json()[
-            "jobs"]
-        return jobs if all(j["status"] != "pending" for j in jobs) else None
-
-    return wait_until(all_final, timeout=timeout, interval=0.05, message="jobs to finish")
+from tests.e2e.servers import get, new_tenant, start_server, wait_final
+from tests.support import wait_until
 
 
 def test_jobs_complete_and_error_on_schedule(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "4")
     try:
-        auth = new_tenant(server.url)
+        auth = new_tenant(server.url)["auth"]
         pins = [{"duration_s": 0.6, "outcome": "completed"},
                 {"duration_s": 0.9, "outcome": "error"},
                 {"duration_s": 1.2, "outcome": "completed"}]
@@ -71,7 +38,7 @@ def test_jobs_complete_and_error_on_schedule(tmp_path: Path) -> None:
 def test_queue_wait_is_real_with_one_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "1")
     try:
-        auth = new_tenant(server.url)
+        auth = new_tenant(server.url)["auth"]
         first, second = (requests.post(f"{server.url}/v1/jobs", headers=auth, timeout=5,
                                        json={"simulate": {"duration_s": 0.5,
                                                           "outcome": "completed"}}).json()
@@ -104,7 +71,7 @@ def test_demo_job_goes_from_pending_to_completed_with_retry_after(tmp_path: Path
 
 def test_sigkill_mid_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "2")
-    auth = new_tenant(server.url)
+    auth = new_tenant(server.url)["auth"]
     ids = [requests.post(f"{server.url}/v1/jobs", headers=auth, timeout=5,
                          json={"simulate": {"duration_s": d, "outcome": "completed"}}).json()["id"]
            for d in (1.5, 1.5, 1.0, 1.0, 1.0)]

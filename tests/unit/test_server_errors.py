@@ -211,3 +211,14 @@ def test_status_fault_injection_is_503_with_retry_after(make_app: Any) -> None:
     resp = app.test_client().get("/status")
     assert_problem(resp, 503, "unavailable", "simulated outage")
     assert resp.headers["Retry-After"] == "1"
+
+
+def test_name_resolving_to_a_forbidden_address_is_refused(make_app: Any) -> None:
+    app: Flask = make_app(callback_allow=("127.0.0.2/32",))
+    client = app.test_client()
+    created = client.post("/v1/clients", json={"name": "n"},
+                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
+    body = {**valid_body(), "callback_url": "http://localhost:8001/webhooks"}
+    resp = client.post("/v1/jobs", json=body,
+                       headers={"Authorization": f"Bearer {created['api_key']}"})
+    assert_problem(resp, 422, "invalid_callback_url", "host localhost (")

@@ -101,7 +101,7 @@ def test_final_state_writes_its_outbox_row_in_the_same_transaction(store: Store)
                            now=T0)[0]
     silent = store.create_job(new_job(duration_s=1), now=T0)[0]
     store.claim(now=T0, limit=5)
-    store.finish_due(now=T0 + 1, fault=lambda j: "drop")
+    store.finish_due(now=T0 + 1, fault=lambda j: ("drop", 0.0))
     with store.engine.connect() as conn:
         rows = conn.execute(select(webhook_events)).mappings().all()
     assert [(r["job_id"], r["type"], r["mode"], r["state"]) for r in rows] == [

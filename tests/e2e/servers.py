@@ -1,0 +1,63 @@
+"""Starting the translation server for e2e tests, and talking to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.support import Service, start_service, wait_until
+
+ADMIN = "e2e-admin"
+
+
+def start_server(tmp_path: Path, *args: str, demo: bool = False, port: int = 0) -> Service:
+    """The translation server on a free port with its own database, seeded, 1-2 s jobs."""
+    return start_service("translation_server", [
+        "--demo-job" if demo else "--no-demo-job",
+        "--database-url", f"sqlite:///{tmp_path / 'server.db'}", "--admin-token", ADMIN,
+        "--credentials-file", str(tmp_path / "local.json"), "--seed", "42",
+        "--duration-min", "1", "--duration-max", "2", *args], tmp_path, name="server",
+        port=port)
+
+
+def new_tenant(url: str) -> dict[str, Any]:
+    """A new client: its id, API key, webhook secret and an ``auth`` header dict."""
+    resp = requests.post(f"{url}/v1/clients", json={"name": "e2e"},
+                         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
+    resp.raise_for_status()
+    body: dict[str, Any] = resp.json()
+    body["auth"] = {"Authorization": f"Bearer {body['api_key']}"}
+    return body
+
+
+def get(url: str, headers: dict[str, str]) -> Any:
+    """GET with a timeout."""
+    return requests.get(url, headers=headers, timeout=5)
+
+
+def create_job(url: str, auth: dict[str, str], **body: Any) -> dict[str, Any]:
+    """POST /v1/jobs; asserts 201."""
+    resp = requests.post(f"{url}/v1/jobs", json=body, headers=auth, timeout=5)
+    assert resp.status_code == 201, resp.text
+    job: dict[str, Any] = resp.json()
+    return job
+
+
+def wait_final(url: str, ids: list[str], auth: dict[str, str],
+               timeout: float = 15) -> list[dict[str, Any]]:
+    """Poll the bulk endpoint until every job is final; returns them in order."""
+
+    def all_final() -> list[dict[str, Any]] | None:
+        jobs: list[dict[str, Any]] = get(f"{url}/v1/jobs?ids={','.join(ids)}", auth).json()[
+            "jobs"]
+        return jobs if all(j["status"] != "pending" for j in jobs) else None
+
+    return wait_until(all_final, timeout=timeout, interval=0.05, message="jobs to finish")
+
+
+def deliveries(url: str, job_id: str, auth: dict[str, str]) -> list[dict[str, Any]]:
+    """The job's webhook events with their attempt logs."""
+    body: dict[str, Any] = get(f"{url}/v1/jobs/{job_id}/deliveries", auth).json()
+    return list(body["deliveries"])

@@ -1,0 +1,103 @@
+"""Signing, retry decisions and the connect-time SSRF guard of the webhook sender."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.sink import Sink
+from translation_server.callbacks import CallbackPolicy
+from translation_server.config import Settings
+from translation_server.delivery import (
+    Dispatcher,
+    ForbiddenAddress,
+    _is_forbidden,
+    guarded_session,
+    retry_after_seconds,
+    sign,
+)
+from translation_server.store import new_webhook_secret
+
+
+def test_signature_verifies_with_the_reference_package_for_each_secret() -> None:
+    old, new = new_webhook_secret(), new_webhook_secret()
+    now = int(time.time())
+    body = '{"type":"job.completed"}'
+    header = sign([new, old], "msg_1", now, body)
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": header}
+    for secret in (old, new):
+        assert Webhook(secret).verify(body, headers) == {"type": "job.completed"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(body + " ", headers)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2", 2.0), (" 30 ", 30.0), ("999999999", 86400.0), (None, None), ("", None),
+    ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+])
+def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
+    assert retry_after_seconds(value, time.time()) == expected
+
+
+def test_http_date_retry_after_in_the_future() -> None:
+    from email.utils import formatdate
+
+    now = time.time()
+    assert retry_after_seconds(formatdate(now + 60, usegmt=True), now) == pytest.approx(60, abs=1)
+
+
+def make_dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
+    s = Settings(webhook_retry_schedule=(1, 5, 30), **settings)
+    return Dispatcher(runtime.store, s, runtime.metrics, CallbackPolicy(s.callback_allow),
+                      rng=lambda: 0.5)
+
+
+def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> None:
+    d = make_dispatcher(runtime)
+    now = time.time()
+    retry = d._decide(now, 1, 500, None, 3.0, None)
+    assert (retry.outcome, retry.state) == ("retry", "pending")
+    assert retry.next_attempt_at == pytest.approx(time.time() + 0.5, abs=0.05)  # 0.5 * 1 s
+    assert d._decide(now, 3, 503, None, 1.0, None).next_attempt_at == pytest.approx(
+        time.time() + 15, abs=0.05)
+    assert d._decide(now, 4, 500, None, 1.0, None).state == "failed"  # 1 + 3 retries used
+    assert d._decide(now, 1, 302, None, 1.0, None).outcome == "retry"  # 3xx is failure
+    gone = d._decide(now, 1, 410, None, 1.0, None)
+    assert (gone.outcome, gone.state) == ("gone", "failed")
+    honoured = d._decide(now, 1, 429, None, 1.0, 7.0)
+    assert honoured.next_attempt_at == pytest.approx(time.time() + 7, abs=0.05)
+    assert d._decide(now, 1, 299, None, 1.0, None).state == "delivered"
+    d.stop()
+
+
+def test_guarded_session_never_connects_outside_the_allow_list() -> None:
+    with Sink() as sink:
+        refused = guarded_session(CallbackPolicy(("127.0.0.2/32",)))
+        with pytest.raises(requests.ConnectionError) as info:
+            refused.post(sink.url, data=b"{}", timeout=2)
+        assert _is_forbidden(info.value) and "outside the allow-list" in str(info.value)
+        # a name that resolves to a forbidden address is refused at connect time too
+        with pytest.raises(requests.ConnectionError) as info:
+            refused.post(sink.url.replace("127.0.0.1", "localhost"), data=b"{}", timeout=2)
+        assert _is_forbidden(info.value)
+        assert sink.arrivals == []
+        allowed = guarded_session(CallbackPolicy(("127.0.0.0/8",)))
+        assert allowed.post(sink.url, data=b"{}", timeout=2).status_code == 204
+        assert len(sink.arrivals) == 1
+    assert not _is_forbidden(requests.ConnectionError(OSError("refused")))
+    assert _is_forbidden(ForbiddenAddress("x"))
+
+
+def test_policy_allows_names_explicitly_and_addresses_by_network() -> None:
+    policy = CallbackPolicy(("127.0.0.0/8", "::1/128", "hooks.internal"))
+    assert policy.address_allowed("127.0.0.5") and policy.address_allowed("::1")
+    assert policy.address_allowed("::ffff:127.0.0.1")
+    assert not policy.address_allowed("10.0.0.1") and not policy.address_allowed("nonsense")
+    assert policy.host_allowed_by_name("HOOKS.internal.")
+    policy.check("http://hooks.internal/x")  # allowed by name, never resolved here

@@ -1,0 +1,285 @@
+"""Webhook delivery: signed POSTs from the outbox, by a bounded pool of sender threads.
+
+"Persist, then notify": a job's final state and its outbox row are committed together, then
+the scheduler wakes this dispatcher, which leases due rows and hands them to the senders.
+Delivery is at-least-once with the retry schedule of API.md section 3 (full jitter); an
+unreachable endpoint can never fail a job, and one slow endpoint cannot hold every sender
+(at most ``per_host`` attempts to one host at once).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from standardwebhooks.webhooks import Webhook
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from client_lib.models import WebhookMode
+
+from .callbacks import CallbackPolicy
+from .config import Settings
+from .metrics import ServerMetrics
+from .outbox import DELIVERED, DROPPED, FAILED, PENDING, AttemptResult, Outbox, OutboxEvent
+from .store import ClientRecord, Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "vt-webhooks/1.0"
+MAX_RETRY_AFTER_S = 24 * 3600
+_ERROR_TEXT_MAX = 300
+
+
+class ForbiddenAddress(OSError):
+    """The callback host resolved to an address outside the allow-list; nothing was sent."""
+
+
+def _is_forbidden(exc: BaseException, depth: int = 0) -> bool:
+    """requests wraps our refusal twice (ConnectionError(ProtocolError(..., ForbiddenAddress)))."""
+    if isinstance(exc, ForbiddenAddress):
+        return True
+    return depth < 4 and any(isinstance(a, BaseException) and _is_forbidden(a, depth + 1)
+                             for a in exc.args)
+
+
+def sign(secrets: list[str], msg_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` header: one ``v1,`` signature per active secret."""
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
+    return " ".join(Webhook(s).sign(msg_id, when, body) for s in secrets)
+
+
+def guarded_session(policy: CallbackPolicy) -> requests.Session:
+    """A keep-alive session whose connections refuse peers outside the allow-list."""
+
+    def check(conn: Any, sock: Any) -> None:
+        peer = sock.getpeername()[0]
+        if not (policy.host_allowed_by_name(conn.host) or policy.address_allowed(peer)):
+            sock.close()
+            raise ForbiddenAddress(f"{conn.host} resolved to {peer}, outside the allow-list")
+
+    class GuardedHTTP(HTTPConnection):
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()
+            check(self, sock)
+            return sock
+
+    class GuardedHTTPS(HTTPSConnection):
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()
+            check(self, sock)
+            return sock
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTP
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPS
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    session = requests.Session()
+    session.trust_env = False  # never route webhooks through an environment proxy
+    adapter = Adapter(pool_connections=16, pool_maxsize=4, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
+    return session
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Parse ``Retry-After`` (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
+
+
+class Dispatcher:
+    """Leases due outbox events and delivers them with a bounded pool of senders."""
+
+    def __init__(self, store: Store, settings: Settings, metrics: ServerMetrics,
+                 policy: CallbackPolicy, *, rng: Callable[[], float] | None = None) -> None:
+        self._store = store
+        self._outbox = Outbox(store.engine)
+        self._settings = settings
+        self._metrics = metrics
+        self._policy = policy
+        self._random = rng or random.Random(settings.seed).random
+        self._senders = settings.webhook_senders
+        self._per_host = max(1, self._senders // 2)
+        self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._secrets: dict[str, tuple[float, ClientRecord | None]] = {}
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox this dispatcher drains."""
+        return self._outbox
+
+    def start(self) -> None:
+        """Start the dispatch loop."""
+        self._thread = threading.Thread(target=self._run, name="vt-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop leasing, let attempts under way finish (bounded by the webhook timeout)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Something became due (a job ended, a redelivery was asked)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ loop
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self._dispatch_once()
+            except Exception:
+                log.exception("webhook dispatch failed; retrying shortly")
+                delay = 0.5
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def _dispatch_once(self) -> float:
+        """Lease what is due and free senders can take; returns how long to sleep."""
+        now = time.time()
+        with self._lock:
+            free = self._senders - sum(self._in_flight.values())
+            busy = {h for h, n in self._in_flight.items() if n >= self._per_host}
+        events = self._outbox.lease(now=now, limit=free, busy_hosts=busy, host_of=_host,
+                                    lease_s=self._settings.webhook_timeout * 2 + 5)
+        for event in events:
+            with self._lock:
+                self._in_flight[_host(event.callback_url)] += 1
+            self._pool.submit(self._deliver, event)
+        if events and len(events) == free:
+            return 0.05  # senders are full; one finishing wakes us sooner
+        next_due = self._outbox.next_due_at()
+        return 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
+
+    def _deliver(self, event: OutboxEvent) -> None:
+        try:
+            self._outbox.record(event, self._attempts(event))
+        except Exception:
+            # the lease expires and the event is retried: at-least-once, never lost
+            log.exception("%s webhook %s: delivery crashed", event.job_id, event.id)
+        finally:
+            with self._lock:
+                self._in_flight[_host(event.callback_url)] -= 1
+            self._wake.set()
+
+    def _attempts(self, event: OutboxEvent) -> list[AttemptResult]:
+        """One lease's attempts: none sent for a dropped event, two for a duplicated one."""
+        now = time.time()
+        if event.mode == WebhookMode.DROP:
+            log.info("%s webhook %s dropped by fault injection", event.job_id, event.id)
+            self._metrics.webhook_attempts.labels("dropped").inc()
+            return [AttemptResult(now, None, "dropped by fault injection", None, "dropped",
+                                  DROPPED, None)]
+        if event.attempts == 0:
+            self._metrics.webhook_latency.observe(max(0.0, now - event.created_at))
+        results = [self._attempt(event, event.attempts + 1)]
+        if event.mode == WebhookMode.DUPLICATE and results[0].state == DELIVERED:
+            results.append(self._attempt(event, event.attempts + 2))
+        return results
+
+    def _attempt(self, event: OutboxEvent, number: int) -> AttemptResult:
+        """Send once, and decide what follows from the answer."""
+        started = time.time()
+        client = self._client(event.client_id)
+        status, error, retry_after, forbidden = None, None, None, False
+        try:
+            stamp = int(started)
+            headers = {"webhook-id": event.id, "webhook-timestamp": str(stamp),
+                       "webhook-signature": sign(client.signing_secrets(started) if client
+                                                 else [], event.id, stamp, event.payload)}
+            resp = self._session().post(event.callback_url, data=event.payload.encode(),
+                                        headers=headers, allow_redirects=False,
+                                        timeout=self._settings.webhook_timeout)
+            status = resp.status_code
+            retry_after = retry_after_seconds(resp.headers.get("Retry-After"), started) \
+                if status in (429, 503) else None
+            resp.close()
+        except requests.RequestException as exc:
+            error = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
+            forbidden = _is_forbidden(exc)
+        latency = (time.time() - started) * 1000
+        if forbidden:  # SSRF guard: never retried, never contacted
+            result = AttemptResult(started, None, error, latency, "forbidden", FAILED, None)
+        else:
+            result = self._decide(started, number, status, error, latency, retry_after)
+        self._metrics.webhook_attempts.labels(result.outcome).inc()
+        log.info("%s webhook %s attempt %d -> %s (%s) %.1fms", event.job_id, event.id, number,
+                 result.outcome, status if status is not None else error, latency)
+        return result
+
+    def _decide(self, started: float, number: int, status: int | None, error: str | None,
+                latency: float, retry_after: float | None) -> AttemptResult:
+        if status is not None and 200 <= status < 300:
+            return AttemptResult(started, status, None, latency, "delivered", DELIVERED, None)
+        if status == 410:
+            return AttemptResult(started, status, "410 Gone: endpoint retired", latency, "gone",
+                                 FAILED, None)
+        schedule = self._settings.webhook_retry_schedule
+        if number > len(schedule):
+            return AttemptResult(started, status, error or "retries exhausted", latency,
+                                 "failed", FAILED, None)
+        delay = self._random() * schedule[number - 1]  # full jitter
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return AttemptResult(started, status, error, latency, "retry", PENDING,
+                             time.time() + delay)
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = guarded_session(self._policy)
+        return session
+
+    def _client(self, client_id: str) -> ClientRecord | None:
+        """The signing tenant, cached for a second (rotations show up promptly)."""
+        now = time.monotonic()
+        cached = self._secrets.get(client_id)
+        if cached is None or cached[0] < now:
+            cached = (now + 1.0, self._store.get_client(client_id))
+            self._secrets[client_id] = cached
+        return cached[1]
+
+    def forget_client(self, client_id: str) -> None:
+        """Drop a tenant's cached secrets (after a rotation)."""
+        self._secrets.pop(client_id, None)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()

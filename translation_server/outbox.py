@@ -1,0 +1,154 @@
+"""The webhook outbox: leasing due events, recording attempts, redelivery, the delivery log.
+
+Rows are written by the store together with a job's final state; this module moves them
+through their delivery states with guarded UPDATEs, like the store does for jobs:
+
+    pending --lease--> sending --2xx--> delivered
+       ^                  |---error, retries left--> pending (next_attempt_at from the schedule)
+       |                  |---410 / retries exhausted--> failed
+       |                  '---fault injection--> dropped
+       '------------------ redeliver (from delivered, failed or dropped)
+
+A lease expires (a sender crashed, the process was killed), so a ``sending`` row whose lease
+has passed is due again: delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from .db import writer
+from .store import delivery_attempts, webhook_events
+
+PENDING, SENDING, DELIVERED, FAILED, DROPPED = "pending", "sending", "delivered", "failed", \
+    "dropped"
+FINAL_DELIVERY_STATES = (DELIVERED, FAILED, DROPPED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One webhook event to send."""
+
+    id: str
+    job_id: str
+    client_id: str
+    type: str
+    callback_url: str
+    payload: str
+    mode: str
+    attempts: int
+    created_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one attempt did, and what the event becomes."""
+
+    attempted_at: float
+    status_code: int | None
+    error: str | None
+    latency_ms: float | None
+    outcome: str  # delivered, retry, failed, gone, dropped
+    state: str  # the event's next delivery state
+    next_attempt_at: float | None
+
+
+class Outbox:
+    """Persistence of webhook deliveries."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = writer(engine)
+
+    @staticmethod
+    def _due(now: float) -> Any:
+        return or_(
+            and_(webhook_events.c.state == PENDING, webhook_events.c.next_attempt_at <= now),
+            and_(webhook_events.c.state == SENDING, webhook_events.c.lease_until <= now))
+
+    def lease(self, *, now: float, limit: int, lease_s: float,
+              busy_hosts: Collection[str] = (), host_of: Any = None) -> list[OutboxEvent]:
+        """Take up to ``limit`` due events for sending, skipping events to ``busy_hosts``."""
+        if limit <= 0:
+            return []
+        cols = [getattr(webhook_events.c, f.name) for f in dataclasses.fields(OutboxEvent)]
+        with self._writer.begin() as conn:
+            rows = conn.execute(
+                select(*cols).where(self._due(now)).order_by(webhook_events.c.next_attempt_at)
+                .limit(limit * 4 if busy_hosts else limit)
+                .with_for_update(skip_locked=True)).mappings().all()
+            events = [OutboxEvent(**r) for r in rows
+                      if not busy_hosts or host_of(r["callback_url"]) not in busy_hosts][:limit]
+            if not events:
+                return []
+            conn.execute(update(webhook_events).where(
+                webhook_events.c.id.in_([e.id for e in events]), self._due(now))
+                .values(state=SENDING, lease_until=now + lease_s))
+        return events
+
+    def record(self, event: OutboxEvent, results: list[AttemptResult]) -> None:
+        """Log the attempts of one lease and move the event to its next state."""
+        last = results[-1]
+        with self._writer.begin() as conn:
+            for n, res in enumerate(results, start=event.attempts + 1):
+                conn.execute(insert(delivery_attempts).values(
+                    event_id=event.id, job_id=event.job_id, attempt=n,
+                    attempted_at=res.attempted_at, status_code=res.status_code, error=res.error,
+                    latency_ms=res.latency_ms, outcome=res.outcome,
+                    next_attempt_at=res.next_attempt_at))
+            conn.execute(update(webhook_events).where(
+                webhook_events.c.id == event.id, webhook_events.c.state == SENDING).values(
+                state=last.state, attempts=webhook_events.c.attempts + len(results),
+                next_attempt_at=last.next_attempt_at, lease_until=None,
+                finished_at=last.attempted_at if last.state in FINAL_DELIVERY_STATES else None))
+
+    def next_due_at(self) -> float | None:
+        """When the next pending event or expiring lease is due."""
+        with self._engine.connect() as conn:
+            pending = conn.execute(select(func.min(webhook_events.c.next_attempt_at)).where(
+                webhook_events.c.state == PENDING)).scalar()
+            leased = conn.execute(select(func.min(webhook_events.c.lease_until)).where(
+                webhook_events.c.state == SENDING)).scalar()
+        times = [t for t in (pending, leased) if t is not None]
+        return min(times) if times else None
+
+    def redeliver(self, job_id: str, *, now: float) -> dict[str, Any] | None:
+        """Queue a job's latest event again (same webhook-id); None when it has none."""
+        with self._writer.begin() as conn:
+            row = conn.execute(select(webhook_events.c.id, webhook_events.c.state).where(
+                webhook_events.c.job_id == job_id).order_by(
+                webhook_events.c.created_at.desc()).limit(1)).first()
+            if row is None:
+                return None
+            if row.state != SENDING:
+                # an explicit redelivery is a real send: fault injection no longer applies
+                conn.execute(update(webhook_events).where(
+                    webhook_events.c.id == row.id, webhook_events.c.state != SENDING).values(
+                    state=PENDING, next_attempt_at=now, attempts=0, mode="deliver",
+                    finished_at=None))
+        return {"webhook_id": row.id, "previous_state": row.state}
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """Every event of a job with its attempts, oldest first."""
+        with self._engine.connect() as conn:
+            events = conn.execute(select(webhook_events).where(
+                webhook_events.c.job_id == job_id).order_by(
+                webhook_events.c.created_at)).mappings().all()
+            attempts = conn.execute(select(delivery_attempts).where(
+                delivery_attempts.c.job_id == job_id).order_by(
+                delivery_attempts.c.seq)).mappings().all()
+        by_event: dict[str, list[dict[str, Any]]] = {}
+        for a in attempts:
+            by_event.setdefault(a["event_id"], []).append(dict(a))
+        return [{**dict(e), "attempt_log": by_event.get(e["id"], [])} for e in events]
+
+    def counts(self) -> dict[str, int]:
+        """Events per delivery state."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(webhook_events.c.state, func.count()).group_by(
+                webhook_events.c.state)).all()
+        return {state: int(n) for state, n in rows}
