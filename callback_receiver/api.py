@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -32,7 +33,7 @@ def receive_webhook() -> Response:
 def list_events() -> Response:
     """The change feed: events after ``after``, waiting up to ``wait`` seconds for one."""
     receiver = get_receiver()
-    after = _cursor(request.args.get("after"))
+    after = _cursor(request.args.get("after"), receiver.store.last_cursor)
     job_id = _job_id(request.args.get("job_id"))
     limit = _int_in("limit", request.args.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
     wait = _wait(request.args.get("wait"), receiver.settings.max_wait_s)
@@ -81,9 +82,12 @@ def metrics() -> Response:
     return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
 
-def _cursor(value: str | None) -> int:
+def _cursor(value: str | None, latest: Callable[[], int]) -> int:
+    """``after``: a cursor we returned, empty for the beginning, or ``latest`` for "from now"."""
     if value is None or value == "":
         return 0
+    if value == "latest":
+        return latest()
     if not value.isascii() or not value.isdigit() or len(value) > 18:
         raise invalid("after", "not a cursor this feed returned")
     return int(value)

@@ -320,6 +320,11 @@ class Store:
         with self._engine.connect() as conn:
             return [StoredEvent.from_row(r) for r in conn.execute(query).mappings()]
 
+    def last_cursor(self) -> int:
+        """The cursor of the newest event (0 when there is none)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+
     def final_event(self, job_id: str) -> StoredEvent | None:
         """The event that made ``job_id`` final, if one was received."""
         query = (

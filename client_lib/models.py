@@ -166,16 +166,25 @@ class Event:
     cursor: str
     webhook_id: str
     received_at: str
-    type: EventType
-    data: Job
+    type: str  # an EventType value; unknown types are kept, not refused (the API may grow)
+    data: Job | None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
         """Build an event from its feed JSON."""
+        job = data.get("data")
         return cls(
             cursor=str(data["cursor"]),
             webhook_id=data["webhook_id"],
             received_at=data["received_at"],
-            type=EventType(data["type"]),
-            data=Job.from_dict(data["data"]),
+            type=str(data["type"]),
+            data=Job.from_dict(job) if isinstance(job, Mapping) and "id" in job else None,
         )
+
+    @property
+    def final_job(self) -> Job | None:
+        """The job this event reports final, or None for any other kind of event."""
+        known = {t.value for t in EventType}
+        if self.type in known and self.data is not None and self.data.is_final:
+            return self.data
+        return None

@@ -85,6 +85,17 @@ def test_cursor_returns_only_later_events_in_order(client: FlaskClient) -> None:
     assert [e["webhook_id"] for e in middle["events"]] == ["msg_1", "msg_2", "msg_3"]
 
 
+def test_after_latest_starts_from_now(client: FlaskClient) -> None:
+    assert feed(client, "?after=latest") == {"events": [], "cursor": "0"}
+    for i in range(2):
+        deliver(client, f"job_{i}", f"msg_{i}")
+    now = feed(client, "?after=latest")
+    assert now["events"] == [] and now["cursor"] == feed(client)["cursor"]
+    deliver(client, "job_9", "msg_9")
+    later = feed(client, f"?after={now['cursor']}")
+    assert [e["webhook_id"] for e in later["events"]] == ["msg_9"]
+
+
 def test_events_match_the_wire_model(client: FlaskClient) -> None:
     deliver(client, "job_w", "msg_w")
     event = Event.from_dict(feed(client)["events"][0])
