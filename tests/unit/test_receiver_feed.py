@@ -99,7 +99,8 @@ def test_after_latest_starts_from_now(client: FlaskClient) -> None:
 def test_events_match_the_wire_model(client: FlaskClient) -> None:
     deliver(client, "job_w", "msg_w")
     event = Event.from_dict(feed(client)["events"][0])
-    assert (event.webhook_id, event.type.value, event.data.id) == (
+    assert event.final_job is not None
+    assert (event.webhook_id, event.type, event.final_job.id) == (
         "msg_w",
         "job.completed",
         "job_w",
