@@ -1,0 +1,347 @@
+"""``TranslationClient``: create jobs with a callback URL and learn when they end.
+
+    from client_lib import TranslationClient
+    with TranslationClient() as client:          # the local set-up's URLs and key by default
+        job = client.create_job(target_language="es")
+        done = client.wait(job.id, timeout=120, on_update=print)
+
+Waiting follows the callback receiver's change feed and falls back to slow, server-guided
+polling only when webhooks do not come (see ``waiting.py``). Thread-safe: several threads may
+wait at once; one of them at a time drives the shared feed connection, the others sleep.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from .errors import JobCancelled, JobFailed, JobNotFound, TranslationError, WaitTimeout
+from .localsetup import LocalSetup, load_local_setup
+from .models import BULK_IDS_MAX, Event, Job, JobStatus
+from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
+from .waiting import Clock, Detection, SystemClock, Waiter, WaitPolicy, WaitStats
+
+_UNSET: Any = object()
+
+
+class ClientStats:
+    """Requests made, by endpoint, and how waiting went (``waiting``)."""
+
+    def __init__(self, waiting: WaitStats) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.waiting = waiting
+
+    def count(self, endpoint: str) -> None:
+        """Record one request."""
+        with self._lock:
+            self.requests[endpoint] += 1
+
+    @property
+    def status_requests(self) -> int:
+        """Requests to the translation server asking for job state (single or bulk)."""
+        return self.requests["GET /v1/jobs/{id}"] + self.requests["GET /v1/jobs?ids"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able summary."""
+        w = self.waiting
+        return {
+            "requests": dict(self.requests),
+            "status_requests": self.status_requests,
+            "webhooks_used": w.webhooks_used,
+            "polls_resolved": w.polls_resolved,
+            "fallback_polls": w.fallback_polls,
+            "duplicate_reports_dropped": w.duplicate_reports_dropped,
+            "receiver_outages": w.receiver_outages,
+            "mode_changes": [{"at": at, "mode": m, "reason": r} for at, m, r in w.mode_changes],
+            "detections": {job_id: {"path": d.path, "lag_s": d.lag_s}
+                           for job_id, d in w.detections.items()},
+        }
+
+
+class TranslationClient:
+    """A client of the translation server and of the callback receiver."""
+
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None,
+                 receiver_url: str | None = _UNSET, timeout: float = 10.0,
+                 credentials_file: str | None = None, transport: Transport | None = None,
+                 clock: Clock | None = None, policy: WaitPolicy | None = None,
+                 seed: int | None = None) -> None:
+        """Every argument defaults to the local set-up (``make run``); pass them to override.
+
+        ``receiver_url=None`` means no receiver: waiting polls the server from the start.
+        """
+        local: LocalSetup = load_local_setup(credentials_file)
+        self.base_url = (base_url or local.server_url).rstrip("/")
+        self.api_key = api_key or local.api_key
+        self.receiver_url = (local.receiver_url if receiver_url is _UNSET
+                             else receiver_url)
+        if self.receiver_url:
+            self.receiver_url = self.receiver_url.rstrip("/")
+        self.timeout = timeout
+        self._transport = transport or RequestsTransport()
+        self._clock = clock or SystemClock()
+        self._waiter = Waiter(_Backend(self), clock=self._clock, policy=policy, seed=seed)
+        self.stats = ClientStats(self._waiter.stats)
+        self._driving = False
+        self._cond = threading.Condition()
+        # jobs this client created: waiting on them needs no first request, and their
+        # webhooks cannot precede the feed position pinned before their creation
+        self._created: dict[str, Job] = {}
+        self._fresh: set[str] = set()
+
+    def __enter__(self) -> TranslationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release connections."""
+        self._transport.close()
+
+    @property
+    def default_callback_url(self) -> str | None:
+        """The receiver's webhook endpoint, used when ``create_job`` is given none."""
+        return f"{self.receiver_url}/webhooks" if self.receiver_url else None
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _call(self, method: str, url: str, endpoint: str, *, json: Any = None,
+              params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+              retry: bool = True, timeout: float | None = None, auth: bool = True) -> Response:
+        """Send one request; every error of the library is raised from here."""
+        all_headers = dict(headers or {})
+        if auth and self.api_key:
+            all_headers["Authorization"] = f"Bearer {self.api_key}"
+        all_headers.setdefault("X-Request-ID", uuid.uuid4().hex)
+        request = Request(method, url, all_headers, params, json, timeout or self.timeout,
+                          retry)
+        self.stats.count(endpoint)
+        response = self._transport.send(request)
+        raise_for_problem(request, response)
+        return response
+
+    def _server(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        return self._call(method, self.base_url + path, endpoint, **kwargs).json()
+
+    # ------------------------------------------------------------------ jobs
+
+    def create_job(self, *, source_url: str | None = None, target_language: str | None = None,
+                   priority: int | None = None, callback_url: str | None = _UNSET,
+                   metadata: dict[str, Any] | None = None,
+                   simulate: dict[str, Any] | None = None,
+                   idempotency_key: str | None = None) -> Job:
+        """Create a job; ``callback_url`` defaults to the receiver's (None: no webhook).
+
+        An ``Idempotency-Key`` is always sent (generated unless given), so the request is
+        retried safely on transient failures and never creates two jobs.
+        """
+        if callback_url is _UNSET:
+            callback_url = self.default_callback_url
+        body = {k: v for k, v in {
+            "source_url": source_url, "target_language": target_language,
+            "priority": priority, "callback_url": callback_url, "metadata": metadata,
+            "simulate": simulate}.items() if v is not None}
+        if callback_url:
+            self._waiter.ensure_cursor()  # so the feed cannot miss this job's event
+        key = idempotency_key or f"vt-{uuid.uuid4()}"
+        data = self._server("POST", "/v1/jobs", "POST /v1/jobs", json=body,
+                            headers={"Idempotency-Key": key})
+        job = Job.from_dict(data)
+        self._created[job.id] = job
+        if callback_url and self._waiter.cursor_pinned:
+            self._fresh.add(job.id)
+        return job
+
+    def get_job(self, job_id: str) -> Job:
+        """One job's current state."""
+        return Job.from_dict(self._server("GET", f"/v1/jobs/{job_id}", "GET /v1/jobs/{id}"))
+
+    def get_jobs(self, job_ids: Sequence[str], *, retry: bool = True) -> list[Job]:
+        """Several jobs in one request per 100 (ids this client cannot see are left out)."""
+        jobs: list[Job] = []
+        for i in range(0, len(job_ids), BULK_IDS_MAX):
+            chunk = ",".join(job_ids[i:i + BULK_IDS_MAX])
+            data = self._server("GET", "/v1/jobs", "GET /v1/jobs?ids", params={"ids": chunk},
+                                retry=retry)
+            jobs.extend(Job.from_dict(j) for j in data["jobs"])
+        return jobs
+
+    def list_jobs(self, *, status: JobStatus | str | None = None,
+                  limit: int = 20) -> Iterator[Job]:
+        """This client's jobs, newest first, following the cursor across pages."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if status:
+            params["status"] = JobStatus(status).value
+        while True:
+            data = self._server("GET", "/v1/jobs", "GET /v1/jobs", params=params)
+            yield from (Job.from_dict(j) for j in data["jobs"])
+            if not data.get("next_cursor"):
+                return
+            params["cursor"] = data["next_cursor"]
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a pending job (InvalidRequest, 409, when it already ended)."""
+        data = self._server("POST", f"/v1/jobs/{job_id}/cancel", "POST /v1/jobs/{id}/cancel",
+                            retry=False)
+        return Job.from_dict(data)
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's webhook events and their delivery attempts."""
+        data = self._server("GET", f"/v1/jobs/{job_id}/deliveries",
+                            "GET /v1/jobs/{id}/deliveries")
+        return list(data["deliveries"])
+
+    def redeliver(self, job_id: str) -> dict[str, Any]:
+        """Ask the server to send the job's final webhook again."""
+        return dict(self._server("POST", f"/v1/jobs/{job_id}/redeliver",
+                                 "POST /v1/jobs/{id}/redeliver", retry=False))
+
+    def health(self) -> dict[str, Any]:
+        """Both services' health: ``{"server": {...}, "receiver": {...}}`` (errors as text)."""
+        out: dict[str, Any] = {}
+        targets = {"server": self.base_url, "receiver": self.receiver_url}
+        for name, url in targets.items():
+            if not url:
+                out[name] = {"status": "not configured"}
+                continue
+            try:
+                out[name] = self._call("GET", f"{url}/healthz", f"GET {name} /healthz",
+                                       auth=False, retry=False, timeout=3).json()
+            except TranslationError as exc:
+                out[name] = {"status": "unreachable", "error": str(exc)}
+        return out
+
+    # --------------------------------------------------------------- waiting
+
+    def wait(self, job_id: str, *, timeout: float | None = None,
+             on_update: Callable[[Job], None] | None = None) -> Job:
+        """Block until the job ends; return it completed, else raise JobFailed/JobCancelled.
+
+        Raises WaitTimeout (with the last status seen) when ``timeout`` seconds pass first.
+        """
+        (detection,) = self._wait_all([job_id], timeout=timeout, on_update=on_update, first=True)
+        return _outcome(detection.job)
+
+    def as_completed(self, job_ids: Iterable[str], *,
+                     timeout: float | None = None) -> Iterator[Job]:
+        """Yield each job as it ends (completed, error or cancelled), in the order they end.
+
+        All jobs share one feed connection and one ``?ids=`` poll; raises WaitTimeout for the
+        first job still pending when ``timeout`` passes.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        deadline = None if timeout is None else self._clock.now() + timeout
+        self._watch(ids, None)
+        remaining = set(ids)
+        while remaining:
+            left = None if deadline is None else max(0.0, deadline - self._clock.now())
+            for detection in self._wait_all(sorted(remaining), timeout=left, first=False,
+                                            watched=True):
+                remaining.discard(detection.job.id)
+                yield detection.job
+
+    def detection(self, job_id: str) -> Detection | None:
+        """How and when waiting learned that this job ended (path and lag)."""
+        return self._waiter.stats.detections.get(job_id)
+
+    def _watch(self, ids: Sequence[str], on_update: Callable[[Job], None] | None) -> None:
+        """Hand jobs to the waiter; only jobs this client did not create cost a first GET."""
+        unknown = [i for i in ids if i not in self._created and self._waiter.last_known(i)
+                   is None]
+        fetched = {j.id: j for j in (self.get_jobs(unknown) if unknown else [])}
+        for job_id in ids:
+            job = self._created.get(job_id) or fetched.get(job_id) or \
+                self._waiter.last_known(job_id)
+            if job is None:
+                # not visible to this client: let get_job raise JobNotFound with context
+                self.get_job(job_id)
+                continue
+            self._waiter.watch(job, on_update=on_update, fresh=job_id in self._fresh)
+
+    def _wait_all(self, ids: list[str], *, timeout: float | None, first: bool,
+                  on_update: Callable[[Job], None] | None = None,
+                  watched: bool = False) -> list[Detection]:
+        """Drive or await the waiter until one (``first=False``) or all of ``ids`` ended."""
+        started = self._clock.now()
+        deadline = None if timeout is None else started + timeout
+        if not watched:
+            self._watch(ids, on_update)
+        while True:
+            done = [d for d in (self._waiter.result(i) for i in ids) if d is not None]
+            if (first and len(done) == len(ids)) or (not first and done):
+                return done
+            now = self._clock.now()
+            if deadline is not None and now >= deadline:
+                pending = [i for i in ids if self._waiter.result(i) is None]
+                last = self._waiter.last_known(pending[0])
+                raise WaitTimeout(pending[0], last.status if last else None, now - started)
+            self._drive(None if deadline is None else deadline - now)
+
+    def _drive(self, budget: float | None) -> None:
+        """Run one waiter step, unless another thread is already driving: then wait for it."""
+        with self._cond:
+            if self._driving:
+                self._cond.wait(timeout=min(budget or 1.0, 1.0))
+                return
+            self._driving = True
+        try:
+            self._waiter.step(self._waiter.policy.long_poll_s if budget is None
+                              else min(budget, self._waiter.policy.long_poll_s))
+        finally:
+            with self._cond:
+                self._driving = False
+                self._cond.notify_all()
+
+
+def _outcome(job: Job) -> Job:
+    if job.status is JobStatus.ERROR:
+        raise JobFailed(job)
+    if job.status is JobStatus.CANCELLED:
+        raise JobCancelled(job)
+    return job
+
+
+class _Backend:
+    """The waiter's view of the two services, over the client's HTTP."""
+
+    def __init__(self, client: TranslationClient) -> None:
+        self._client = client
+
+    def _receiver(self, path: str, endpoint: str, **kwargs: Any) -> Any:
+        c = self._client
+        if not c.receiver_url:
+            raise TranslationError("no receiver configured")
+        return c._call("GET", c.receiver_url + path, endpoint, auth=False, retry=False,
+                       **kwargs).json()
+
+    def feed_latest(self) -> str:
+        """The feed's current end."""
+        return str(self._receiver("/v1/events", "GET receiver /v1/events",
+                                  params={"after": "latest"})["cursor"])
+
+    def feed(self, after: str, wait: float) -> tuple[list[Event], str]:
+        """Events after the cursor, long-polling up to ``wait`` seconds."""
+        data = self._receiver("/v1/events", "GET receiver /v1/events",
+                              params={"after": after, "wait": f"{wait:.3f}"},
+                              timeout=wait + self._client.timeout)
+        return [Event.from_dict(e) for e in data["events"]], str(data["cursor"])
+
+    def final_event(self, job_id: str) -> Job | None:
+        """The final job the receiver has a webhook for."""
+        try:
+            data = self._receiver(f"/v1/events/{job_id}", "GET receiver /v1/events/{job_id}")
+        except JobNotFound:
+            return None
+        return Event.from_dict(data).final_job
+
+    def status_many(self, ids: Sequence[str]) -> list[Job]:
+        """One bulk status request (no transport retries: the waiter reschedules itself)."""
+        return self._client.get_jobs(list(ids), retry=False)
+
+
+__all__ = ["ClientStats", "TranslationClient"]
