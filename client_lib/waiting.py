@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import threading
 import time
@@ -91,8 +92,11 @@ class WaitPolicy:
 
     long_poll_s: float = 5.0  # one feed request at most this long (new jobs join between)
     unknown_factor: float = 2.0  # unknown: first check at start + 2 x estimated duration
-    probe_factor: float = 1.5  # unknown: once `probe_quorum` jobs passed 1.5 x their
-    probe_quorum: int = 3  # estimated duration with no webhook at all, check them now
+    # unknown: check the overdue jobs at once when, had webhooks worked, at least one of them
+    # would have announced its end with this probability (estimates assumed off by ~25 %)
+    probe_confidence: float = 0.99
+    estimate_sigma: float = 0.25
+    probe_interval_s: float = 0.25  # how often that chance is re-assessed
     trusted_factor: float = 3.0  # trusted: safety-net check at start + 3 x estimated duration
     grace_s: float = 1.0  # added to both of the above
     early_fraction: float = 0.8  # distrusted: first poll at 80 % of the time to the estimate
@@ -147,6 +151,18 @@ class WaitStats:
     def paths(self) -> Counter[str]:
         """How many jobs each path detected."""
         return Counter(d.path for d in self.detections.values())
+
+
+def _p_done(estimated: float, elapsed: float, sigma: float) -> float:
+    """P(a job estimated at ``estimated`` s has ended after ``elapsed`` s).
+
+    The estimate is the duration times a factor ~ N(1, sigma): the job has ended when the
+    factor is at least estimated / elapsed.
+    """
+    if elapsed <= 0:
+        return 0.0
+    z = (estimated / elapsed - 1.0) / sigma
+    return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 class Waiter:
@@ -258,13 +274,23 @@ class Waiter:
             if not self._tracked:
                 return found
             now = self._clock.now()
-            next_poll = min(t.next_poll for t in self._tracked.values())
-        block = max(0.0, min(max_block, self.policy.long_poll_s, next_poll - now))
+            wake = self._next_wake(now)
+        block = max(0.0, min(max_block, self.policy.long_poll_s, wake - now))
         if self._receiver_up or now >= self._receiver_retry_at:
             found += self._read_feed(block)
         else:
             self._clock.sleep(min(block, max(0.0, self._receiver_retry_at - now)))
         return found
+
+    def _next_wake(self, now: float) -> float:
+        """The next poll, or, while webhooks are unknown and jobs are overdue, a probe check."""
+        wake = min(t.next_poll for t in self._tracked.values())
+        if self._mode is Mode.UNKNOWN and self._receiver_up:
+            estimates = [t.estimate for t in self._tracked.values()
+                         if not t.checks and t.estimate is not None]
+            if estimates:
+                wake = min(wake, max(min(estimates), now + self.policy.probe_interval_s))
+        return wake
 
     def _read_feed(self, wait: float) -> list[Detection]:
         if self._cursor is None:
@@ -303,17 +329,23 @@ class Waiter:
         return detection
 
     def _probe_if_quiet(self, now: float) -> None:
-        """Unknown webhooks, several jobs well past their estimates, not one webhook: ask now.
+        """Unknown webhooks, jobs past their estimates, not one webhook: ask about them now.
 
-        With webhooks working, a few jobs all running 50 % over their estimates while none
-        of the others has ended yet is unlikely; with webhooks lost it is what one sees.
+        Each overdue job has ended with some probability (its estimate is noisy); if webhooks
+        worked, the chance that none of them would have sent one by now is the product of
+        the chances that each is still running. Once that is below 1 %, webhooks are likely
+        lost, and one ``?ids=`` request settles it.
         """
         p = self.policy
-        late = [t for t in self._tracked.values() if t.checks == 0 and t.estimate is not None
-                and now >= t.start + p.probe_factor * (t.estimate - t.start)]
-        if len(late) >= p.probe_quorum:
-            log.info("%d jobs are 50 %% past their estimates and no webhook came; checking",
-                     len(late))
+        late, quiet = [], 1.0
+        for t in self._tracked.values():
+            if t.checks or t.estimate is None or now <= t.estimate:
+                continue
+            late.append(t)
+            quiet *= 1.0 - _p_done(t.estimate - t.start, now - t.start, p.estimate_sigma)
+        if late and quiet < 1.0 - p.probe_confidence:
+            log.info("%d jobs are past their estimates and no webhook came (p=%.4f); checking",
+                     len(late), quiet)
             for t in late:
                 t.next_poll = min(t.next_poll, now)
 
