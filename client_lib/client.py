@@ -69,7 +69,7 @@ class TranslationClient:
                  receiver_url: str | None = _UNSET, timeout: float = 10.0,
                  credentials_file: str | None = None, transport: Transport | None = None,
                  clock: Clock | None = None, policy: WaitPolicy | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, admin_token: str | None = None) -> None:
         """Every argument defaults to the local set-up (``make run``); pass them to override.
 
         ``receiver_url=None`` means no receiver: waiting polls the server from the start.
@@ -81,6 +81,7 @@ class TranslationClient:
                              else receiver_url)
         if self.receiver_url:
             self.receiver_url = self.receiver_url.rstrip("/")
+        self.admin_token = admin_token or local.admin_token
         self.timeout = timeout
         self._transport = transport or RequestsTransport()
         self._clock = clock or SystemClock()
@@ -215,6 +216,29 @@ class TranslationClient:
             except TranslationError as exc:
                 out[name] = {"status": "unreachable", "error": str(exc)}
         return out
+
+    # ----------------------------------------------------------------- admin
+
+    def _admin(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        if not self.admin_token:
+            raise TranslationError("this needs the admin token (VT_ADMIN_TOKEN or --admin-token)")
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        return self._call(method, self.base_url + path, endpoint, auth=False, headers=headers,
+                          **kwargs).json()
+
+    def create_client(self, name: str) -> dict[str, Any]:
+        """Operator: create a client; its API key and webhook secret are shown only here."""
+        return dict(self._admin("POST", "/v1/clients", "POST /v1/clients", json={"name": name},
+                                retry=False))
+
+    def list_clients(self) -> list[dict[str, Any]]:
+        """Operator: every client (ids and names)."""
+        return list(self._admin("GET", "/v1/clients", "GET /v1/clients")["clients"])
+
+    def rotate_secret(self, client_id: str) -> dict[str, Any]:
+        """Operator: a new webhook secret for a client (the old one signs during the grace)."""
+        return dict(self._admin("POST", f"/v1/clients/{client_id}/rotate-secret",
+                                "POST /v1/clients/{id}/rotate-secret", retry=False))
 
     # --------------------------------------------------------------- waiting
 

@@ -1,0 +1,305 @@
+"""``vt``: the command line, built on the client library.
+
+Human-readable tables by default, ``--json`` for scripts. Every error is one line on stderr
+and exit status 1, never a traceback. URLs and keys default to the local set-up
+(``var/local.json``, written by ``make run``); each has a flag and a ``VT_`` variable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any
+
+import click
+
+from .client import TranslationClient
+from .errors import JobCancelled, JobFailed, TranslationError
+from .models import Job, JobStatus, parse_time
+
+JOB_COLUMNS = ("id", "status", "stage", "progress", "priority", "target_language",
+               "created_at", "finished_at")
+
+
+def _client(ctx: click.Context) -> TranslationClient:
+    opts = ctx.obj
+    kwargs = {"receiver_url": opts["receiver"]} if opts["receiver"] else {}
+    return TranslationClient(base_url=opts["server"], api_key=opts["api_key"],
+                             admin_token=opts["admin_token"],
+                             credentials_file=opts["credentials_file"], **kwargs)
+
+
+def _output(ctx: click.Context, data: Any, columns: Sequence[str] | None = None) -> None:
+    if ctx.obj["json"]:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        click.echo("(none)")
+        return
+    cols = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _errors_as_messages(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Library errors become one clear line and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (JobFailed, JobCancelled) as exc:
+            raise click.ClickException(str(exc)) from None
+        except TranslationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", envvar="VT_SERVER_URL", default=None,
+              help="Translation server URL [default: the local set-up's]")
+@click.option("--receiver", envvar="VT_RECEIVER_URL", default=None,
+              help="Callback receiver URL [default: the local set-up's]")
+@click.option("--api-key", envvar="VT_API_KEY", default=None,
+              help="Client API key [default: the local demo client's]")
+@click.option("--admin-token", envvar="VT_ADMIN_TOKEN", default=None,
+              help="Operator token, for 'vt clients'")
+@click.option("--credentials-file", envvar="VT_CREDENTIALS_FILE", default=None,
+              help="Local set-up file [default: var/local.json]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def main(ctx: click.Context, server: str | None, receiver: str | None, api_key: str | None,
+         admin_token: str | None, credentials_file: str | None, as_json: bool) -> None:
+    """Talk to the video translation server and the callback receiver."""
+    ctx.obj = {"server": server, "receiver": receiver, "api_key": api_key,
+               "admin_token": admin_token, "credentials_file": credentials_file,
+               "json": as_json}
+
+
+# ------------------------------------------------------------------ clients
+
+
+@main.group()
+def clients() -> None:
+    """Clients (tenants) of the server: needs the admin token."""
+
+
+@clients.command("create")
+@click.argument("name")
+@click.pass_context
+@_errors_as_messages
+def clients_create(ctx: click.Context, name: str) -> None:
+    """Create a client; its API key and webhook secret are shown only now."""
+    with _client(ctx) as client:
+        _output(ctx, client.create_client(name))
+
+
+@clients.command("list")
+@click.pass_context
+@_errors_as_messages
+def clients_list(ctx: click.Context) -> None:
+    """List clients."""
+    with _client(ctx) as client:
+        _output(ctx, client.list_clients(), ("id", "name"))
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.pass_context
+@_errors_as_messages
+def clients_rotate(ctx: click.Context, client_id: str) -> None:
+    """Give a client a new webhook secret (the old one signs during the grace period)."""
+    with _client(ctx) as client:
+        _output(ctx, client.rotate_secret(client_id))
+
+
+# --------------------------------------------------------------------- jobs
+
+
+@main.group()
+def jobs() -> None:
+    """Create, inspect, cancel and wait for jobs."""
+
+
+@jobs.command("create")
+@click.option("--language", "target_language", default="es", show_default=True)
+@click.option("--source-url", default=None)
+@click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
+@click.option("--duration", type=float, default=None, help="Pin the simulated duration (s).")
+@click.option("--outcome", type=click.Choice(["completed", "error", "random"]), default=None,
+              help="Pin the simulated outcome.")
+@click.option("--webhook", type=click.Choice(["deliver", "drop", "duplicate"]), default=None,
+              help="Pin what happens to the webhook.")
+@click.option("--callback-url", default=None, help="[default: the receiver's /webhooks]")
+@click.option("--no-callback", is_flag=True, help="Create the job without a webhook.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end.")
+@click.option("--timeout", type=float, default=600, show_default=True,
+              help="With --wait: give up after this many seconds.")
+@click.pass_context
+@_errors_as_messages
+def jobs_create(ctx: click.Context, target_language: str, source_url: str | None,
+                priority: int, duration: float | None, outcome: str | None,
+                webhook: str | None, callback_url: str | None, no_callback: bool, wait_: bool,
+                timeout: float) -> None:
+    """Create a job (and optionally wait for it)."""
+    simulate = {k: v for k, v in {"duration_s": duration, "outcome": outcome,
+                                  "webhook": webhook}.items() if v is not None}
+    kwargs: dict[str, Any] = {}
+    if no_callback:
+        kwargs["callback_url"] = None
+    elif callback_url:
+        kwargs["callback_url"] = callback_url
+    with _client(ctx) as client:
+        job = client.create_job(target_language=target_language, source_url=source_url,
+                                priority=priority, simulate=simulate or None, **kwargs)
+        if not wait_:
+            _output(ctx, job.to_dict(), JOB_COLUMNS)
+            return
+        _wait_with_progress(ctx, client, job, timeout)
+
+
+@jobs.command("get")
+@click.argument("job_id")
+@click.pass_context
+@_errors_as_messages
+def jobs_get(ctx: click.Context, job_id: str) -> None:
+    """Show one job."""
+    with _client(ctx) as client:
+        job = client.get_job(job_id).to_dict()
+        if ctx.obj["json"]:
+            _output(ctx, job)
+        else:
+            for key, value in job.items():
+                click.echo(f"{key:>24}  {_cell(value)}")
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--client", "client_key", default=None,
+              help="List the jobs of the client with this API key instead.")
+@click.pass_context
+@_errors_as_messages
+def jobs_list(ctx: click.Context, status: str | None, limit: int,
+              client_key: str | None) -> None:
+    """This client's jobs, newest first."""
+    if client_key:
+        ctx.obj["api_key"] = client_key
+    with _client(ctx) as client:
+        found = itertools.islice(client.list_jobs(status=status, limit=min(limit, 100)), limit)
+        _output(ctx, [j.to_dict() for j in found], JOB_COLUMNS)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.pass_context
+@_errors_as_messages
+def jobs_cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a pending job."""
+    with _client(ctx) as client:
+        _output(ctx, client.cancel_job(job_id).to_dict(), JOB_COLUMNS)
+
+
+@jobs.command("wait")
+@click.argument("job_id")
+@click.option("--timeout", type=float, default=600, show_default=True)
+@click.pass_context
+@_errors_as_messages
+def jobs_wait(ctx: click.Context, job_id: str, timeout: float) -> None:
+    """Wait for a job to end, with a progress bar from its progress and estimate."""
+    with _client(ctx) as client:
+        _wait_with_progress(ctx, client, client.get_job(job_id), timeout)
+
+
+def _wait_with_progress(ctx: click.Context, client: TranslationClient, job: Job,
+                        timeout: float) -> None:
+    bar = _ProgressLine(job, enabled=not ctx.obj["json"] and sys.stderr.isatty())
+    try:
+        done = client.wait(job.id, timeout=timeout, on_update=bar.update)
+    finally:
+        bar.close()
+    detection = client.detection(job.id)
+    result = {**done.to_dict(), "detected_by": detection.path if detection else None,
+              "detection_lag_s": round(detection.lag_s, 3) if detection and
+              detection.lag_s is not None else None,
+              "status_requests": client.stats.status_requests}
+    _output(ctx, result, (*JOB_COLUMNS, "detected_by", "detection_lag_s", "status_requests"))
+
+
+class _ProgressLine:
+    """A one-line progress bar on stderr, moved on by updates and by the estimate."""
+
+    def __init__(self, job: Job, *, enabled: bool) -> None:
+        self._job = job
+        self._enabled = enabled
+        self._last = 0.0
+        self.update(job)
+
+    def update(self, job: Job) -> None:
+        self._job = job
+        if not self._enabled or time.monotonic() - self._last < 0.1:
+            return
+        self._last = time.monotonic()
+        eta = parse_time(job.estimated_completion_at)
+        left = f"~{max(0.0, eta - time.time()):.0f}s left" if eta else ""
+        filled = int(job.progress * 30)
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:3.0f}% " \
+               f"{job.stage.value if job.stage else job.status.value} {left}"
+        click.echo(f"\r{job.id} {line}".ljust(100), nl=False, err=True)
+
+    def close(self) -> None:
+        if self._enabled:
+            click.echo("", err=True)
+
+
+# ---------------------------------------------------------------- the rest
+
+
+@main.command()
+@click.argument("job_id")
+@click.pass_context
+@_errors_as_messages
+def deliveries(ctx: click.Context, job_id: str) -> None:
+    """The webhook delivery attempts of a job."""
+    with _client(ctx) as client:
+        events = client.deliveries(job_id)
+    if ctx.obj["json"]:
+        _output(ctx, events)
+        return
+    rows = [{"webhook_id": e["webhook_id"], "type": e["type"], "state": e["state"],
+             **a} for e in events for a in (e["attempt_log"] or [{}])]
+    _output(ctx, rows, ("webhook_id", "type", "state", "attempt", "attempted_at",
+                        "status_code", "error", "latency_ms", "outcome", "next_attempt_at"))
+
+
+@main.command()
+@click.pass_context
+@_errors_as_messages
+def status(ctx: click.Context) -> None:
+    """Health of the translation server and the callback receiver."""
+    with _client(ctx) as client:
+        health = client.health()
+    rows = [{"service": name, "url": url, **info} for (name, info), url in
+            zip(health.items(), (client.base_url, client.receiver_url), strict=True)]
+    _output(ctx, rows if not ctx.obj["json"] else health)
+    if any(info.get("status") != "ok" for info in health.values()):
+        ctx.exit(1)
