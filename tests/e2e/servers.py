@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from client_lib import TranslationClient
 from tests.support import Service, start_service, wait_until
 
 ADMIN = "e2e-admin"
@@ -61,3 +63,49 @@ def deliveries(url: str, job_id: str, auth: dict[str, str]) -> list[dict[str, An
     """The job's webhook events with their attempt logs."""
     body: dict[str, Any] = get(f"{url}/v1/jobs/{job_id}/deliveries", auth).json()
     return list(body["deliveries"])
+
+
+@dataclass
+class Stack:
+    """Both services, sharing a credentials file as ``make run`` sets them up."""
+
+    server: Service
+    receiver: Service
+    creds: Path
+    tmp_path: Path
+
+    def client(self, **overrides: Any) -> TranslationClient:
+        """A client of this stack (the demo client's key, the receiver as callback)."""
+        kwargs: dict[str, Any] = {"base_url": self.server.url, "receiver_url": self.receiver.url,
+                                  "credentials_file": str(self.creds), "seed": 7}
+        kwargs.update(overrides)
+        return TranslationClient(**kwargs)
+
+    def restart_receiver(self) -> Service:
+        """Start the receiver again on the same port and database."""
+        self.receiver = start_receiver(self.tmp_path, self.creds, port=self.receiver.port)
+        return self.receiver
+
+    def stop(self) -> None:
+        for service in (self.server, self.receiver):
+            if service.proc.poll() is None:
+                service.stop()
+
+
+def start_receiver(tmp_path: Path, creds: Path, *, port: int = 0) -> Service:
+    """The callback receiver on its own database, reading secrets from ``creds``."""
+    return start_service("callback_receiver", [
+        "--database-url", f"sqlite:///{tmp_path / 'receiver.db'}",
+        "--credentials-file", str(creds)], tmp_path, name="receiver", port=port)
+
+
+def start_stack(tmp_path: Path, *server_args: str) -> Stack:
+    """Server and receiver on free ports; the server writes the demo credentials first."""
+    server = start_server(tmp_path, *server_args)
+    creds = tmp_path / "local.json"
+    try:
+        receiver = start_receiver(tmp_path, creds)
+    except BaseException:
+        server.stop()
+        raise
+    return Stack(server, receiver, creds, tmp_path)
