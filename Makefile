@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-e2e demo bench lint typecheck clean
+.PHONY: venv run test test-unit test-e2e demo bench lint typecheck clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,11 +17,18 @@ venv: $(STAMP)
 
 ## Start the translation server (:8000) and the callback receiver (:8001) in the foreground.
 run: $(STAMP)
-	$(BIN)/python scripts/run_local.py
+	$(BIN)/python scripts/run_local.py $(ARGS)
 
-## The whole test suite (unit, then end-to-end).
+DEMO_LOG := -o log_cli=true -o log_cli_level=INFO -o log_cli_format="%(asctime)s %(name)-18s %(message)s"
+
+## The end-to-end demo first, with its story logged live, then the rest of the suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG)
+	$(BIN)/python -m pytest tests --ignore=tests/e2e/test_demo.py -q
+
+## The end-to-end demo alone, verbosely (ARGS="--demo-server http://127.0.0.1:8000" for make run's).
+demo: $(STAMP)
+	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG) -v $(ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -29,7 +36,10 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
+## Benchmarks (minutes; wrk from Debian's packages when it can be installed, else a Python load).
 bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || \
+		echo "wrk not available: the Python load generator will be used"
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
 	$(BIN)/python scripts/bench.py
 

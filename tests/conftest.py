@@ -71,3 +71,14 @@ def tenant(client: FlaskClient) -> dict[str, str]:
 def auth(tenant: dict[str, str]) -> dict[str, str]:
     """The Authorization header of a tenant."""
     return {"Authorization": tenant["auth"]}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the demo test: point it at services that are already running."""
+    group = parser.getgroup("demo")
+    group.addoption("--demo-server", default=None,
+                    help="run the demo against this translation server (e.g. make run's)")
+    group.addoption("--demo-receiver", default="http://127.0.0.1:8001",
+                    help="with --demo-server: the callback receiver's URL")
+    group.addoption("--demo-credentials", default=None,
+                    help="with --demo-server: the local set-up file [var/local.json]")
