@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 def make_engine(url: str) -> Engine:
@@ -16,6 +16,19 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = _sqlite_engine(parsed)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+        # upgrades from read to write can fail with SQLITE_BUSY without waiting.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                            pool_size=20, max_overflow=20)
 
@@ -30,13 +43,6 @@ def make_engine(url: str) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
-        # upgrades from read to write can fail with SQLITE_BUSY without waiting.
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
     return engine
 
 
@@ -45,3 +51,16 @@ def writer(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(sqlite_begin="IMMEDIATE")
     return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """The engine for reads of ONE statement, which need no transaction around them.
+
+    On a SQLite file: a pool of its own whose connections stay in autocommit (no begin hook),
+    so a hot read skips the BEGIN DEFERRED and its rollback; a single SELECT is a consistent
+    snapshot by itself. Reads of several statements that must agree use ``engine``. Elsewhere
+    (PostgreSQL, an in-memory SQLite) the engine itself.
+    """
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    return _sqlite_engine(engine.url)

@@ -4,16 +4,25 @@ Like a real system estimating from a video's length, it sees each job's duration
 a factor drawn once per job (normal around 1, standard deviation ``--estimate-noise``), plus the
 expected queue wait from the job's position and the worker slots. A client therefore cannot
 cheat by reading the true completion time from the hints.
+
+For queued jobs it reads the queue through a shared view (the queued jobs in claim order and
+the busy slots' estimated ends), not with three queries per request: the view is read again
+after this server's own writes move the queue (``Store.queue_version``) and at the latest when
+it is ``max_view_age`` old, which bounds how long another instance's writes go unseen.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .store import JobRecord, Store
+    from .store import JobRecord, QueueView, Store
 
 from .states import State
 
@@ -22,6 +31,10 @@ MAX_POLL_S = 30.0
 # Past its estimate a job is "overdue": the estimate moves forward by a tenth of the job's
 # estimated duration each time it is asked (bounded), so polls space out sensibly.
 OVERDUE_STEP_FRACTION = 0.1
+# The estimate is deliberately noisy; a queue view this old is still good enough for it.
+MAX_VIEW_AGE_S = 0.2
+# Queued jobs a view holds; a job further back has its position counted in the database.
+QUEUE_VIEW_LIMIT = 10_000
 
 
 def estimated_progress(job: JobRecord, at: float) -> float:
@@ -56,10 +69,18 @@ class Estimate:
 class Estimator:
     """Estimates for pending jobs from what a real backend could know."""
 
-    def __init__(self, store: Store, *, workers: int, mean_duration: float) -> None:
+    def __init__(self, store: Store, *, workers: int, mean_duration: float,
+                 max_view_age: float = MAX_VIEW_AGE_S, view_limit: int = QUEUE_VIEW_LIMIT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._workers = workers
         self._mean_duration = mean_duration
+        self._max_view_age = max_view_age
+        self._view_limit = view_limit
+        self._clock = clock
+        # (store.queue_version it was read at, clock() when read, the view)
+        self._view: tuple[int, float, QueueView] | None = None
+        self._view_lock = threading.Lock()
 
     def estimate(self, job: JobRecord, now: float) -> Estimate | None:
         """The estimate for a pending job; None once it is final."""
@@ -79,12 +100,40 @@ class Estimator:
 
     def _expected_start(self, job: JobRecord, now: float) -> float:
         """When a slot should take this queued job, from its position and the busy slots."""
-        ahead = self._store.queue_ahead(job)
-        ends = self._store.estimated_slot_ends(min(ahead + 1, self._workers))
-        free = self._workers - self._store.count_in_state(State.PROCESSING)
+        view = self.queue_view()
+        ahead = self._queue_ahead(job, view)
+        ends = view.slot_ends[:min(ahead + 1, self._workers)]
+        free = self._workers - len(view.slot_ends)
         if ahead < free:
             return now
         index = ahead - max(free, 0)
         busy = max(len(ends), 1)
         first_free = ends[index % busy] if ends else now
         return max(now, first_free) + (index // busy) * self._mean_duration
+
+    def _queue_ahead(self, job: JobRecord, view: QueueView) -> int:
+        """Queued jobs a slot takes before this one: those of higher priority, then older."""
+        key = (-job.priority, job.seq)
+        if view.complete or key <= view.queued[-1]:
+            return bisect.bisect_left(view.queued, key)
+        return self._store.queue_ahead(job)  # behind every job the view holds: count them
+
+    def queue_view(self) -> QueueView:
+        """The queue as read at most ``max_view_age`` ago and since this server last moved it."""
+        current = self._view
+        if current is not None and self._fresh(current):
+            return current[2]
+        with self._view_lock:  # one reader refreshes; the others wait for its view
+            current = self._view
+            if current is not None and self._fresh(current):
+                return current[2]
+            version = self._store.queue_version  # before reading: a later write invalidates
+            taken_at = self._clock()
+            view = self._store.queue_view(limit=self._view_limit)
+            self._view = (version, taken_at, view)
+            return view
+
+    def _fresh(self, cached: tuple[int, float, QueueView]) -> bool:
+        version, taken_at, _ = cached
+        return (version == self._store.queue_version
+                and self._clock() - taken_at < self._max_view_age)

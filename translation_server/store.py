@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import secrets
@@ -28,19 +29,20 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from client_lib.models import EventType
 
 from . import resources
-from .db import make_engine, writer
+from .db import make_engine, reader, writer
 from .states import InvalidTransition, State, sources_of
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,22 @@ delivery_attempts = Table(
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 _CLIENT_CACHE_TTL_S = 5.0
 
+# The hot reads, built once: constructing a Core statement and its cache key on every call
+# cost more than running it (the compiled form is cached by SQLAlchemy either way).
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_JOBS_OF_CLIENT = select(jobs).where(jobs.c.client_id == bindparam("client_id"),
+                                     jobs.c.id.in_(bindparam("ids", expanding=True)))
+_JOB_COLUMN = {name: n for n, name in enumerate(jobs.c.keys())}
+_STATE, _METADATA, _RESULT, _ERROR = (
+    _JOB_COLUMN[name] for name in ("state", "metadata", "result", "error"))
+_CLIENT_COLUMNS = [c for c in clients.c if c.name != "api_key_hash"]
+_CLIENT_BY_KEY = select(*_CLIENT_COLUMNS).where(clients.c.api_key_hash == bindparam("key_hash"))
+_ESTIMATED_END = jobs.c.started_at + jobs.c.duration_s * jobs.c.estimate_factor
+_QUEUED_KEYS = (select(jobs.c.priority, jobs.c.seq).where(jobs.c.state == State.QUEUED.value)
+                .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(bindparam("limit")))
+_SLOT_ENDS = (select(_ESTIMATED_END).where(jobs.c.state == State.PROCESSING.value)
+              .order_by(_ESTIMATED_END))
+
 
 def hash_api_key(api_key: str) -> str:
     """API keys are 256-bit random tokens, so one SHA-256 is a sufficient one-way hash."""
@@ -199,19 +217,32 @@ class JobRecord:
     version: int
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> JobRecord:
-        """Decode a row (JSON columns included)."""
-        data = dict(row)
-        data["state"] = State(data["state"])
-        data["metadata"] = json.loads(data["metadata"] or "{}")
-        for key in ("result", "error"):
-            data[key] = json.loads(data[key]) if data[key] else None
-        return cls(**data)
+    def from_row(cls, row: Sequence[Any]) -> JobRecord:
+        """Decode a row of every ``jobs`` column in table order (JSON columns included).
+
+        Positional: the fields are declared in the table's column order (a unit test holds
+        them together), which saves building a mapping per row on the hot read path.
+        """
+        values = list(row)
+        values[_STATE] = State(values[_STATE])
+        values[_METADATA] = json.loads(values[_METADATA] or "{}")
+        for n in (_RESULT, _ERROR):
+            values[n] = json.loads(values[n]) if values[n] else None
+        return cls(*values)
 
     @property
     def estimated_duration(self) -> float:
         """What the estimator believes the duration is (never the drawn one)."""
         return self.duration_s * self.estimate_factor
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueView:
+    """The queue as one consistent read saw it: what the estimator needs for queued jobs."""
+
+    queued: list[tuple[int, int]]  # (-priority, seq) of queued jobs, in claim order
+    complete: bool  # False when more jobs are queued than ``queued`` holds
+    slot_ends: list[float]  # estimated ends of every processing attempt, soonest first
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -263,13 +294,26 @@ class Store:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
         self._writer = writer(self.engine)
+        self._reader = reader(self.engine)
         metadata.create_all(self.engine)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
+        self._change_counter = itertools.count(1)
+        self.queue_version = 0
 
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+        if self._reader is not self.engine:
+            self._reader.dispose()
+
+    def _queue_changed(self) -> None:
+        """Note, after its commit, a write that moved jobs in or out of the queue or slots.
+
+        Readers that keep a view of the queue (the estimator) compare ``queue_version``: it
+        only grows. Writes by other server instances are not seen here: such views also age out.
+        """
+        self.queue_version = next(self._change_counter)
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -293,7 +337,7 @@ class Store:
     def get_client(self, client_id: str) -> ClientRecord | None:
         """One tenant by id."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(*self._client_columns()).where(
+            row = conn.execute(select(*_CLIENT_COLUMNS).where(
                 clients.c.id == client_id)).mappings().first()
         return ClientRecord(**row) if row else None
 
@@ -304,9 +348,8 @@ class Store:
         cached = self._client_cache.get(key_hash)
         if cached and cached[0] > now:
             return cached[1]
-        with self.engine.connect() as conn:
-            row = conn.execute(select(*self._client_columns()).where(
-                clients.c.api_key_hash == key_hash)).mappings().first()
+        with self._reader.connect() as conn:
+            row = conn.execute(_CLIENT_BY_KEY, {"key_hash": key_hash}).mappings().first()
         record = ClientRecord(**row) if row else None
         with self._cache_lock:
             if len(self._client_cache) > 10_000:
@@ -317,7 +360,7 @@ class Store:
     def list_clients(self) -> list[ClientRecord]:
         """Every tenant, oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*self._client_columns()).order_by(
+            rows = conn.execute(select(*_CLIENT_COLUMNS).order_by(
                 clients.c.created_at)).mappings().all()
         return [ClientRecord(**row) for row in rows]
 
@@ -334,10 +377,6 @@ class Store:
         with self._cache_lock:
             self._client_cache.clear()
         return self.get_client(client_id)
-
-    @staticmethod
-    def _client_columns() -> list[Column[Any]]:
-        return [c for c in clients.c if c.name != "api_key_hash"]
 
     # -------------------------------------------------------------- job writes
 
@@ -370,6 +409,7 @@ class Store:
                     job_id=values["id"], created_at=now))
             record = self._get(conn, values["id"])
         assert record is not None
+        self._queue_changed()
         log.info("%s created priority=%s duration=%.3fs", record.id, record.priority,
                  record.duration_s)
         return record, True
@@ -396,8 +436,10 @@ class Store:
             if job is None:
                 raise KeyError(job_id)
             progress = resources.estimated_progress(job, now)
-            return self._finalize(conn, job, State.CANCELLED, now=now, fault=fault,
-                                  progress=progress, result=None, error=None)
+            final = self._finalize(conn, job, State.CANCELLED, now=now, fault=fault,
+                                   progress=progress, result=None, error=None)
+        self._queue_changed()
+        return final
 
     def claim(self, *, now: float, limit: int) -> list[JobRecord]:
         """Start up to ``limit`` queued jobs, most urgent then oldest first."""
@@ -416,7 +458,8 @@ class Store:
                 .values(state=State.PROCESSING.value, started_at=now,
                         due_at=now + jobs.c.duration_s, attempts=jobs.c.attempts + 1,
                         version=jobs.c.version + 1)
-                .returning(*jobs.c)).mappings().all()
+                .returning(*jobs.c)).all()
+        self._queue_changed()
         # RETURNING gives no order: hand the jobs out in the order they were chosen
         started = sorted((JobRecord.from_row(r) for r in rows), key=lambda j: (-j.priority, j.seq))
         for job in started:
@@ -430,8 +473,11 @@ class Store:
             rows = conn.execute(
                 select(jobs).where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
                 .order_by(jobs.c.due_at).limit(batch)
-                .with_for_update(skip_locked=True)).mappings().all()
-            return [self._end_attempt(conn, JobRecord.from_row(r), now, fault) for r in rows]
+                .with_for_update(skip_locked=True)).all()
+            changed = [self._end_attempt(conn, JobRecord.from_row(r), now, fault) for r in rows]
+        if changed:
+            self._queue_changed()
+        return changed
 
     def _end_attempt(self, conn: Connection, job: JobRecord, now: float,
                      fault: WebhookFault) -> JobRecord:
@@ -473,7 +519,7 @@ class Store:
             update(jobs)
             .where(jobs.c.id == job.id, jobs.c.state.in_(sources_of(target)))
             .values(state=target.value, version=jobs.c.version + 1, **values)
-            .returning(*jobs.c)).mappings().first()
+            .returning(*jobs.c)).first()
         if row is None:
             current = self._get(conn, job.id)
             raise InvalidTransition(job.id, current.state if current else job.state, target)
@@ -484,12 +530,12 @@ class Store:
 
     @staticmethod
     def _get(conn: Connection, job_id: str) -> JobRecord | None:
-        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        row = conn.execute(_JOB_BY_ID, {"job_id": job_id}).first()
         return JobRecord.from_row(row) if row else None
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             job = self._get(conn, job_id)
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
@@ -497,10 +543,9 @@ class Store:
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
         """The tenant's jobs among ``ids``, in the order asked (unknown ids left out)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(jobs).where(
-                jobs.c.client_id == client_id, jobs.c.id.in_(list(ids)))).mappings().all()
-        by_id = {r["id"]: JobRecord.from_row(r) for r in rows}
+        with self._reader.connect() as conn:
+            rows = conn.execute(_JOBS_OF_CLIENT, {"client_id": client_id, "ids": list(ids)}).all()
+        by_id = {job.id: job for job in map(JobRecord.from_row, rows)}
         return [by_id[i] for i in ids if i in by_id]
 
     def list_jobs(self, client_id: str, *, states: Iterable[str] | None, limit: int,
@@ -512,8 +557,8 @@ class Store:
         if before_seq is not None:
             query = query.where(jobs.c.seq < before_seq)
         query = query.order_by(jobs.c.seq.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [JobRecord.from_row(r) for r in conn.execute(query).mappings()]
+        with self._reader.connect() as conn:
+            return [JobRecord.from_row(r) for r in conn.execute(query)]
 
     def next_due_at(self) -> float | None:
         """When the next processing attempt ends."""
@@ -543,10 +588,9 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(jobs).where(
                 jobs.c.state == State.QUEUED.value, ahead)).scalar_one())
 
-    def estimated_slot_ends(self, limit: int) -> list[float]:
-        """The estimator's view of when the busiest slots free up, soonest first."""
-        est_end = jobs.c.started_at + jobs.c.duration_s * jobs.c.estimate_factor
+    def queue_view(self, *, limit: int) -> QueueView:
+        """The first ``limit`` queued jobs and the busy slots, read in one transaction."""
         with self.engine.connect() as conn:
-            return [float(v) for v in conn.execute(
-                select(est_end).where(jobs.c.state == State.PROCESSING.value)
-                .order_by(est_end).limit(limit)).scalars()]
+            queued = [(-p, seq) for p, seq in conn.execute(_QUEUED_KEYS, {"limit": limit})]
+            ends = [float(v) for v in conn.execute(_SLOT_ENDS).scalars()]
+        return QueueView(queued=queued, complete=len(queued) < limit, slot_ends=ends)

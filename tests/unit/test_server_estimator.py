@@ -10,6 +10,7 @@ from tests.unit.test_server_store import T0, new_job
 from translation_server.app import Runtime
 from translation_server.estimator import MAX_POLL_S, Estimator, estimated_progress
 from translation_server.states import State
+from translation_server.store import Store
 
 
 def test_processing_estimate_uses_the_distortion_factor_not_the_duration(
@@ -63,3 +64,95 @@ def test_final_jobs_have_no_estimate(runtime: Runtime) -> None:
     assert cancelled.state is State.CANCELLED
     assert runtime.estimator.estimate(cancelled, T0 + 2) is None
     assert estimated_progress(cancelled, T0 + 2) == 0.0
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def completion(est: Estimator, job: Any, now: float) -> float:
+    """The estimated completion of a pending job."""
+    estimate = est.estimate(job, now)
+    assert estimate is not None
+    return estimate.completion_at
+
+
+def counting_views(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the store's queue reads (one item per read)."""
+    reads: list[int] = []
+    real = store.queue_view
+
+    def queue_view(*, limit: int) -> Any:
+        reads.append(limit)
+        return real(limit=limit)
+
+    monkeypatch.setattr(store, "queue_view", queue_view)
+    return reads
+
+
+def test_queue_view_is_shared_until_this_server_moves_the_queue(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = runtime.store
+    reads = counting_views(store, monkeypatch)
+    est = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    first = store.create_job(new_job(duration_s=10), now=T0)[0]
+    second = store.create_job(new_job(duration_s=10), now=T0)[0]
+    for _ in range(5):
+        assert completion(est, second, T0) == pytest.approx(T0 + 20)
+    assert len(reads) == 1  # five estimates, one read of the queue
+    urgent = store.create_job(new_job(duration_s=10, priority=9), now=T0)[0]  # a create
+    assert completion(est, second, T0) == pytest.approx(T0 + 30)
+    store.claim(now=T0, limit=1)  # a claim: the urgent job takes the slot until T0+10
+    assert completion(est, first, T0) == pytest.approx(T0 + 20)
+    store.cancel(urgent.id, now=T0 + 1)  # a cancel frees the slot
+    assert completion(est, second, T0 + 1) == pytest.approx(T0 + 21)
+    assert len(reads) == 4
+
+
+def test_queue_view_follows_the_scheduler_finishing_attempts(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = runtime.store
+    est = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    store.create_job(new_job(duration_s=4, estimate_factor=2.0), now=T0)
+    waiting = store.create_job(new_job(duration_s=10), now=T0)[0]
+    store.claim(now=T0, limit=1)
+    assert completion(est, waiting, T0) == pytest.approx(T0 + 8 + 10)
+    reads = counting_views(store, monkeypatch)
+    assert [j.state for j in store.finish_due(now=T0 + 4)] == [State.COMPLETED]
+    assert completion(est, waiting, T0 + 4) == pytest.approx(T0 + 4 + 10)
+    assert len(reads) == 1
+
+
+def test_queue_view_ages_out_for_writes_of_another_instance(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = runtime.store
+    clock = FakeClock()
+    est = Estimator(store, workers=1, mean_duration=10.0, max_view_age=0.2, clock=clock)
+    store.create_job(new_job(duration_s=10), now=T0)
+    job = store.create_job(new_job(duration_s=10), now=T0)[0]
+    assert completion(est, job, T0) == pytest.approx(T0 + 20)
+    other = Store(runtime.settings.database_url)  # a second server on the same database
+    try:
+        other.create_job(new_job(duration_s=10, priority=5), now=T0)
+    finally:
+        other.close()
+    clock.now += 0.19
+    assert completion(est, job, T0) == pytest.approx(T0 + 20)
+    clock.now += 0.02
+    assert completion(est, job, T0) == pytest.approx(T0 + 30)
+
+
+def test_a_job_behind_the_view_is_counted_in_the_database(runtime: Runtime) -> None:
+    store = runtime.store
+    jobs = [store.create_job(new_job(duration_s=10), now=T0)[0] for _ in range(6)]
+    short = Estimator(store, workers=1, mean_duration=10.0, view_limit=2, clock=FakeClock())
+    full = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    assert [short.estimate(j, T0) for j in jobs] == [full.estimate(j, T0) for j in jobs]
+    assert [e.completion_at - T0 for e in map(full.estimate, jobs, [T0] * 6) if e] == (
+        pytest.approx([10, 10, 20, 30, 40, 50]))  # the idle slot, then one mean each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -13,10 +14,12 @@ from translation_server.states import TRANSITIONS, InvalidTransition, State, sou
 from translation_server.store import (
     IDEMPOTENCY_WINDOW_S,
     IdempotencyConflict,
+    JobRecord,
     NewJob,
     Store,
     decode_cursor,
     encode_cursor,
+    jobs,
     webhook_events,
 )
 
@@ -161,3 +164,32 @@ def test_error_rate_is_honoured_by_the_seeded_draws(make_app: Any) -> None:
     sim = make_app(error_rate=0.3, seed=99).extensions["vt"].simulator
     failures = sum(sim.plan({})["planned_failures"] for _ in range(2000))
     assert 520 <= failures <= 680  # 600 expected; binomial sd ~20
+
+
+def test_job_record_fields_follow_the_table_columns() -> None:
+    # JobRecord.from_row decodes rows positionally: the two orders must stay the same.
+    assert [f.name for f in dataclasses.fields(JobRecord)] == jobs.c.keys()
+
+
+def test_reads_see_committed_writes_at_once(store: Store) -> None:
+    job = store.create_job(new_job(), now=T0)[0]
+    assert store.get_job(job.id).state is State.QUEUED  # type: ignore[union-attr]
+    store.claim(now=T0, limit=1)
+    assert store.get_job(job.id).state is State.PROCESSING  # type: ignore[union-attr]
+    assert [j.state for j in store.get_jobs("cli_a", [job.id, "job_unknown"])] == [
+        State.PROCESSING]
+
+
+def test_queue_version_moves_only_with_queue_writes(store: Store) -> None:
+    versions = [store.queue_version]
+    job = store.create_job(new_job(duration_s=1), now=T0)[0]
+    versions.append(store.queue_version)
+    store.get_job(job.id)
+    store.finish_due(now=T0)  # nothing due: nothing moved
+    versions.append(store.queue_version)
+    store.claim(now=T0, limit=1)
+    versions.append(store.queue_version)
+    store.finish_due(now=T0 + 1)
+    versions.append(store.queue_version)
+    assert versions[1] > versions[0] and versions[2] == versions[1]
+    assert versions[4] > versions[3] > versions[2]
