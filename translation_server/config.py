@@ -46,7 +46,8 @@ class Settings:
     demo_job: bool = True
     credentials_file: Path | None = DEFAULT_CREDENTIALS_PATH
     webhook_timeout: float = 10.0
-    webhook_senders: int = 8
+    webhook_senders: int = 16
+    webhook_per_host: int = 0  # 0: three quarters of the senders
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     callback_allow: tuple[str, ...] = DEFAULT_CALLBACK_ALLOW
     secret_grace: float = 86400.0
@@ -136,6 +137,9 @@ OPTIONS: list[Callable[[Any], Any]] = [
                  help="Seconds a webhook attempt may take."),
     _opt("--webhook-senders", default=_D.webhook_senders, type=int,
                  help="Webhook sender threads."),
+    _opt("--webhook-per-host", default=_D.webhook_per_host, type=int,
+                 help="Most attempts under way to one callback host, so a slow endpoint "
+                      "cannot hold every sender (0: three quarters of the senders)."),
     _opt("--webhook-retry-schedule", default=",".join(f"{s:g}" for s in
                                                               DEFAULT_RETRY_SCHEDULE),
                  help="Delays between webhook attempts, comma-separated seconds."),

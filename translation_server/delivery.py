@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import queue
 import random
 import threading
 import time
@@ -127,8 +128,11 @@ class Dispatcher:
         self._policy = policy
         self._random = rng or random.Random(settings.seed).random
         self._senders = settings.webhook_senders
-        self._per_host = max(1, self._senders // 2)
+        self._per_host = settings.webhook_per_host or max(1, self._senders * 3 // 4)
         self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")
+        # senders hand their results back; the dispatch loop records them in batches
+        self._results: queue.SimpleQueue[tuple[OutboxEvent, list[AttemptResult]]] = \
+            queue.SimpleQueue()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
@@ -154,6 +158,7 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._record_finished()
 
     def wake(self) -> None:
         """Something became due (a job ended, a redelivery was asked)."""
@@ -163,34 +168,56 @@ class Dispatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 delay = self._dispatch_once()
             except Exception:
                 log.exception("webhook dispatch failed; retrying shortly")
                 delay = 0.5
-            self._wake.wait(delay)
-            self._wake.clear()
+            if delay > 0:
+                self._wake.wait(delay)
 
     def _dispatch_once(self) -> float:
-        """Lease what is due and free senders can take; returns how long to sleep."""
-        now = time.time()
+        """Record finished attempts, lease what free senders can take; returns the idle wait.
+
+        Each round costs at most two write transactions however many webhooks it moves.
+        """
+        recorded = self._record_finished()
         with self._lock:
             free = self._senders - sum(self._in_flight.values())
             busy = {h for h, n in self._in_flight.items() if n >= self._per_host}
-        events = self._outbox.lease(now=now, limit=free, busy_hosts=busy, host_of=_host,
-                                    lease_s=self._settings.webhook_timeout * 2 + 5)
+        events = self._outbox.lease(now=time.time(), limit=free, busy_hosts=busy,
+                                    host_of=_host, lease_s=self._settings.webhook_timeout * 2 + 5)
         for event in events:
             with self._lock:
                 self._in_flight[_host(event.callback_url)] += 1
             self._pool.submit(self._deliver, event)
-        if events and len(events) == free:
-            return 0.05  # senders are full; one finishing wakes us sooner
+        if events and len(events) < free and not busy:
+            return 0.0  # the outbox may hold more that is due
+        if events or recorded or free <= 0 or busy:
+            return 1.0  # a sender finishing wakes us
         next_due = self._outbox.next_due_at()
         return 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
 
+    def _record_finished(self) -> int:
+        """Write the results the senders handed back, in one transaction."""
+        batch = []
+        while True:
+            try:
+                batch.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            try:
+                self._outbox.record_many(batch)
+            except Exception:
+                # not recorded: their leases expire and they are sent again (at-least-once)
+                log.exception("recording %d webhook attempts failed", len(batch))
+        return len(batch)
+
     def _deliver(self, event: OutboxEvent) -> None:
         try:
-            self._outbox.record(event, self._attempts(event))
+            self._results.put((event, self._attempts(event)))
         except Exception:
             # the lease expires and the event is retried: at-least-once, never lost
             log.exception("%s webhook %s: delivery crashed", event.job_id, event.id)

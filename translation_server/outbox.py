@@ -92,19 +92,26 @@ class Outbox:
 
     def record(self, event: OutboxEvent, results: list[AttemptResult]) -> None:
         """Log the attempts of one lease and move the event to its next state."""
-        last = results[-1]
+        self.record_many([(event, results)])
+
+    def record_many(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
+        """Log the attempts of several leases, in one transaction."""
+        rows = [{"event_id": event.id, "job_id": event.job_id, "attempt": n,
+                 "attempted_at": r.attempted_at, "status_code": r.status_code, "error": r.error,
+                 "latency_ms": r.latency_ms, "outcome": r.outcome,
+                 "next_attempt_at": r.next_attempt_at}
+                for event, results in done
+                for n, r in enumerate(results, start=event.attempts + 1)]
         with self._writer.begin() as conn:
-            for n, res in enumerate(results, start=event.attempts + 1):
-                conn.execute(insert(delivery_attempts).values(
-                    event_id=event.id, job_id=event.job_id, attempt=n,
-                    attempted_at=res.attempted_at, status_code=res.status_code, error=res.error,
-                    latency_ms=res.latency_ms, outcome=res.outcome,
-                    next_attempt_at=res.next_attempt_at))
-            conn.execute(update(webhook_events).where(
-                webhook_events.c.id == event.id, webhook_events.c.state == SENDING).values(
-                state=last.state, attempts=webhook_events.c.attempts + len(results),
-                next_attempt_at=last.next_attempt_at, lease_until=None,
-                finished_at=last.attempted_at if last.state in FINAL_DELIVERY_STATES else None))
+            conn.execute(insert(delivery_attempts), rows)
+            for event, results in done:
+                last = results[-1]
+                final = last.state in FINAL_DELIVERY_STATES
+                conn.execute(update(webhook_events).where(
+                    webhook_events.c.id == event.id, webhook_events.c.state == SENDING).values(
+                    state=last.state, attempts=webhook_events.c.attempts + len(results),
+                    next_attempt_at=last.next_attempt_at, lease_until=None,
+                    finished_at=last.attempted_at if final else None))
 
     def next_due_at(self) -> float | None:
         """When the next pending event or expiring lease is due."""
