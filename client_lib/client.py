@@ -25,6 +25,7 @@ from .transport import Request, RequestsTransport, Response, Transport, raise_fo
 from .waiting import Clock, Detection, SystemClock, Waiter, WaitPolicy, WaitStats
 
 _UNSET: Any = object()
+_ETAG_CACHE_MAX = 256
 
 
 class ClientStats:
@@ -93,6 +94,7 @@ class TranslationClient:
         # webhooks cannot precede the feed position pinned before their creation
         self._created: dict[str, Job] = {}
         self._fresh: set[str] = set()
+        self._etags: dict[str, tuple[str, list[Job]]] = {}
 
     def __enter__(self) -> TranslationClient:
         return self
@@ -163,13 +165,27 @@ class TranslationClient:
         return Job.from_dict(self._server("GET", f"/v1/jobs/{job_id}", "GET /v1/jobs/{id}"))
 
     def get_jobs(self, job_ids: Sequence[str], *, retry: bool = True) -> list[Job]:
-        """Several jobs in one request per 100 (ids this client cannot see are left out)."""
+        """Several jobs in one request per 100 (ids this client cannot see are left out).
+
+        Each answer's ETag is kept: asking again for the same ids sends ``If-None-Match``
+        and a 304 reuses the jobs already seen.
+        """
         jobs: list[Job] = []
         for i in range(0, len(job_ids), BULK_IDS_MAX):
             chunk = ",".join(job_ids[i:i + BULK_IDS_MAX])
-            data = self._server("GET", "/v1/jobs", "GET /v1/jobs?ids", params={"ids": chunk},
-                                retry=retry)
-            jobs.extend(Job.from_dict(j) for j in data["jobs"])
+            etag, cached = self._etags.get(chunk, (None, []))
+            resp = self._call("GET", f"{self.base_url}/v1/jobs", "GET /v1/jobs?ids",
+                              params={"ids": chunk}, retry=retry,
+                              headers={"If-None-Match": etag} if etag else None)
+            if resp.status_code == 304:
+                jobs.extend(cached)
+                continue
+            found = [Job.from_dict(j) for j in resp.json()["jobs"]]
+            if resp.headers.get("ETag"):
+                if len(self._etags) >= _ETAG_CACHE_MAX:
+                    self._etags.pop(next(iter(self._etags)))
+                self._etags[chunk] = (resp.headers["ETag"], found)
+            jobs.extend(found)
         return jobs
 
     def list_jobs(self, *, status: JobStatus | str | None = None,

@@ -110,3 +110,17 @@ def test_models_round_trip_and_tolerate_new_fields() -> None:
                              "type": "job.archived", "data": data})
     assert event.final_job is None  # an event type this version does not know
     assert parse_time(format_time(1_800_000_000.123)) == pytest.approx(1_800_000_000.123)
+
+
+def test_bulk_status_sends_if_none_match_and_reuses_jobs_on_304(tmp_path: Any) -> None:
+    body = b'{"jobs":[{"id":"job_1","status":"pending","stage":"processing"}]}'
+    transport = Scripted(Response(200, {"ETag": 'W/"v1"'}, body))
+    client = TranslationClient(base_url=SERVER, api_key="vt_k", receiver_url=None,
+                               credentials_file=str(tmp_path / "none.json"),
+                               transport=transport)
+    first = client.get_jobs(["job_1"])
+    transport.answer = Response(304, {"ETag": 'W/"v1"'}, b"")
+    again = client.get_jobs(["job_1"])
+    assert again == first and again[0].status is JobStatus.PENDING
+    assert "If-None-Match" not in transport.sent[0].headers
+    assert transport.sent[1].headers["If-None-Match"] == 'W/"v1"'
