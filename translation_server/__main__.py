@@ -33,7 +33,7 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
 
 @click.command(context_settings={"auto_envvar_prefix": "VT", "show_default": True})
 @options
-@click.option("--log-level", default="INFO", envvar="VT_LOG_LEVEL",
+@click.option("--log-level", default="INFO", envvar="VT_LOG_LEVEL", show_envvar=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               help="Logging level (WARNING silences the per-request lines).")
 def main(log_level: str, **values: Any) -> None:
