@@ -35,23 +35,25 @@ bp = Blueprint("jobs", __name__)
 MAX_IDEMPOTENCY_KEY = 255
 
 
+# One compact encoder for every answer (json.dumps builds a new one per call for separators).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _rt() -> Runtime:
     return current_app.extensions["vt"]  # type: ignore[no-any-return]
 
 
-def _client() -> ClientRecord:
-    rt = _rt()
+def _client(rt: Runtime) -> ClientRecord:
     return authenticate(rt.store, rt.limiter)
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
+def _json(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(_ENCODER.encode(body), status=status, headers=headers,
                     mimetype="application/json")
 
 
-def _maybe_unavailable() -> None:
+def _maybe_unavailable(rt: Runtime) -> None:
     """Fault injection: answer a status request 503, as an overloaded backend would."""
-    rt = _rt()
     if rt.simulator.chance(rt.settings.fault_status_503):
         raise APIProblem(503, "unavailable", "simulated outage (--fault-status-503); retry",
                          headers={"Retry-After": "1"})
@@ -61,8 +63,8 @@ def _job_not_found(job_id: str) -> APIProblem:
     return APIProblem(404, "job_not_found", f"no job {job_id}")
 
 
-def _owned_job(client: ClientRecord, job_id: str) -> JobRecord:
-    job = _rt().store.get_job(job_id, client_id=client.id) if JOB_ID_RE.match(job_id) else None
+def _owned_job(rt: Runtime, client: ClientRecord, job_id: str) -> JobRecord:
+    job = rt.store.get_job(job_id, client_id=client.id) if JOB_ID_RE.match(job_id) else None
     if job is None:
         raise _job_not_found(job_id)  # another tenant's job is 404 too: never reveal it
     return job
@@ -76,30 +78,33 @@ def _etag(jobs: Iterable[JobRecord]) -> str:
     return f'W/"{digest}"'
 
 
-def _job_response(jobs: list[JobRecord], body_of: Any, status: int = 200,
-                  extra_headers: dict[str, str] | None = None) -> Response:
+def _job_response(rt: Runtime, jobs: list[JobRecord], body_of: Any, status: int = 200,
+                  extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
     """Answer with polling hints from the soonest pending job, an ETag, and 304 support."""
-    rt = _rt()
     now = time.time()
-    estimates = {j.id: rt.estimator.estimate(j, now) for j in jobs}
-    pending = [e for e in estimates.values() if e is not None]
+    estimates = [rt.estimator.estimate(j, now) for j in jobs]
     etag = _etag(jobs)
-    headers = dict(extra_headers or {})
-    headers["ETag"] = etag
+    headers = [*extra_headers, ("ETag", etag)]
+    pending = [e for e in estimates if e is not None]
     if pending:
         soonest = min(pending, key=lambda e: e.poll_after_s)
-        headers["Retry-After"] = str(soonest.retry_after)
-        headers["Poll-After-Ms"] = str(soonest.poll_after_ms)
-    headers["Cache-Control"] = "no-cache"
+        headers += [("Retry-After", str(soonest.retry_after)),
+                    ("Poll-After-Ms", str(soonest.poll_after_ms))]
+    headers.append(("Cache-Control", "no-cache"))
     if status == 200 and etag in _if_none_match():
         return Response(status=304, headers=headers)
-    resp = _json(body_of([render_job(j, estimates[j.id]) for j in jobs]), status)
-    resp.headers.update(headers)
-    return resp
+    return _json(body_of([render_job(j, e) for j, e in zip(jobs, estimates, strict=True)]),
+                 status, headers)
+
+
+def _first(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    return bodies[0]
 
 
 def _if_none_match() -> set[str]:
-    raw = request.headers.get("If-None-Match", "")
+    raw = request.headers.get("If-None-Match")
+    if not raw:
+        return set()
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
@@ -107,7 +112,7 @@ def _if_none_match() -> set[str]:
 def create_job() -> Response:
     """Create a job; an ``Idempotency-Key`` makes retries of this request safe."""
     rt = _rt()
-    client = _client()
+    client = _client(rt)
     raw = request.get_data()
     body = parse_json_object(raw)
     fields = validate_create(body, rt.callback_policy.check)
@@ -122,8 +127,8 @@ def create_job() -> Response:
             from None
     if created:
         rt.simulator.wake()
-    return _job_response([job], lambda bodies: bodies[0], 201 if created else 200,
-                         {"Location": f"/v1/jobs/{job.id}"})
+    return _job_response(rt, [job], _first, 201 if created else 200,
+                         [("Location", f"/v1/jobs/{job.id}")])
 
 
 def _idempotency(client: ClientRecord, body: dict[str, Any]) -> tuple[str, str] | None:
@@ -139,24 +144,25 @@ def _idempotency(client: ClientRecord, body: dict[str, Any]) -> tuple[str, str] 
 @bp.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job, with polling hints while it is pending."""
-    client = _client()
-    _maybe_unavailable()
-    return _job_response([_owned_job(client, job_id)], lambda bodies: bodies[0])
+    rt = _rt()
+    client = _client(rt)
+    _maybe_unavailable(rt)
+    return _job_response(rt, [_owned_job(rt, client, job_id)], _first)
 
 
 @bp.get("/v1/jobs")
 def list_jobs() -> Response:
     """Bulk status with ``?ids=``, else the caller's jobs newest first, cursor-paginated."""
-    client = _client()
     rt = _rt()
+    client = _client(rt)
     args = request.args
     if "ids" in args:
         unknown = sorted(set(args) - {"ids"})
         if unknown:
             raise invalid(unknown[0], "cannot be combined with ids")
-        _maybe_unavailable()
+        _maybe_unavailable(rt)
         jobs = rt.store.get_jobs(client.id, parse_ids(args["ids"]))
-        return _job_response(jobs, lambda bodies: {"jobs": bodies})
+        return _job_response(rt, jobs, lambda bodies: {"jobs": bodies})
     unknown = sorted(set(args) - {"status", "limit", "cursor"})
     if unknown:
         raise invalid(unknown[0], "unknown query parameter")
@@ -171,15 +177,16 @@ def list_jobs() -> Response:
                               states=states_for_status(status) if status else None)
     page = jobs[:limit]
     next_cursor = encode_cursor(page[-1].seq) if len(jobs) > limit else None
-    return _job_response(page, lambda bodies: {"jobs": bodies, "next_cursor": next_cursor})
+    return _job_response(rt, page,
+                         lambda bodies: {"jobs": bodies, "next_cursor": next_cursor})
 
 
 @bp.post("/v1/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     """Cancel a pending job; a final job is 409."""
-    client = _client()
     rt = _rt()
-    job = _owned_job(client, job_id)
+    client = _client(rt)
+    job = _owned_job(rt, client, job_id)
     try:
         job = rt.store.cancel(job.id, now=time.time(), fault=rt.simulator.webhook_fault)
     except InvalidTransition as exc:
@@ -188,7 +195,7 @@ def cancel_job(job_id: str) -> Response:
                          "only a pending job can be cancelled") from None
     rt.simulator.wake()
     rt.on_final([job])
-    return _job_response([job], lambda bodies: bodies[0])
+    return _job_response(rt, [job], _first)
 
 
 @bp.get("/status")
@@ -204,9 +211,9 @@ def legacy_status() -> Response:
         if job is None:
             raise _job_not_found(rt.demo_job_id)
     else:
-        job = _owned_job(_client(), job_id)
-    _maybe_unavailable()
-    return _job_response([job], lambda bodies: _legacy_body(job, bodies[0]))
+        job = _owned_job(rt, _client(rt), job_id)
+    _maybe_unavailable(rt)
+    return _job_response(rt, [job], lambda bodies: _legacy_body(job, bodies[0]))
 
 
 def _legacy_body(job: JobRecord, body: dict[str, Any]) -> dict[str, Any]:
@@ -218,9 +225,9 @@ def _legacy_body(job: JobRecord, body: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/v1/jobs/<job_id>/deliveries")
 def deliveries(job_id: str) -> Response:
     """The job's webhook events and every delivery attempt: time, status or error, latency."""
-    client = _client()
-    job = _owned_job(client, job_id)
-    events = _rt().dispatcher.outbox.deliveries(job.id)
+    rt = _rt()
+    job = _owned_job(rt, _client(rt), job_id)
+    events = rt.dispatcher.outbox.deliveries(job.id)
     return _json({"job_id": job.id, "deliveries": [_delivery_json(e) for e in events]})
 
 
@@ -243,15 +250,12 @@ def _delivery_json(event: dict[str, Any]) -> dict[str, Any]:
 @bp.post("/v1/jobs/<job_id>/redeliver")
 def redeliver(job_id: str) -> Response:
     """Send the job's final webhook again, with the same ``webhook-id``."""
-    client = _client()
     rt = _rt()
-    job = _owned_job(client, job_id)
+    job = _owned_job(rt, _client(rt), job_id)
     queued = rt.dispatcher.outbox.redeliver(job.id, now=time.time())
     if queued is None:
         reason = "it has no callback_url" if not job.callback_url else "it is not final yet"
         raise APIProblem(409, "no_webhook", f"job {job_id} has no webhook to send: {reason}")
     rt.dispatcher.wake()
-    resp = _json({"job_id": job.id, "webhook_id": queued["webhook_id"], "state": "pending"},
-                 202)
-    resp.headers["Location"] = f"/v1/jobs/{job.id}/deliveries"
-    return resp
+    return _json({"job_id": job.id, "webhook_id": queued["webhook_id"], "state": "pending"},
+                 202, [("Location", f"/v1/jobs/{job.id}/deliveries")])
