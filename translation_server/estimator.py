@@ -6,9 +6,11 @@ expected queue wait from the job's position and the worker slots. A client there
 cheat by reading the true completion time from the hints.
 
 For queued jobs it reads the queue through a shared view (the queued jobs in claim order and
-the busy slots' estimated ends), not with three queries per request: the view is read again
-after this server's own writes move the queue (``Store.queue_version``) and at the latest when
-it is ``max_view_age`` old, which bounds how long another instance's writes go unseen.
+the busy slots' estimated ends), not with three queries per request. The view is read again
+once this server's own writes have moved the queue (``Store.queue_version``), but not sooner
+than ``min_view_age`` after the last read, so a busy queue costs at most a few reads a second;
+and at the latest when it is ``max_view_age`` old, which bounds how long the writes of another
+instance go unseen.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ MAX_POLL_S = 30.0
 OVERDUE_STEP_FRACTION = 0.1
 # The estimate is deliberately noisy; a queue view this old is still good enough for it.
 MAX_VIEW_AGE_S = 0.2
+MIN_VIEW_AGE_S = 0.05
 # Queued jobs a view holds; a job further back has its position counted in the database.
 QUEUE_VIEW_LIMIT = 10_000
 
@@ -70,11 +73,13 @@ class Estimator:
     """Estimates for pending jobs from what a real backend could know."""
 
     def __init__(self, store: Store, *, workers: int, mean_duration: float,
-                 max_view_age: float = MAX_VIEW_AGE_S, view_limit: int = QUEUE_VIEW_LIMIT,
+                 min_view_age: float = MIN_VIEW_AGE_S, max_view_age: float = MAX_VIEW_AGE_S,
+                 view_limit: int = QUEUE_VIEW_LIMIT,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._workers = workers
         self._mean_duration = mean_duration
+        self._min_view_age = min_view_age
         self._max_view_age = max_view_age
         self._view_limit = view_limit
         self._clock = clock
@@ -103,7 +108,7 @@ class Estimator:
         view = self.queue_view()
         ahead = self._queue_ahead(job, view)
         ends = view.slot_ends[:min(ahead + 1, self._workers)]
-        free = self._workers - len(view.slot_ends)
+        free = self._workers - view.processing
         if ahead < free:
             return now
         index = ahead - max(free, 0)
@@ -119,7 +124,7 @@ class Estimator:
         return self._store.queue_ahead(job)  # behind every job the view holds: count them
 
     def queue_view(self) -> QueueView:
-        """The queue as read at most ``max_view_age`` ago and since this server last moved it."""
+        """The queue as read lately (see the module docstring for how lately)."""
         current = self._view
         if current is not None and self._fresh(current):
             return current[2]
@@ -129,11 +134,13 @@ class Estimator:
                 return current[2]
             version = self._store.queue_version  # before reading: a later write invalidates
             taken_at = self._clock()
-            view = self._store.queue_view(limit=self._view_limit)
+            view = self._store.queue_view(limit=self._view_limit, slots=self._workers)
             self._view = (version, taken_at, view)
             return view
 
     def _fresh(self, cached: tuple[int, float, QueueView]) -> bool:
         version, taken_at, _ = cached
-        return (version == self._store.queue_version
-                and self._clock() - taken_at < self._max_view_age)
+        age = self._clock() - taken_at
+        if age < self._min_view_age:
+            return True
+        return age < self._max_view_age and version == self._store.queue_version

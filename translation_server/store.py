@@ -151,7 +151,9 @@ _ESTIMATED_END = jobs.c.started_at + jobs.c.duration_s * jobs.c.estimate_factor
 _QUEUED_KEYS = (select(jobs.c.priority, jobs.c.seq).where(jobs.c.state == State.QUEUED.value)
                 .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(bindparam("limit")))
 _SLOT_ENDS = (select(_ESTIMATED_END).where(jobs.c.state == State.PROCESSING.value)
-              .order_by(_ESTIMATED_END))
+              .order_by(_ESTIMATED_END).limit(bindparam("slots")))
+_PROCESSING_COUNT = select(func.count()).select_from(jobs).where(
+    jobs.c.state == State.PROCESSING.value)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -242,7 +244,8 @@ class QueueView:
 
     queued: list[tuple[int, int]]  # (-priority, seq) of queued jobs, in claim order
     complete: bool  # False when more jobs are queued than ``queued`` holds
-    slot_ends: list[float]  # estimated ends of every processing attempt, soonest first
+    slot_ends: list[float]  # estimated ends of the first processing attempts, soonest first
+    processing: int  # processing attempts in all
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -588,9 +591,14 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(jobs).where(
                 jobs.c.state == State.QUEUED.value, ahead)).scalar_one())
 
-    def queue_view(self, *, limit: int) -> QueueView:
-        """The first ``limit`` queued jobs and the busy slots, read in one transaction."""
+    def queue_view(self, *, limit: int, slots: int) -> QueueView:
+        """The first ``limit`` queued jobs and the ``slots`` soonest-free busy slots.
+
+        Read in one transaction, so the parts agree.
+        """
         with self.engine.connect() as conn:
             queued = [(-p, seq) for p, seq in conn.execute(_QUEUED_KEYS, {"limit": limit})]
-            ends = [float(v) for v in conn.execute(_SLOT_ENDS).scalars()]
-        return QueueView(queued=queued, complete=len(queued) < limit, slot_ends=ends)
+            ends = [float(v) for v in conn.execute(_SLOT_ENDS, {"slots": slots}).scalars()]
+            processing = int(conn.execute(_PROCESSING_COUNT).scalar_one())
+        return QueueView(queued=queued, complete=len(queued) < limit, slot_ends=ends,
+                         processing=processing)

@@ -8,7 +8,13 @@ import pytest
 
 from tests.unit.test_server_store import T0, new_job
 from translation_server.app import Runtime
-from translation_server.estimator import MAX_POLL_S, Estimator, estimated_progress
+from translation_server.estimator import (
+    MAX_POLL_S,
+    MAX_VIEW_AGE_S,
+    MIN_VIEW_AGE_S,
+    Estimator,
+    estimated_progress,
+)
 from translation_server.states import State
 from translation_server.store import Store
 
@@ -88,49 +94,75 @@ def counting_views(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real = store.queue_view
 
-    def queue_view(*, limit: int) -> Any:
+    def queue_view(*, limit: int, slots: int) -> Any:
         reads.append(limit)
-        return real(limit=limit)
+        return real(limit=limit, slots=slots)
 
     monkeypatch.setattr(store, "queue_view", queue_view)
     return reads
+
+
+# Past MIN_VIEW_AGE_S, short of MAX_VIEW_AGE_S: only a move of the queue makes a read.
+STEP = (MIN_VIEW_AGE_S + MAX_VIEW_AGE_S) / 2
 
 
 def test_queue_view_is_shared_until_this_server_moves_the_queue(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     store = runtime.store
     reads = counting_views(store, monkeypatch)
-    est = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    clock = FakeClock()
+    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
     first = store.create_job(new_job(duration_s=10), now=T0)[0]
     second = store.create_job(new_job(duration_s=10), now=T0)[0]
     for _ in range(5):
+        clock.now += 0.03
         assert completion(est, second, T0) == pytest.approx(T0 + 20)
-    assert len(reads) == 1  # five estimates, one read of the queue
+    assert len(reads) == 1  # five estimates over 0.15 s, one read of the queue
+    clock.now += STEP
     urgent = store.create_job(new_job(duration_s=10, priority=9), now=T0)[0]  # a create
     assert completion(est, second, T0) == pytest.approx(T0 + 30)
+    clock.now += STEP
     store.claim(now=T0, limit=1)  # a claim: the urgent job takes the slot until T0+10
     assert completion(est, first, T0) == pytest.approx(T0 + 20)
+    clock.now += STEP
     store.cancel(urgent.id, now=T0 + 1)  # a cancel frees the slot
     assert completion(est, second, T0 + 1) == pytest.approx(T0 + 21)
     assert len(reads) == 4
 
 
+def test_a_busy_queue_is_read_again_at_most_every_min_view_age(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = runtime.store
+    reads = counting_views(store, monkeypatch)
+    clock = FakeClock()
+    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
+    job = store.create_job(new_job(duration_s=10), now=T0)[0]
+    assert completion(est, job, T0) == pytest.approx(T0 + 10)
+    store.create_job(new_job(duration_s=10, priority=9), now=T0)
+    clock.now += MIN_VIEW_AGE_S * 0.9
+    assert completion(est, job, T0) == pytest.approx(T0 + 10)  # moved, but read just now
+    clock.now += MIN_VIEW_AGE_S * 0.2
+    assert completion(est, job, T0) == pytest.approx(T0 + 20)
+    assert len(reads) == 2
+
+
 def test_queue_view_follows_the_scheduler_finishing_attempts(
         runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     store = runtime.store
-    est = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    clock = FakeClock()
+    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
     store.create_job(new_job(duration_s=4, estimate_factor=2.0), now=T0)
     waiting = store.create_job(new_job(duration_s=10), now=T0)[0]
     store.claim(now=T0, limit=1)
     assert completion(est, waiting, T0) == pytest.approx(T0 + 8 + 10)
     reads = counting_views(store, monkeypatch)
     assert [j.state for j in store.finish_due(now=T0 + 4)] == [State.COMPLETED]
+    clock.now += STEP
     assert completion(est, waiting, T0 + 4) == pytest.approx(T0 + 4 + 10)
     assert len(reads) == 1
 
 
-def test_queue_view_ages_out_for_writes_of_another_instance(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queue_view_ages_out_for_writes_of_another_instance(runtime: Runtime) -> None:
     store = runtime.store
     clock = FakeClock()
     est = Estimator(store, workers=1, mean_duration=10.0, max_view_age=0.2, clock=clock)
@@ -154,5 +186,5 @@ def test_a_job_behind_the_view_is_counted_in_the_database(runtime: Runtime) -> N
     short = Estimator(store, workers=1, mean_duration=10.0, view_limit=2, clock=FakeClock())
     full = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
     assert [short.estimate(j, T0) for j in jobs] == [full.estimate(j, T0) for j in jobs]
-    assert [e.completion_at - T0 for e in map(full.estimate, jobs, [T0] * 6) if e] == (
-        pytest.approx([10, 10, 20, 30, 40, 50]))  # the idle slot, then one mean each
+    assert [completion(full, j, T0) - T0 for j in jobs] == pytest.approx(
+        [10, 10, 20, 30, 40, 50])  # the idle slot, then one mean each

@@ -173,9 +173,9 @@ def test_job_record_fields_follow_the_table_columns() -> None:
 
 def test_reads_see_committed_writes_at_once(store: Store) -> None:
     job = store.create_job(new_job(), now=T0)[0]
-    assert store.get_job(job.id).state is State.QUEUED  # type: ignore[union-attr]
+    assert state_of(store.get_job(job.id)) is State.QUEUED
     store.claim(now=T0, limit=1)
-    assert store.get_job(job.id).state is State.PROCESSING  # type: ignore[union-attr]
+    assert state_of(store.get_job(job.id)) is State.PROCESSING
     assert [j.state for j in store.get_jobs("cli_a", [job.id, "job_unknown"])] == [
         State.PROCESSING]
 
@@ -193,3 +193,8 @@ def test_queue_version_moves_only_with_queue_writes(store: Store) -> None:
     versions.append(store.queue_version)
     assert versions[1] > versions[0] and versions[2] == versions[1]
     assert versions[4] > versions[3] > versions[2]
+
+
+def state_of(job: JobRecord | None) -> State:
+    assert job is not None
+    return job.state
