@@ -136,6 +136,9 @@ delivery_attempts = Table(
 
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 _CLIENT_CACHE_TTL_S = 5.0
+# Final jobs kept in memory. No transition leaves a final state, so a final row never changes
+# again and any server instance may answer it from memory; the bound keeps memory flat.
+FINAL_JOBS_KEPT = 4096
 
 # The hot reads, built once: constructing a Core statement and its cache key on every call
 # cost more than running it (the compiled form is cached by SQLAlchemy either way).
@@ -301,6 +304,7 @@ class Store:
         metadata.create_all(self.engine)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
+        self._final_jobs: dict[str, JobRecord] = {}
         self._change_counter = itertools.count(1)
         self.queue_version = 0
 
@@ -538,18 +542,41 @@ class Store:
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""
-        with self._reader.connect() as conn:
-            job = self._get(conn, job_id)
+        job = self._final_jobs.get(job_id)
+        if job is None:
+            with self._reader.connect() as conn:
+                job = self._get(conn, job_id)
+            if job is not None:
+                self._keep_final([job])
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
         return job
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
         """The tenant's jobs among ``ids``, in the order asked (unknown ids left out)."""
-        with self._reader.connect() as conn:
-            rows = conn.execute(_JOBS_OF_CLIENT, {"client_id": client_id, "ids": list(ids)}).all()
-        by_id = {job.id: job for job in map(JobRecord.from_row, rows)}
+        by_id = {job.id: job for job in map(self._final_jobs.get, ids)
+                 if job is not None and job.client_id == client_id}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            with self._reader.connect() as conn:
+                rows = conn.execute(_JOBS_OF_CLIENT,
+                                    {"client_id": client_id, "ids": missing}).all()
+            by_id.update((job.id, job) for job in map(JobRecord.from_row, rows))
+            self._keep_final(by_id[i] for i in missing if i in by_id)
         return [by_id[i] for i in ids if i in by_id]
+
+    def _keep_final(self, read: Iterable[JobRecord]) -> None:
+        """Remember the final jobs among ``read`` (see FINAL_JOBS_KEPT), oldest out first."""
+        final = [job for job in read if job.state.is_final]
+        if not final:
+            return
+        with self._cache_lock:
+            for job in final:
+                if job.id in self._final_jobs:
+                    continue
+                if len(self._final_jobs) >= FINAL_JOBS_KEPT:
+                    del self._final_jobs[next(iter(self._final_jobs))]
+                self._final_jobs[job.id] = job
 
     def list_jobs(self, client_id: str, *, states: Iterable[str] | None, limit: int,
                   before_seq: int | None) -> list[JobRecord]:

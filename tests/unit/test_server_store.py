@@ -198,3 +198,49 @@ def test_queue_version_moves_only_with_queue_writes(store: Store) -> None:
 def state_of(job: JobRecord | None) -> State:
     assert job is not None
     return job.state
+
+
+def reads_of(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the connections the store's single-statement reads open."""
+    opened: list[int] = []
+    real = store._reader.connect
+
+    def connect() -> Any:
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(store._reader, "connect", connect)
+    return opened
+
+
+def test_final_jobs_are_answered_from_memory_pending_ones_never(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = store.create_job(new_job(duration_s=1), now=T0)[0]
+    pending = store.create_job(new_job(duration_s=1), now=T0)[0]
+    store.claim(now=T0, limit=1)
+    store.finish_due(now=T0 + 1)
+    opened = reads_of(store, monkeypatch)
+    assert state_of(store.get_job(done.id)) is State.COMPLETED
+    for _ in range(3):
+        assert state_of(store.get_job(done.id, client_id="cli_a")) is State.COMPLETED
+        assert state_of(store.get_job(pending.id)) is State.QUEUED
+    assert len(opened) == 4  # the final job once, the pending one every time
+    assert store.get_job(done.id, client_id="cli_other") is None  # isolation holds in memory
+    assert [j.id for j in store.get_jobs("cli_a", [pending.id, done.id])] == [pending.id, done.id]
+    assert store.get_jobs("cli_other", [done.id]) == []
+    store.claim(now=T0 + 1, limit=1)
+    assert store.get_jobs("cli_a", [pending.id])[0].state is State.PROCESSING
+
+
+def test_final_jobs_kept_in_memory_are_bounded(store: Store,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("translation_server.store.FINAL_JOBS_KEPT", 2)
+    ids = [store.create_job(new_job(), now=T0)[0].id for _ in range(3)]
+    for job_id in ids:
+        store.cancel(job_id, now=T0 + 1)
+    opened = reads_of(store, monkeypatch)
+    assert [j.state for j in store.get_jobs("cli_a", ids)] == [State.CANCELLED] * 3
+    assert [state_of(store.get_job(i)) for i in ids[1:]] == [State.CANCELLED] * 2
+    assert len(opened) == 1  # the last two stayed in memory
+    assert state_of(store.get_job(ids[0])) is State.CANCELLED  # the first went out
+    assert len(opened) == 2
