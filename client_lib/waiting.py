@@ -37,6 +37,7 @@ from .models import Event, Job, parse_time
 log = logging.getLogger(__name__)
 
 MAX_IDS_PER_POLL = 100
+MIN_FEED_WAIT_S = 0.01
 
 
 class Clock(Protocol):
@@ -92,11 +93,12 @@ class WaitPolicy:
 
     long_poll_s: float = 5.0  # one feed request at most this long (new jobs join between)
     unknown_factor: float = 2.0  # unknown: first check at start + 2 x estimated duration
-    # unknown: check the overdue jobs at once when, had webhooks worked, at least one of them
-    # would have announced its end with this probability (estimates assumed off by ~25 %)
-    probe_confidence: float = 0.99
-    estimate_sigma: float = 0.25
-    probe_interval_s: float = 0.25  # how often that chance is re-assessed
+    # unknown: once a tenth of the jobs (3 at least) have run 1.25 x their estimated duration
+    # and not one webhook came, check those jobs at once
+    probe_overdue_factor: float = 1.25
+    probe_fraction: float = 0.1
+    probe_quorum: int = 3
+    probe_interval_s: float = 0.25  # how often that is re-assessed
     trusted_factor: float = 3.0  # trusted: safety-net check at start + 3 x estimated duration
     grace_s: float = 1.0  # added to both of the above
     early_fraction: float = 0.8  # distrusted: first poll at 80 % of the time to the estimate
@@ -105,6 +107,7 @@ class WaitPolicy:
     max_poll_s: float = 30.0
     jitter: float = 0.1  # +/- 10 % on every poll delay
     batch_window_s: float = 0.5  # polls due within this window go out in one ?ids= request
+    ride_along_fraction: float = 0.6  # distrusted: jobs this far into their estimate join too
     webhook_in_flight_s: float = 1.0  # a job final for less than this may still get its webhook
     receiver_retry_s: tuple[float, float] = (1.0, 30.0)  # backoff while the receiver is down
 
@@ -153,18 +156,6 @@ class WaitStats:
         return Counter(d.path for d in self.detections.values())
 
 
-def _p_done(estimated: float, elapsed: float, sigma: float) -> float:
-    """P(a job estimated at ``estimated`` s has ended after ``elapsed`` s).
-
-    The estimate is the duration times a factor ~ N(1, sigma): the job has ended when the
-    factor is at least estimated / elapsed.
-    """
-    if elapsed <= 0:
-        return 0.0
-    z = (estimated / elapsed - 1.0) / sigma
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
 class Waiter:
     """Tracks jobs until they end; ``step()`` does one round of feed reading and polling."""
 
@@ -203,9 +194,15 @@ class Waiter:
         return self._cursor is not None
 
     def ensure_cursor(self) -> None:
-        """Pin the feed position before jobs are created, so none of their events is missed."""
+        """Pin the feed position before jobs are created, so none of their events is missed.
+
+        While the receiver is known to be down, this waits for its retry time like the
+        feed does: creating many jobs then costs no receiver request each.
+        """
         with self._lock:
             if self._cursor is not None:
+                return
+            if not self._receiver_up and self._clock.now() < self._receiver_retry_at:
                 return
         try:
             cursor = self._backend.feed_latest()
@@ -276,7 +273,9 @@ class Waiter:
             now = self._clock.now()
             wake = self._next_wake(now)
         block = max(0.0, min(max_block, self.policy.long_poll_s, wake - now))
-        if self._receiver_up or now >= self._receiver_retry_at:
+        if block < MIN_FEED_WAIT_S:
+            self._clock.sleep(block)  # a feed request for a few ms is not worth it
+        elif self._receiver_up or now >= self._receiver_retry_at:
             found += self._read_feed(block)
         else:
             self._clock.sleep(min(block, max(0.0, self._receiver_retry_at - now)))
@@ -286,10 +285,12 @@ class Waiter:
         """The next poll, or, while webhooks are unknown and jobs are overdue, a probe check."""
         wake = min(t.next_poll for t in self._tracked.values())
         if self._mode is Mode.UNKNOWN and self._receiver_up:
-            estimates = [t.estimate for t in self._tracked.values()
-                         if not t.checks and t.estimate is not None]
-            if estimates:
-                wake = min(wake, max(min(estimates), now + self.policy.probe_interval_s))
+            p = self.policy
+            overdue_at = [t.start + p.probe_overdue_factor * (t.estimate - t.start)
+                          for t in self._tracked.values()
+                          if not t.checks and t.estimate is not None]
+            if overdue_at:
+                wake = min(wake, max(min(overdue_at), now + p.probe_interval_s))
         return wake
 
     def _read_feed(self, wait: float) -> list[Detection]:
@@ -329,23 +330,22 @@ class Waiter:
         return detection
 
     def _probe_if_quiet(self, now: float) -> None:
-        """Unknown webhooks, jobs past their estimates, not one webhook: ask about them now.
+        """Unknown webhooks, many jobs well past their estimates, not one webhook: ask now.
 
-        Each overdue job has ended with some probability (its estimate is noisy); if webhooks
-        worked, the chance that none of them would have sent one by now is the product of
-        the chances that each is still running. Once that is below 1 %, webhooks are likely
-        lost, and one ``?ids=`` request settles it.
+        One job overrunning its estimate by a quarter says little (estimates are noisy, and
+        the first jobs to pass theirs are those whose estimates were the most too short);
+        a tenth of them all doing so while no webhook at all has come says webhooks are
+        probably lost. One ``?ids=`` request settles it. Simulated over estimates off by
+        20 %, this never fires before the first job really ended (so costs nothing when
+        webhooks work) and fires about two seconds after it when they are lost.
         """
         p = self.policy
-        late, quiet = [], 1.0
-        for t in self._tracked.values():
-            if t.checks or t.estimate is None or now <= t.estimate:
-                continue
-            late.append(t)
-            quiet *= 1.0 - _p_done(t.estimate - t.start, now - t.start, p.estimate_sigma)
-        if late and quiet < 1.0 - p.probe_confidence:
-            log.info("%d jobs are past their estimates and no webhook came (p=%.4f); checking",
-                     len(late), quiet)
+        late = [t for t in self._tracked.values() if not t.checks and t.estimate is not None
+                and now >= t.start + p.probe_overdue_factor * (t.estimate - t.start)]
+        needed = max(p.probe_quorum, math.ceil(p.probe_fraction * len(self._tracked)))
+        if len(late) >= needed:
+            log.info("%d of %d jobs are 25 %% past their estimates and no webhook came; "
+                     "checking them", len(late), len(self._tracked))
             for t in late:
                 t.next_poll = min(t.next_poll, now)
 
@@ -356,11 +356,10 @@ class Waiter:
                 self._probe_if_quiet(now)
             if not any(t.next_poll <= now for t in self._tracked.values()):
                 return []
-            horizon = now + self.policy.batch_window_s
-            due = sorted((t for t in self._tracked.values() if t.next_poll <= horizon),
+            mode = self._effective_mode()
+            due = sorted((t for t in self._tracked.values() if self._joins_poll(t, now, mode)),
                          key=lambda t: t.next_poll)
             ids = [t.job.id for t in due][:MAX_IDS_PER_POLL]
-            mode = self._effective_mode()
         if mode is not Mode.DISTRUSTED:
             self.stats.fallback_polls += 1
             log.info("no webhook for %s by its deadline (%s webhooks); asking the server",
@@ -373,6 +372,21 @@ class Waiter:
             return []
         with self._lock:
             return self._on_poll(ids, jobs)
+
+    def _joins_poll(self, tracked: _Tracked, now: float, mode: Mode) -> bool:
+        """Whether a job rides along in a poll that is going out anyway.
+
+        A job whose own poll is due within the batch window joins. While polling (distrusted),
+        so does any job that may plausibly have ended (60 % of its estimated duration run):
+        one more id costs the server little and costs the caller no extra request, and it
+        catches the jobs whose estimates were too long well before their own poll.
+        """
+        p = self.policy
+        if tracked.next_poll <= now + p.batch_window_s:
+            return True
+        if mode is not Mode.DISTRUSTED or tracked.estimate is None:
+            return False
+        return now - tracked.start >= p.ride_along_fraction * (tracked.estimate - tracked.start)
 
     def _on_poll(self, ids: list[str], jobs: list[Job]) -> list[Detection]:
         now = self._clock.now()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,14 +95,16 @@ class FakeServices:
         self.status_poll_times: list[float] = []
         self._events: list[tuple[float, str, FakeJob]] | None = None
         self.default_factor = 1.0
+        self.noise: random.Random | None = None  # set: estimate factors ~ N(1, 0.2), seeded
 
     # --------------------------------------------------------------- helpers
 
     def add_job(self, job_id: str, duration: float, *, factor: float | None = None,
                 outcome: str = "completed", webhook: str = "deliver",
                 callback: bool = True) -> FakeJob:
-        job = FakeJob(job_id, self.clock.now(), duration,
-                      self.default_factor if factor is None else factor, outcome, webhook,
+        if factor is None:
+            factor = max(0.3, self.noise.gauss(1.0, 0.2)) if self.noise else self.default_factor
+        job = FakeJob(job_id, self.clock.now(), duration, factor, outcome, webhook,
                       f"{RECEIVER}/webhooks" if callback else None)
         self.jobs[job_id] = job
         self._events = None
