@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.support import Service, start_service, wait_until
-from tests.unit.test_receiver_support import SECRET, event_body, signed_headers
+from tests.receiver_support import SECRET, event_body, signed_headers
 
 pytestmark = pytest.mark.timeout(90)
 

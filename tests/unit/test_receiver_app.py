@@ -17,7 +17,7 @@ from callback_receiver.__main__ import main
 from callback_receiver.config import Settings
 from callback_receiver.receiver import get_receiver
 from client_lib.localsetup import LocalSetup
-from tests.unit.test_receiver_support import (
+from tests.receiver_support import (
     OTHER_SECRET,
     SECRET,
     WRONG_SECRET,

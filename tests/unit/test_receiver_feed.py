@@ -16,7 +16,7 @@ from callback_receiver.feed import Feed, FeedBusy
 from callback_receiver.receiver import get_receiver
 from client_lib.models import Event
 from tests.support import wait_until
-from tests.unit.test_receiver_support import event_body, receiver_app, signed_headers
+from tests.receiver_support import event_body, receiver_app, signed_headers
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from callback_receiver.receiver import get_receiver
-from tests.unit.test_receiver_support import event_body, receiver_app, signed_headers
+from tests.receiver_support import event_body, receiver_app, signed_headers
 
 pytestmark = pytest.mark.timeout(60)
 

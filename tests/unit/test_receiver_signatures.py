@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from callback_receiver.receiver import get_receiver
-from tests.unit.test_receiver_support import (
+from tests.receiver_support import (
     OTHER_SECRET,
     SECRET,
     WRONG_SECRET,

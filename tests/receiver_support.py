@@ -1,6 +1,6 @@
 """Helpers shared by the receiver's tests: one builder of a valid signed webhook, apps.
 
-(No tests here; it sits beside them because the receiver's tests own only test_receiver_*.)
+
 """
 
 from __future__ import annotations
