@@ -1,7 +1,4 @@
-"""Helpers shared by the receiver's tests: one builder of a valid signed webhook, apps.
-
-
-"""
+"""Helpers shared by the receiver's tests: one builder of a valid signed webhook, apps."""
 
 from __future__ import annotations
 
