@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support import Service, start_service, wait_until
 from tests.receiver_support import SECRET, event_body, signed_headers
+from tests.support import Service, start_service, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from callback_receiver.feed import Feed, FeedBusy
 from callback_receiver.receiver import get_receiver
 from client_lib.models import Event
-from tests.support import wait_until
 from tests.receiver_support import event_body, receiver_app, signed_headers
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
