@@ -30,6 +30,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from client_lib.models import WebhookMode
 
+from .background import Loop
 from .callbacks import CallbackPolicy
 from .config import Settings
 from .metrics import ServerMetrics
@@ -122,7 +123,7 @@ class Dispatcher:
     def __init__(self, store: Store, settings: Settings, metrics: ServerMetrics,
                  policy: CallbackPolicy, *, rng: Callable[[], float] | None = None) -> None:
         self._store = store
-        self._outbox = Outbox(store.engine)
+        self._outbox = Outbox(store.engine, store.writer)
         self._settings = settings
         self._metrics = metrics
         self._policy = policy
@@ -136,9 +137,7 @@ class Dispatcher:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("vt-dispatcher", self._dispatch_once)
         self._secrets: dict[str, tuple[float, ClientRecord | None]] = {}
 
     @property
@@ -148,34 +147,19 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start the dispatch loop."""
-        self._thread = threading.Thread(target=self._run, name="vt-dispatcher", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop leasing, let attempts under way finish (bounded by the webhook timeout)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._record_finished()
 
     def wake(self) -> None:
         """Something became due (a job ended, a redelivery was asked)."""
-        self._wake.set()
+        self._loop.wake()
 
     # ------------------------------------------------------------------ loop
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                delay = self._dispatch_once()
-            except Exception:
-                log.exception("webhook dispatch failed; retrying shortly")
-                delay = 0.5
-            if delay > 0:
-                self._wake.wait(delay)
 
     def _dispatch_once(self) -> float:
         """Record finished attempts, lease what free senders can take; returns the idle wait.
@@ -224,7 +208,7 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._in_flight[_host(event.callback_url)] -= 1
-            self._wake.set()
+            self._loop.wake()
 
     def _attempts(self, event: OutboxEvent) -> list[AttemptResult]:
         """One lease's attempts: none sent for a dropped event, two for a duplicated one."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
-from .db import writer
+from .db import Writer
 from .store import delivery_attempts, webhook_events
 
 PENDING, SENDING, DELIVERED, FAILED, DROPPED = "pending", "sending", "delivered", "failed", \
@@ -60,9 +60,9 @@ class AttemptResult:
 class Outbox:
     """Persistence of webhook deliveries."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, writer: Writer) -> None:
         self._engine = engine
-        self._writer = writer(engine)
+        self._writer = writer
 
     @staticmethod
     def _due(now: float) -> Any:

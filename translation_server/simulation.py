@@ -17,6 +17,7 @@ from typing import Any
 
 from client_lib.models import Outcome, WebhookMode
 
+from .background import Loop
 from .config import Settings
 from .states import State
 from .store import JobRecord, Store
@@ -37,9 +38,7 @@ class Simulator:
         self._settings = settings
         self._rng = random.Random(settings.seed)
         self._rng_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("vt-scheduler", lambda: self.step(time.time()))
         self._on_final = on_final or (lambda jobs: None)
 
     # --------------------------------------------------------------- planning
@@ -95,29 +94,15 @@ class Simulator:
 
     def start(self) -> None:
         """Start the scheduler thread."""
-        self._thread = threading.Thread(target=self._run, name="vt-scheduler", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the scheduler thread and wait for it."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)
 
     def wake(self) -> None:
         """Tell the scheduler that something changed (a new or cancelled job)."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                delay = self.step(time.time())
-            except Exception:
-                log.exception("scheduler step failed; retrying shortly")
-                delay = 0.5
-            self._wake.wait(delay)
-            self._wake.clear()
+        self._loop.wake()
 
     def step(self, now: float) -> float:
         """End due attempts, fill free slots; returns how long to sleep until the next due."""

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from client_lib.models import EventType
 
 from . import resources
-from .db import make_engine, reader, writer
+from .db import Writer, make_engine, reader
 from .states import InvalidTransition, State, sources_of
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class Store:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        self._writer = writer(self.engine)
+        self.writer = Writer(self.engine)
         self._reader = reader(self.engine)
         metadata.create_all(self.engine)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
@@ -336,7 +336,7 @@ class Store:
         record = ClientRecord(id=client_id or new_id("cli"), name=name,
                               webhook_secret=new_webhook_secret(), previous_secret=None,
                               previous_secret_until=None, created_at=time.time())
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(insert(clients).values(api_key_hash=hash_api_key(api_key),
                                                 **dataclasses.asdict(record)))
         return record, api_key
@@ -373,7 +373,7 @@ class Store:
 
     def rotate_secret(self, client_id: str, *, grace_s: float) -> ClientRecord | None:
         """Give a tenant a new signing secret; the old one still signs for ``grace_s``."""
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             row = conn.execute(select(clients.c.webhook_secret).where(
                 clients.c.id == client_id)).first()
             if row is None:
@@ -400,7 +400,7 @@ class Store:
 
     def _create_job(self, new: NewJob, *, now: float,
                     idempotency: tuple[str, str] | None) -> tuple[JobRecord, bool]:
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             if idempotency is not None:
                 existing = self._idempotent_replay(conn, new.client_id, idempotency, now)
                 if existing is not None:
@@ -438,7 +438,7 @@ class Store:
     def cancel(self, job_id: str, *, now: float,
                fault: WebhookFault = _no_fault) -> JobRecord:
         """Cancel a pending job; raises InvalidTransition when it is already final."""
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             job = self._get(conn, job_id)
             if job is None:
                 raise KeyError(job_id)
@@ -452,7 +452,7 @@ class Store:
         """Start up to ``limit`` queued jobs, most urgent then oldest first."""
         if limit <= 0:
             return []
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             ids = conn.execute(
                 select(jobs.c.id).where(jobs.c.state == State.QUEUED.value)
                 .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(limit)
@@ -476,7 +476,7 @@ class Store:
     def finish_due(self, *, now: float, fault: WebhookFault = _no_fault,
                    batch: int = 500) -> list[JobRecord]:
         """End every processing attempt whose time has come; returns the jobs changed."""
-        with self._writer.begin() as conn:
+        with self.writer.begin() as conn:
             rows = conn.execute(
                 select(jobs).where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
                 .order_by(jobs.c.due_at).limit(batch)
