@@ -1,9 +1,9 @@
 """Client library for the video translation server: create jobs, learn when they end.
 
-    from client_lib import TranslationClient
-    with TranslationClient() as client:
-        job = client.create_job(target_language="es")
-        done = client.wait(job.id, timeout=120)
+from client_lib import TranslationClient
+with TranslationClient() as client:
+    job = client.create_job(target_language="es")
+    done = client.wait(job.id, timeout=120)
 """
 
 from .client import ClientStats, TranslationClient

@@ -21,16 +21,28 @@ from .client import TranslationClient
 from .errors import JobCancelled, JobFailed, TranslationError
 from .models import Job, JobStatus, parse_time
 
-JOB_COLUMNS = ("id", "status", "stage", "progress", "priority", "target_language",
-               "created_at", "finished_at")
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "stage",
+    "progress",
+    "priority",
+    "target_language",
+    "created_at",
+    "finished_at",
+)
 
 
 def _client(ctx: click.Context) -> TranslationClient:
     opts = ctx.obj
     kwargs = {"receiver_url": opts["receiver"]} if opts["receiver"] else {}
-    return TranslationClient(base_url=opts["server"], api_key=opts["api_key"],
-                             admin_token=opts["admin_token"],
-                             credentials_file=opts["credentials_file"], **kwargs)
+    return TranslationClient(
+        base_url=opts["server"],
+        api_key=opts["api_key"],
+        admin_token=opts["admin_token"],
+        credentials_file=opts["credentials_file"],
+        **kwargs,
+    )
 
 
 def _output(ctx: click.Context, data: Any, columns: Sequence[str] | None = None) -> None:
@@ -75,24 +87,53 @@ def _errors_as_messages(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--server", envvar="VT_SERVER_URL", default=None,
-              help="Translation server URL [default: the local set-up's]")
-@click.option("--receiver", envvar="VT_RECEIVER_URL", default=None,
-              help="Callback receiver URL [default: the local set-up's]")
-@click.option("--api-key", envvar="VT_API_KEY", default=None,
-              help="Client API key [default: the local demo client's]")
-@click.option("--admin-token", envvar="VT_ADMIN_TOKEN", default=None,
-              help="Operator token, for 'vt clients'")
-@click.option("--credentials-file", envvar="VT_CREDENTIALS_FILE", default=None,
-              help="Local set-up file [default: var/local.json]")
+@click.option(
+    "--server",
+    envvar="VT_SERVER_URL",
+    default=None,
+    help="Translation server URL [default: the local set-up's]",
+)
+@click.option(
+    "--receiver",
+    envvar="VT_RECEIVER_URL",
+    default=None,
+    help="Callback receiver URL [default: the local set-up's]",
+)
+@click.option(
+    "--api-key",
+    envvar="VT_API_KEY",
+    default=None,
+    help="Client API key [default: the local demo client's]",
+)
+@click.option(
+    "--admin-token", envvar="VT_ADMIN_TOKEN", default=None, help="Operator token, for 'vt clients'"
+)
+@click.option(
+    "--credentials-file",
+    envvar="VT_CREDENTIALS_FILE",
+    default=None,
+    help="Local set-up file [default: var/local.json]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
-def main(ctx: click.Context, server: str | None, receiver: str | None, api_key: str | None,
-         admin_token: str | None, credentials_file: str | None, as_json: bool) -> None:
+def main(
+    ctx: click.Context,
+    server: str | None,
+    receiver: str | None,
+    api_key: str | None,
+    admin_token: str | None,
+    credentials_file: str | None,
+    as_json: bool,
+) -> None:
     """Talk to the video translation server and the callback receiver."""
-    ctx.obj = {"server": server, "receiver": receiver, "api_key": api_key,
-               "admin_token": admin_token, "credentials_file": credentials_file,
-               "json": as_json}
+    ctx.obj = {
+        "server": server,
+        "receiver": receiver,
+        "api_key": api_key,
+        "admin_token": admin_token,
+        "credentials_file": credentials_file,
+        "json": as_json,
+    }
 
 
 # ------------------------------------------------------------------ clients
@@ -145,32 +186,62 @@ def jobs() -> None:
 @click.option("--source-url", default=None)
 @click.option("--priority", type=click.IntRange(0, 9), default=0, show_default=True)
 @click.option("--duration", type=float, default=None, help="Pin the simulated duration (s).")
-@click.option("--outcome", type=click.Choice(["completed", "error", "random"]), default=None,
-              help="Pin the simulated outcome.")
-@click.option("--webhook", type=click.Choice(["deliver", "drop", "duplicate"]), default=None,
-              help="Pin what happens to the webhook.")
+@click.option(
+    "--outcome",
+    type=click.Choice(["completed", "error", "random"]),
+    default=None,
+    help="Pin the simulated outcome.",
+)
+@click.option(
+    "--webhook",
+    type=click.Choice(["deliver", "drop", "duplicate"]),
+    default=None,
+    help="Pin what happens to the webhook.",
+)
 @click.option("--callback-url", default=None, help="[default: the receiver's /webhooks]")
 @click.option("--no-callback", is_flag=True, help="Create the job without a webhook.")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end.")
-@click.option("--timeout", type=float, default=600, show_default=True,
-              help="With --wait: give up after this many seconds.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=600,
+    show_default=True,
+    help="With --wait: give up after this many seconds.",
+)
 @click.pass_context
 @_errors_as_messages
-def jobs_create(ctx: click.Context, target_language: str, source_url: str | None,
-                priority: int, duration: float | None, outcome: str | None,
-                webhook: str | None, callback_url: str | None, no_callback: bool, wait_: bool,
-                timeout: float) -> None:
+def jobs_create(
+    ctx: click.Context,
+    target_language: str,
+    source_url: str | None,
+    priority: int,
+    duration: float | None,
+    outcome: str | None,
+    webhook: str | None,
+    callback_url: str | None,
+    no_callback: bool,
+    wait_: bool,
+    timeout: float,
+) -> None:
     """Create a job (and optionally wait for it)."""
-    simulate = {k: v for k, v in {"duration_s": duration, "outcome": outcome,
-                                  "webhook": webhook}.items() if v is not None}
+    simulate = {
+        k: v
+        for k, v in {"duration_s": duration, "outcome": outcome, "webhook": webhook}.items()
+        if v is not None
+    }
     kwargs: dict[str, Any] = {}
     if no_callback:
         kwargs["callback_url"] = None
     elif callback_url:
         kwargs["callback_url"] = callback_url
     with _client(ctx) as client:
-        job = client.create_job(target_language=target_language, source_url=source_url,
-                                priority=priority, simulate=simulate or None, **kwargs)
+        job = client.create_job(
+            target_language=target_language,
+            source_url=source_url,
+            priority=priority,
+            simulate=simulate or None,
+            **kwargs,
+        )
         if not wait_:
             _output(ctx, job.to_dict(), JOB_COLUMNS)
             return
@@ -195,12 +266,15 @@ def jobs_get(ctx: click.Context, job_id: str) -> None:
 @jobs.command("list")
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), default=None)
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--client", "client_key", default=None,
-              help="List the jobs of the client with this API key instead.")
+@click.option(
+    "--client",
+    "client_key",
+    default=None,
+    help="List the jobs of the client with this API key instead.",
+)
 @click.pass_context
 @_errors_as_messages
-def jobs_list(ctx: click.Context, status: str | None, limit: int,
-              client_key: str | None) -> None:
+def jobs_list(ctx: click.Context, status: str | None, limit: int, client_key: str | None) -> None:
     """This client's jobs, newest first."""
     if client_key:
         ctx.obj["api_key"] = client_key
@@ -230,18 +304,23 @@ def jobs_wait(ctx: click.Context, job_id: str, timeout: float) -> None:
         _wait_with_progress(ctx, client, client.get_job(job_id), timeout)
 
 
-def _wait_with_progress(ctx: click.Context, client: TranslationClient, job: Job,
-                        timeout: float) -> None:
+def _wait_with_progress(
+    ctx: click.Context, client: TranslationClient, job: Job, timeout: float
+) -> None:
     bar = _ProgressLine(job, enabled=not ctx.obj["json"] and sys.stderr.isatty())
     try:
         done = client.wait(job.id, timeout=timeout, on_update=bar.update)
     finally:
         bar.close()
     detection = client.detection(job.id)
-    result = {**done.to_dict(), "detected_by": detection.path if detection else None,
-              "detection_lag_s": round(detection.lag_s, 3) if detection and
-              detection.lag_s is not None else None,
-              "status_requests": client.stats.status_requests}
+    result = {
+        **done.to_dict(),
+        "detected_by": detection.path if detection else None,
+        "detection_lag_s": round(detection.lag_s, 3)
+        if detection and detection.lag_s is not None
+        else None,
+        "status_requests": client.stats.status_requests,
+    }
     _output(ctx, result, (*JOB_COLUMNS, "detected_by", "detection_lag_s", "status_requests"))
 
 
@@ -262,8 +341,10 @@ class _ProgressLine:
         eta = parse_time(job.estimated_completion_at)
         left = f"~{max(0.0, eta - time.time()):.0f}s left" if eta else ""
         filled = int(job.progress * 30)
-        line = f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:3.0f}% " \
-               f"{job.stage.value if job.stage else job.status.value} {left}"
+        line = (
+            f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:3.0f}% "
+            f"{job.stage.value if job.stage else job.status.value} {left}"
+        )
         click.echo(f"\r{job.id} {line}".ljust(100), nl=False, err=True)
 
     def close(self) -> None:
@@ -285,10 +366,27 @@ def deliveries(ctx: click.Context, job_id: str) -> None:
     if ctx.obj["json"]:
         _output(ctx, events)
         return
-    rows = [{"webhook_id": e["webhook_id"], "type": e["type"], "state": e["state"],
-             **a} for e in events for a in (e["attempt_log"] or [{}])]
-    _output(ctx, rows, ("webhook_id", "type", "state", "attempt", "attempted_at",
-                        "status_code", "error", "latency_ms", "outcome", "next_attempt_at"))
+    rows = [
+        {"webhook_id": e["webhook_id"], "type": e["type"], "state": e["state"], **a}
+        for e in events
+        for a in (e["attempt_log"] or [{}])
+    ]
+    _output(
+        ctx,
+        rows,
+        (
+            "webhook_id",
+            "type",
+            "state",
+            "attempt",
+            "attempted_at",
+            "status_code",
+            "error",
+            "latency_ms",
+            "outcome",
+            "next_attempt_at",
+        ),
+    )
 
 
 @main.command()
@@ -298,8 +396,12 @@ def status(ctx: click.Context) -> None:
     """Health of the translation server and the callback receiver."""
     with _client(ctx) as client:
         health = client.health()
-    rows = [{"service": name, "url": url, **info} for (name, info), url in
-            zip(health.items(), (client.base_url, client.receiver_url), strict=True)]
+    rows = [
+        {"service": name, "url": url, **info}
+        for (name, info), url in zip(
+            health.items(), (client.base_url, client.receiver_url), strict=True
+        )
+    ]
     _output(ctx, rows if not ctx.obj["json"] else health)
     if any(info.get("status") != "ok" for info in health.values()):
         ctx.exit(1)

@@ -58,19 +58,29 @@ class ClientStats:
             "duplicate_reports_dropped": w.duplicate_reports_dropped,
             "receiver_outages": w.receiver_outages,
             "mode_changes": [{"at": at, "mode": m, "reason": r} for at, m, r in w.mode_changes],
-            "detections": {job_id: {"path": d.path, "lag_s": d.lag_s}
-                           for job_id, d in w.detections.items()},
+            "detections": {
+                job_id: {"path": d.path, "lag_s": d.lag_s} for job_id, d in w.detections.items()
+            },
         }
 
 
 class TranslationClient:
     """A client of the translation server and of the callback receiver."""
 
-    def __init__(self, *, base_url: str | None = None, api_key: str | None = None,
-                 receiver_url: str | None = _UNSET, timeout: float = 10.0,
-                 credentials_file: str | None = None, transport: Transport | None = None,
-                 clock: Clock | None = None, policy: WaitPolicy | None = None,
-                 seed: int | None = None, admin_token: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        receiver_url: str | None = _UNSET,
+        timeout: float = 10.0,
+        credentials_file: str | None = None,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        policy: WaitPolicy | None = None,
+        seed: int | None = None,
+        admin_token: str | None = None,
+    ) -> None:
         """Every argument defaults to the local set-up (``make run``); pass them to override.
 
         ``receiver_url=None`` means no receiver: waiting polls the server from the start.
@@ -78,8 +88,7 @@ class TranslationClient:
         local: LocalSetup = load_local_setup(credentials_file)
         self.base_url = (base_url or local.server_url).rstrip("/")
         self.api_key = api_key or local.api_key
-        self.receiver_url = (local.receiver_url if receiver_url is _UNSET
-                             else receiver_url)
+        self.receiver_url = local.receiver_url if receiver_url is _UNSET else receiver_url
         if self.receiver_url:
             self.receiver_url = self.receiver_url.rstrip("/")
         self.admin_token = admin_token or local.admin_token
@@ -113,16 +122,25 @@ class TranslationClient:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _call(self, method: str, url: str, endpoint: str, *, json: Any = None,
-              params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-              retry: bool = True, timeout: float | None = None, auth: bool = True) -> Response:
+    def _call(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        retry: bool = True,
+        timeout: float | None = None,
+        auth: bool = True,
+    ) -> Response:
         """Send one request; every error of the library is raised from here."""
         all_headers = dict(headers or {})
         if auth and self.api_key:
             all_headers["Authorization"] = f"Bearer {self.api_key}"
         all_headers.setdefault("X-Request-ID", uuid.uuid4().hex)
-        request = Request(method, url, all_headers, params, json, timeout or self.timeout,
-                          retry)
+        request = Request(method, url, all_headers, params, json, timeout or self.timeout, retry)
         self.stats.count(endpoint)
         response = self._transport.send(request)
         raise_for_problem(request, response)
@@ -133,11 +151,17 @@ class TranslationClient:
 
     # ------------------------------------------------------------------ jobs
 
-    def create_job(self, *, source_url: str | None = None, target_language: str | None = None,
-                   priority: int | None = None, callback_url: str | None = _UNSET,
-                   metadata: dict[str, Any] | None = None,
-                   simulate: dict[str, Any] | None = None,
-                   idempotency_key: str | None = None) -> Job:
+    def create_job(
+        self,
+        *,
+        source_url: str | None = None,
+        target_language: str | None = None,
+        priority: int | None = None,
+        callback_url: str | None = _UNSET,
+        metadata: dict[str, Any] | None = None,
+        simulate: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
         """Create a job; ``callback_url`` defaults to the receiver's (None: no webhook).
 
         An ``Idempotency-Key`` is always sent (generated unless given), so the request is
@@ -145,15 +169,24 @@ class TranslationClient:
         """
         if callback_url is _UNSET:
             callback_url = self.default_callback_url
-        body = {k: v for k, v in {
-            "source_url": source_url, "target_language": target_language,
-            "priority": priority, "callback_url": callback_url, "metadata": metadata,
-            "simulate": simulate}.items() if v is not None}
+        body = {
+            k: v
+            for k, v in {
+                "source_url": source_url,
+                "target_language": target_language,
+                "priority": priority,
+                "callback_url": callback_url,
+                "metadata": metadata,
+                "simulate": simulate,
+            }.items()
+            if v is not None
+        }
         if callback_url:
             self._waiter.ensure_cursor()  # so the feed cannot miss this job's event
         key = idempotency_key or f"vt-{uuid.uuid4()}"
-        data = self._server("POST", "/v1/jobs", "POST /v1/jobs", json=body,
-                            headers={"Idempotency-Key": key})
+        data = self._server(
+            "POST", "/v1/jobs", "POST /v1/jobs", json=body, headers={"Idempotency-Key": key}
+        )
         job = Job.from_dict(data)
         self._created[job.id] = job
         if callback_url and self._waiter.cursor_pinned:
@@ -172,11 +205,16 @@ class TranslationClient:
         """
         jobs: list[Job] = []
         for i in range(0, len(job_ids), BULK_IDS_MAX):
-            chunk = ",".join(job_ids[i:i + BULK_IDS_MAX])
+            chunk = ",".join(job_ids[i : i + BULK_IDS_MAX])
             etag, cached = self._etags.get(chunk, (None, []))
-            resp = self._call("GET", f"{self.base_url}/v1/jobs", "GET /v1/jobs?ids",
-                              params={"ids": chunk}, retry=retry,
-                              headers={"If-None-Match": etag} if etag else None)
+            resp = self._call(
+                "GET",
+                f"{self.base_url}/v1/jobs",
+                "GET /v1/jobs?ids",
+                params={"ids": chunk},
+                retry=retry,
+                headers={"If-None-Match": etag} if etag else None,
+            )
             if resp.status_code == 304:
                 jobs.extend(cached)
                 continue
@@ -188,8 +226,7 @@ class TranslationClient:
             jobs.extend(found)
         return jobs
 
-    def list_jobs(self, *, status: JobStatus | str | None = None,
-                  limit: int = 20) -> Iterator[Job]:
+    def list_jobs(self, *, status: JobStatus | str | None = None, limit: int = 20) -> Iterator[Job]:
         """This client's jobs, newest first, following the cursor across pages."""
         params: dict[str, str] = {"limit": str(limit)}
         if status:
@@ -203,20 +240,23 @@ class TranslationClient:
 
     def cancel_job(self, job_id: str) -> Job:
         """Cancel a pending job (InvalidRequest, 409, when it already ended)."""
-        data = self._server("POST", f"/v1/jobs/{job_id}/cancel", "POST /v1/jobs/{id}/cancel",
-                            retry=False)
+        data = self._server(
+            "POST", f"/v1/jobs/{job_id}/cancel", "POST /v1/jobs/{id}/cancel", retry=False
+        )
         return Job.from_dict(data)
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         """The job's webhook events and their delivery attempts."""
-        data = self._server("GET", f"/v1/jobs/{job_id}/deliveries",
-                            "GET /v1/jobs/{id}/deliveries")
+        data = self._server("GET", f"/v1/jobs/{job_id}/deliveries", "GET /v1/jobs/{id}/deliveries")
         return list(data["deliveries"])
 
     def redeliver(self, job_id: str) -> dict[str, Any]:
         """Ask the server to send the job's final webhook again."""
-        return dict(self._server("POST", f"/v1/jobs/{job_id}/redeliver",
-                                 "POST /v1/jobs/{id}/redeliver", retry=False))
+        return dict(
+            self._server(
+                "POST", f"/v1/jobs/{job_id}/redeliver", "POST /v1/jobs/{id}/redeliver", retry=False
+            )
+        )
 
     def health(self) -> dict[str, Any]:
         """Both services' health: ``{"server": {...}, "receiver": {...}}`` (errors as text)."""
@@ -227,8 +267,14 @@ class TranslationClient:
                 out[name] = {"status": "not configured"}
                 continue
             try:
-                out[name] = self._call("GET", f"{url}/healthz", f"GET {name} /healthz",
-                                       auth=False, retry=False, timeout=3).json()
+                out[name] = self._call(
+                    "GET",
+                    f"{url}/healthz",
+                    f"GET {name} /healthz",
+                    auth=False,
+                    retry=False,
+                    timeout=3,
+                ).json()
             except TranslationError as exc:
                 out[name] = {"status": "unreachable", "error": str(exc)}
         return out
@@ -239,13 +285,15 @@ class TranslationClient:
         if not self.admin_token:
             raise TranslationError("this needs the admin token (VT_ADMIN_TOKEN or --admin-token)")
         headers = {"Authorization": f"Bearer {self.admin_token}"}
-        return self._call(method, self.base_url + path, endpoint, auth=False, headers=headers,
-                          **kwargs).json()
+        return self._call(
+            method, self.base_url + path, endpoint, auth=False, headers=headers, **kwargs
+        ).json()
 
     def create_client(self, name: str) -> dict[str, Any]:
         """Operator: create a client; its API key and webhook secret are shown only here."""
-        return dict(self._admin("POST", "/v1/clients", "POST /v1/clients", json={"name": name},
-                                retry=False))
+        return dict(
+            self._admin("POST", "/v1/clients", "POST /v1/clients", json={"name": name}, retry=False)
+        )
 
     def list_clients(self) -> list[dict[str, Any]]:
         """Operator: every client (ids and names)."""
@@ -253,13 +301,24 @@ class TranslationClient:
 
     def rotate_secret(self, client_id: str) -> dict[str, Any]:
         """Operator: a new webhook secret for a client (the old one signs during the grace)."""
-        return dict(self._admin("POST", f"/v1/clients/{client_id}/rotate-secret",
-                                "POST /v1/clients/{id}/rotate-secret", retry=False))
+        return dict(
+            self._admin(
+                "POST",
+                f"/v1/clients/{client_id}/rotate-secret",
+                "POST /v1/clients/{id}/rotate-secret",
+                retry=False,
+            )
+        )
 
     # --------------------------------------------------------------- waiting
 
-    def wait(self, job_id: str, *, timeout: float | None = None,
-             on_update: Callable[[Job], None] | None = None) -> Job:
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
         """Block until the job ends; return it completed, else raise JobFailed/JobCancelled.
 
         Raises WaitTimeout (with the last status seen) when ``timeout`` seconds pass first.
@@ -267,8 +326,9 @@ class TranslationClient:
         (detection,) = self._wait_all([job_id], timeout=timeout, on_update=on_update, first=True)
         return _outcome(detection.job)
 
-    def as_completed(self, job_ids: Iterable[str], *,
-                     timeout: float | None = None) -> Iterator[Job]:
+    def as_completed(
+        self, job_ids: Iterable[str], *, timeout: float | None = None
+    ) -> Iterator[Job]:
         """Yield each job as it ends (completed, error or cancelled), in the order they end.
 
         All jobs share one feed connection and one ``?ids=`` poll; raises WaitTimeout for the
@@ -280,8 +340,9 @@ class TranslationClient:
         remaining = set(ids)
         while remaining:
             left = None if deadline is None else max(0.0, deadline - self._clock.now())
-            for detection in self._wait_all(sorted(remaining), timeout=left, first=False,
-                                            watched=True):
+            for detection in self._wait_all(
+                sorted(remaining), timeout=left, first=False, watched=True
+            ):
                 remaining.discard(detection.job.id)
                 yield detection.job
 
@@ -291,21 +352,27 @@ class TranslationClient:
 
     def _watch(self, ids: Sequence[str], on_update: Callable[[Job], None] | None) -> None:
         """Hand jobs to the waiter; only jobs this client did not create cost a first GET."""
-        unknown = [i for i in ids if i not in self._created and self._waiter.last_known(i)
-                   is None]
+        unknown = [i for i in ids if i not in self._created and self._waiter.last_known(i) is None]
         fetched = {j.id: j for j in (self.get_jobs(unknown) if unknown else [])}
         for job_id in ids:
-            job = self._created.get(job_id) or fetched.get(job_id) or \
-                self._waiter.last_known(job_id)
+            job = (
+                self._created.get(job_id) or fetched.get(job_id) or self._waiter.last_known(job_id)
+            )
             if job is None:
                 # not visible to this client: let get_job raise JobNotFound with context
                 self.get_job(job_id)
                 continue
             self._waiter.watch(job, on_update=on_update, fresh=job_id in self._fresh)
 
-    def _wait_all(self, ids: list[str], *, timeout: float | None, first: bool,
-                  on_update: Callable[[Job], None] | None = None,
-                  watched: bool = False) -> list[Detection]:
+    def _wait_all(
+        self,
+        ids: list[str],
+        *,
+        timeout: float | None,
+        first: bool,
+        on_update: Callable[[Job], None] | None = None,
+        watched: bool = False,
+    ) -> list[Detection]:
         """Drive or await the waiter until one (``first=False``) or all of ``ids`` ended."""
         started = self._clock.now()
         deadline = None if timeout is None else started + timeout
@@ -330,8 +397,11 @@ class TranslationClient:
                 return
             self._driving = True
         try:
-            self._waiter.step(self._waiter.policy.long_poll_s if budget is None
-                              else min(budget, self._waiter.policy.long_poll_s))
+            self._waiter.step(
+                self._waiter.policy.long_poll_s
+                if budget is None
+                else min(budget, self._waiter.policy.long_poll_s)
+            )
         finally:
             with self._cond:
                 self._driving = False
@@ -356,19 +426,26 @@ class _Backend:
         c = self._client
         if not c.receiver_url:
             raise TranslationError("no receiver configured")
-        return c._call("GET", c.receiver_url + path, endpoint, auth=False, retry=False,
-                       **kwargs).json()
+        return c._call(
+            "GET", c.receiver_url + path, endpoint, auth=False, retry=False, **kwargs
+        ).json()
 
     def feed_latest(self) -> str:
         """The feed's current end."""
-        return str(self._receiver("/v1/events", "GET receiver /v1/events",
-                                  params={"after": "latest"})["cursor"])
+        return str(
+            self._receiver("/v1/events", "GET receiver /v1/events", params={"after": "latest"})[
+                "cursor"
+            ]
+        )
 
     def feed(self, after: str, wait: float) -> tuple[list[Event], str]:
         """Events after the cursor, long-polling up to ``wait`` seconds."""
-        data = self._receiver("/v1/events", "GET receiver /v1/events",
-                              params={"after": after, "wait": f"{wait:.3f}"},
-                              timeout=wait + self._client.timeout)
+        data = self._receiver(
+            "/v1/events",
+            "GET receiver /v1/events",
+            params={"after": after, "wait": f"{wait:.3f}"},
+            timeout=wait + self._client.timeout,
+        )
         return [Event.from_dict(e) for e in data["events"]], str(data["cursor"])
 
     def final_event(self, job_id: str) -> Job | None:

@@ -38,9 +38,18 @@ class TransportError(TranslationError):
 class APIError(TranslationError):
     """The service answered with an error status (a problem+json body, RFC 9457)."""
 
-    def __init__(self, *, status_code: int, method: str, url: str, code: str | None = None,
-                 detail: str | None = None, request_id: str | None = None,
-                 body: Any = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        method: str,
+        url: str,
+        code: str | None = None,
+        detail: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.status_code = status_code
         self.retry_after = retry_after  # seconds, when the answer said (429, 503)
         self.method = method

@@ -63,12 +63,20 @@ class Transport(Protocol):
 
 def default_retry(total: int = 4) -> Retry:
     """Transient failures: capped exponential backoff with jitter, Retry-After honoured."""
-    return Retry(total=total, connect=total, read=2, status=total, backoff_factor=0.25,
-                 backoff_max=8.0, backoff_jitter=0.25,
-                 status_forcelist=(429, 502, 503, 504),
-                 allowed_methods=frozenset({"GET", "HEAD", "POST"}),
-                 respect_retry_after_header=True, raise_on_status=False,
-                 raise_on_redirect=False)
+    return Retry(
+        total=total,
+        connect=total,
+        read=2,
+        status=total,
+        backoff_factor=0.25,
+        backoff_max=8.0,
+        backoff_jitter=0.25,
+        status_forcelist=(429, 502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD", "POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
 
 
 class RequestsTransport:
@@ -76,8 +84,9 @@ class RequestsTransport:
 
     def __init__(self, *, retry: Retry | None = None, pool_size: int = 10) -> None:
         self._retrying = self._session(retry or default_retry(), pool_size)
-        self._single = self._session(Retry(total=0, raise_on_status=False,
-                                           raise_on_redirect=False), pool_size)
+        self._single = self._session(
+            Retry(total=0, raise_on_status=False, raise_on_redirect=False), pool_size
+        )
 
     @staticmethod
     def _session(retry: Retry, pool_size: int) -> requests.Session:
@@ -92,12 +101,17 @@ class RequestsTransport:
         """Send one request; connection-level failures become TransportError."""
         session = self._retrying if request.retry else self._single
         try:
-            resp = session.request(request.method, request.url, params=request.params,
-                                   json=request.json, headers=dict(request.headers),
-                                   timeout=request.timeout, allow_redirects=False)
+            resp = session.request(
+                request.method,
+                request.url,
+                params=request.params,
+                json=request.json,
+                headers=dict(request.headers),
+                timeout=request.timeout,
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
-            raise TransportError(_describe(exc), method=request.method,
-                                 url=request.url) from exc
+            raise TransportError(_describe(exc), method=request.method, url=request.url) from exc
         return Response(resp.status_code, CaseInsensitiveDict(resp.headers), resp.content)
 
     def close(self) -> None:
@@ -140,10 +154,15 @@ def raise_for_problem(request: Request, response: Response) -> None:
         body = None
     problem = body if isinstance(body, dict) else {}
     raise error_for_status(
-        response.status_code, method=request.method, url=request.url,
-        code=problem.get("code"), detail=problem.get("detail") or _snippet(response.content),
+        response.status_code,
+        method=request.method,
+        url=request.url,
+        code=problem.get("code"),
+        detail=problem.get("detail") or _snippet(response.content),
         request_id=problem.get("request_id") or response.headers.get("X-Request-ID"),
-        body=body, retry_after=retry_after_s(response.headers))
+        body=body,
+        retry_after=retry_after_s(response.headers),
+    )
 
 
 def _snippet(content: bytes) -> str | None:
@@ -151,5 +170,12 @@ def _snippet(content: bytes) -> str | None:
     return text or None
 
 
-__all__ = ["APIError", "Request", "RequestsTransport", "Response", "Transport",
-           "raise_for_problem", "retry_after_s"]
+__all__ = [
+    "APIError",
+    "Request",
+    "RequestsTransport",
+    "Response",
+    "Transport",
+    "raise_for_problem",
+    "retry_after_s",
+]

@@ -159,8 +159,14 @@ class WaitStats:
 class Waiter:
     """Tracks jobs until they end; ``step()`` does one round of feed reading and polling."""
 
-    def __init__(self, backend: Backend, *, clock: Clock | None = None,
-                 policy: WaitPolicy | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Clock | None = None,
+        policy: WaitPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
         self._backend = backend
         self._clock = clock or SystemClock()
         self.policy = policy or WaitPolicy()
@@ -213,8 +219,9 @@ class Waiter:
             if self._cursor is None:
                 self._cursor = cursor
 
-    def watch(self, job: Job, *, on_update: Callable[[Job], None] | None = None,
-              fresh: bool = True) -> None:
+    def watch(
+        self, job: Job, *, on_update: Callable[[Job], None] | None = None, fresh: bool = True
+    ) -> None:
         """Track a job. ``fresh``: created after ``ensure_cursor`` (the feed will show it)."""
         if not fresh and not job.is_final and self._receiver_up:
             try:
@@ -230,8 +237,9 @@ class Waiter:
                 self._resolve(job, "known")
                 return
             start = parse_time(job.started_at) or parse_time(job.created_at) or self._clock.now()
-            tracked = _Tracked(job, start, parse_time(job.estimated_completion_at),
-                               on_update=on_update)
+            tracked = _Tracked(
+                job, start, parse_time(job.estimated_completion_at), on_update=on_update
+            )
             tracked.next_poll = self._schedule(tracked, self._clock.now())
             self._tracked[job.id] = tracked
 
@@ -286,9 +294,11 @@ class Waiter:
         wake = min(t.next_poll for t in self._tracked.values())
         if self._mode is Mode.UNKNOWN and self._receiver_up:
             p = self.policy
-            overdue_at = [t.start + p.probe_overdue_factor * (t.estimate - t.start)
-                          for t in self._tracked.values()
-                          if not t.checks and t.estimate is not None]
+            overdue_at = [
+                t.start + p.probe_overdue_factor * (t.estimate - t.start)
+                for t in self._tracked.values()
+                if not t.checks and t.estimate is not None
+            ]
             if overdue_at:
                 wake = min(wake, max(min(overdue_at), now + p.probe_interval_s))
         return wake
@@ -325,8 +335,12 @@ class Waiter:
             self._set_mode(Mode.TRUSTED, f"a webhook arrived for {job.id}")
         detection = self._resolve(job, "webhook")
         lag = detection.lag_s
-        log.info("%s %s: webhook received %s after it ended", job.id, job.status.value,
-                 f"{lag * 1000:.0f} ms" if lag is not None else "")
+        log.info(
+            "%s %s: webhook received %s after it ended",
+            job.id,
+            job.status.value,
+            f"{lag * 1000:.0f} ms" if lag is not None else "",
+        )
         return detection
 
     def _probe_if_quiet(self, now: float) -> None:
@@ -340,12 +354,20 @@ class Waiter:
         webhooks work) and fires about two seconds after it when they are lost.
         """
         p = self.policy
-        late = [t for t in self._tracked.values() if not t.checks and t.estimate is not None
-                and now >= t.start + p.probe_overdue_factor * (t.estimate - t.start)]
+        late = [
+            t
+            for t in self._tracked.values()
+            if not t.checks
+            and t.estimate is not None
+            and now >= t.start + p.probe_overdue_factor * (t.estimate - t.start)
+        ]
         needed = max(p.probe_quorum, math.ceil(p.probe_fraction * len(self._tracked)))
         if len(late) >= needed:
-            log.info("%d of %d jobs are 25 %% past their estimates and no webhook came; "
-                     "checking them", len(late), len(self._tracked))
+            log.info(
+                "%d of %d jobs are 25 %% past their estimates and no webhook came; checking them",
+                len(late),
+                len(self._tracked),
+            )
             for t in late:
                 t.next_poll = min(t.next_poll, now)
 
@@ -357,13 +379,18 @@ class Waiter:
             if not any(t.next_poll <= now for t in self._tracked.values()):
                 return []
             mode = self._effective_mode()
-            due = sorted((t for t in self._tracked.values() if self._joins_poll(t, now, mode)),
-                         key=lambda t: t.next_poll)
+            due = sorted(
+                (t for t in self._tracked.values() if self._joins_poll(t, now, mode)),
+                key=lambda t: t.next_poll,
+            )
             ids = [t.job.id for t in due][:MAX_IDS_PER_POLL]
         if mode is not Mode.DISTRUSTED:
             self.stats.fallback_polls += 1
-            log.info("no webhook for %s by its deadline (%s webhooks); asking the server",
-                     ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else ""), mode.value)
+            log.info(
+                "no webhook for %s by its deadline (%s webhooks); asking the server",
+                ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else ""),
+                mode.value,
+            )
         try:
             self.stats.status_polls += 1
             jobs = self._backend.status_many(ids)
@@ -394,8 +421,12 @@ class Waiter:
         for missing in (i for i in ids if i not in seen and i in self._tracked):
             del self._tracked[missing]
             self._failed[missing] = JobNotFound(
-                status_code=404, method="GET", url="/v1/jobs", code="job_not_found",
-                detail=f"job {missing} is not visible to this client")
+                status_code=404,
+                method="GET",
+                url="/v1/jobs",
+                code="job_not_found",
+                detail=f"job {missing} is not visible to this client",
+            )
         found = []
         for job in jobs:
             tracked = self._tracked.get(job.id)
@@ -417,8 +448,13 @@ class Waiter:
         if job.started_at and not before.started_at:
             tracked.start = parse_time(job.started_at) or tracked.start
         if (job.stage, round(job.progress, 2)) != (before.stage, round(before.progress, 2)):
-            log.info("%s %s, %s %.0f %%", job.id, job.status.value,
-                     job.stage.value if job.stage else "", job.progress * 100)
+            log.info(
+                "%s %s, %s %.0f %%",
+                job.id,
+                job.status.value,
+                job.stage.value if job.stage else "",
+                job.progress * 100,
+            )
             if tracked.on_update:
                 tracked.on_update(job)
 
@@ -429,8 +465,7 @@ class Waiter:
             return
         age = now - finished
         if age >= self.policy.webhook_in_flight_s and self._mode is not Mode.DISTRUSTED:
-            self._set_mode(Mode.DISTRUSTED,
-                           f"{job.id} ended {age:.1f} s ago and no webhook came")
+            self._set_mode(Mode.DISTRUSTED, f"{job.id} ended {age:.1f} s ago and no webhook came")
 
     # ------------------------------------------------------- state changes
 

@@ -35,9 +35,13 @@ def machine() -> dict[str, object]:
                 break
     except OSError:
         pass
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_avg": os.getloadavg()}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+    }
 
 
 def main() -> int:
@@ -45,8 +49,11 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=SCRIPTS, default=None)
     args = parser.parse_args()
     info = machine()
-    print(f"# Benchmarks, {info['date']}: {info['cpu']}, {info['cores']} cores, "
-          f"Python {info['python']}, load {info['load_avg']}\n", flush=True)
+    print(
+        f"# Benchmarks, {info['date']}: {info['cpu']}, {info['cores']} cores, "
+        f"Python {info['python']}, load {info['load_avg']}\n",
+        flush=True,
+    )
     results = {}
     for name in args.only or SCRIPTS:
         print(f"\n## {name}\n", flush=True)
@@ -56,8 +63,10 @@ def main() -> int:
     out = ROOT / "bench-results" / "summary.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": info, "runs": results}, indent=2))
-    print(f"\nraw numbers in {out.parent}/: " + ", ".join(
-        sorted(p.name for p in out.parent.iterdir())))
+    print(
+        f"\nraw numbers in {out.parent}/: "
+        + ", ".join(sorted(p.name for p in out.parent.iterdir()))
+    )
     return 0 if all(r["exit_code"] == 0 for r in results.values()) else 1
 
 

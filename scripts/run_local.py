@@ -29,9 +29,13 @@ def pump(name: str, stream: IO[bytes]) -> None:
 
 
 def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-u", "-m", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     threading.Thread(target=pump, args=(name, proc.stdout), daemon=True).start()
     return proc

@@ -18,9 +18,15 @@ ADMIN_TOKEN = "test-admin-token"
 
 def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test server: its own database and credentials file, seeded, no demo."""
-    base = Settings(database_url=f"sqlite:///{tmp_path / 'server.db'}", seed=1234,
-                    admin_token=ADMIN_TOKEN, credentials_file=tmp_path / "local.json",
-                    demo_job=False, duration_min=1.0, duration_max=2.0)
+    base = Settings(
+        database_url=f"sqlite:///{tmp_path / 'server.db'}",
+        seed=1234,
+        admin_token=ADMIN_TOKEN,
+        credentials_file=tmp_path / "local.json",
+        demo_job=False,
+        duration_min=1.0,
+        duration_max=2.0,
+    )
     return base.replace(**overrides)
 
 
@@ -61,8 +67,9 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def tenant(client: FlaskClient) -> dict[str, str]:
     """A fresh tenant: its id, API key, webhook secret, and ready-made auth headers."""
-    resp = client.post("/v1/clients", json={"name": "acme"},
-                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    resp = client.post(
+        "/v1/clients", json={"name": "acme"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     return {**body, "auth": f"Bearer {body['api_key']}"}
@@ -76,9 +83,18 @@ def auth(tenant: dict[str, str]) -> dict[str, str]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Options of the demo test: point it at services that are already running."""
     group = parser.getgroup("demo")
-    group.addoption("--demo-server", default=None,
-                    help="run the demo against this translation server (e.g. make run's)")
-    group.addoption("--demo-receiver", default="http://127.0.0.1:8001",
-                    help="with --demo-server: the callback receiver's URL")
-    group.addoption("--demo-credentials", default=None,
-                    help="with --demo-server: the local set-up file [var/local.json]")
+    group.addoption(
+        "--demo-server",
+        default=None,
+        help="run the demo against this translation server (e.g. make run's)",
+    )
+    group.addoption(
+        "--demo-receiver",
+        default="http://127.0.0.1:8001",
+        help="with --demo-server: the callback receiver's URL",
+    )
+    group.addoption(
+        "--demo-credentials",
+        default=None,
+        help="with --demo-server: the local set-up file [var/local.json]",
+    )

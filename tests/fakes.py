@@ -66,18 +66,25 @@ class FakeJob:
             estimate = now + 0.1 * self.duration * self.factor
         ended = self.cancelled_at if status == "cancelled" else self.finish
         return {
-            "id": self.id, "status": status,
+            "id": self.id,
+            "status": status,
             "stage": None if final else "processing",
-            "progress": 1.0 if status == "completed" else round(
-                min(0.99, (now - self.created) / (self.duration * self.factor)), 4),
-            "created_at": format_time(self.created), "started_at": format_time(self.created),
+            "progress": 1.0
+            if status == "completed"
+            else round(min(0.99, (now - self.created) / (self.duration * self.factor)), 4),
+            "created_at": format_time(self.created),
+            "started_at": format_time(self.created),
             "finished_at": format_time(ended) if final else None,
             "estimated_completion_at": None if final else format_time(estimate),
-            "priority": 0, "target_language": "es", "source_url": None,
-            "callback_url": self.callback_url, "attempts": 1,
+            "priority": 0,
+            "target_language": "es",
+            "source_url": None,
+            "callback_url": self.callback_url,
+            "attempts": 1,
             "result": {"video_url": "https://cdn/x.mp4"} if status == "completed" else None,
             "error": {"code": "translation_failed", "message": "boom"}
-            if status == "error" else None,
+            if status == "error"
+            else None,
             "metadata": {},
         }
 
@@ -99,13 +106,27 @@ class FakeServices:
 
     # --------------------------------------------------------------- helpers
 
-    def add_job(self, job_id: str, duration: float, *, factor: float | None = None,
-                outcome: str = "completed", webhook: str = "deliver",
-                callback: bool = True) -> FakeJob:
+    def add_job(
+        self,
+        job_id: str,
+        duration: float,
+        *,
+        factor: float | None = None,
+        outcome: str = "completed",
+        webhook: str = "deliver",
+        callback: bool = True,
+    ) -> FakeJob:
         if factor is None:
             factor = max(0.3, self.noise.gauss(1.0, 0.2)) if self.noise else self.default_factor
-        job = FakeJob(job_id, self.clock.now(), duration, factor, outcome, webhook,
-                      f"{RECEIVER}/webhooks" if callback else None)
+        job = FakeJob(
+            job_id,
+            self.clock.now(),
+            duration,
+            factor,
+            outcome,
+            webhook,
+            f"{RECEIVER}/webhooks" if callback else None,
+        )
         self.jobs[job_id] = job
         self._events = None
         return job
@@ -147,8 +168,11 @@ class FakeServices:
         pass
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-        return Response(status, {"Content-Type": "application/json", **(headers or {})},
-                        json.dumps(body).encode())
+        return Response(
+            status,
+            {"Content-Type": "application/json", **(headers or {})},
+            json.dumps(body).encode(),
+        )
 
     def _receiver(self, request: Request, path: str, params: dict[str, str]) -> Response:
         now = self.clock.now()
@@ -174,8 +198,7 @@ class FakeServices:
         now = self.clock.now()
         found = [(i, e) for i, e in pending if e[0] <= now]
         cursor = str(found[-1][0] + 1) if found else str(after)
-        return self._json(200, {"events": [self._event(i, e) for i, e in found],
-                                "cursor": cursor})
+        return self._json(200, {"events": [self._event(i, e) for i, e in found], "cursor": cursor})
 
     def _count_until(self, t: float) -> int:
         return sum(1 for e in self.events() if e[0] <= t)
@@ -183,9 +206,13 @@ class FakeServices:
     def _event(self, index: int, event: tuple[float, str, FakeJob]) -> dict[str, Any]:
         arrival, webhook_id, job = event
         body = job.body(arrival)
-        return {"cursor": str(index + 1), "webhook_id": webhook_id,
-                "received_at": format_time(arrival), "type": f"job.{body['status']}",
-                "data": body}
+        return {
+            "cursor": str(index + 1),
+            "webhook_id": webhook_id,
+            "received_at": format_time(arrival),
+            "type": f"job.{body['status']}",
+            "data": body,
+        }
 
     def _server(self, request: Request, path: str, params: dict[str, str]) -> Response:
         now = self.clock.now()
@@ -194,11 +221,11 @@ class FakeServices:
             self.status_poll_times.append(now)
             if self.status_answers:
                 status, headers = self.status_answers.pop(0)
-                return self._json(status, {"code": "rate_limited", "detail": "slow down"},
-                                  headers)
+                return self._json(status, {"code": "rate_limited", "detail": "slow down"}, headers)
             ids = params["ids"].split(",")
-            return self._json(200, {"jobs": [self.jobs[i].body(now) for i in ids
-                                             if i in self.jobs]})
+            return self._json(
+                200, {"jobs": [self.jobs[i].body(now) for i in ids if i in self.jobs]}
+            )
         if path.startswith("/v1/jobs/") and request.method == "GET":
             self.requests["status"] += 1
             job = self.jobs.get(path.rsplit("/", 1)[1])
@@ -208,10 +235,13 @@ class FakeServices:
         if path == "/v1/jobs" and request.method == "POST":
             body = request.json or {}
             sim = body.get("simulate", {})
-            job = self.add_job(f"job_{len(self.jobs) + 1}", sim.get("duration_s", 10.0),
-                               outcome=sim.get("outcome", "completed"),
-                               webhook=sim.get("webhook", "deliver"),
-                               callback=bool(body.get("callback_url")))
+            job = self.add_job(
+                f"job_{len(self.jobs) + 1}",
+                sim.get("duration_s", 10.0),
+                outcome=sim.get("outcome", "completed"),
+                webhook=sim.get("webhook", "deliver"),
+                callback=bool(body.get("callback_url")),
+            )
             self.requests["create"] += 1
             return self._json(201, job.body(now))
         if path.endswith("/cancel"):

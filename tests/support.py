@@ -21,8 +21,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02,
-               message: str = "condition") -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> T:
     """Poll ``predicate`` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -58,16 +63,33 @@ class Service:
         self.stop(signal.SIGKILL)
 
 
-def start_service(package: str, args: Sequence[str], workdir: Path, *,
-                  name: str | None = None, port: int = 0,
-                  env: dict[str, str] | None = None, timeout: float = 20.0) -> Service:
+def start_service(
+    package: str,
+    args: Sequence[str],
+    workdir: Path,
+    *,
+    name: str | None = None,
+    port: int = 0,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Service:
     """Start ``python -m package`` on ``port`` (0: a free one) and wait until it listens."""
     name = name or package
     ready = workdir / f"{name}.ready.json"
     ready.unlink(missing_ok=True)
     log_path = workdir / f"{name}.log"
-    cmd = [sys.executable, "-m", package, "--host", "127.0.0.1", "--port", str(port),
-           "--ready-file", str(ready), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        package,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ready-file",
+        str(ready),
+        *args,
+    ]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
     full_env.update(env or {})
     with log_path.open("ab") as log:

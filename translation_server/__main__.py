@@ -33,21 +33,36 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
 
 @click.command(context_settings={"auto_envvar_prefix": "VT", "show_default": True})
 @options
-@click.option("--log-level", default="INFO", envvar="VT_LOG_LEVEL", show_envvar=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
-              help="Logging level (WARNING silences the per-request lines).")
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="VT_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Logging level (WARNING silences the per-request lines).",
+)
 def main(log_level: str, **values: Any) -> None:
     """Run the simulated video translation server."""
-    logging.basicConfig(level=log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = settings_from_options(**values)
     app = create_app(settings)
-    server: Any = create_server(app, host=settings.host, port=settings.port,
-                                threads=settings.threads, ident="vt-translation-server")
+    server: Any = create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        ident="vt-translation-server",
+    )
     port = int(server.effective_port)
     url = f"http://{settings.host}:{port}"
-    log.info("listening on %s (workers=%d, database=%s)", url, settings.workers,
-             settings.database_url.split("@")[-1])
+    log.info(
+        "listening on %s (workers=%d, database=%s)",
+        url,
+        settings.workers,
+        settings.database_url.split("@")[-1],
+    )
     if settings.ready_file:
         write_ready_file(settings.ready_file, url, port)
     signal.signal(signal.SIGTERM, _raise_exit)

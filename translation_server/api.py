@@ -48,15 +48,20 @@ def _client(rt: Runtime) -> ClientRecord:
 
 
 def _json(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(_ENCODER.encode(body), status=status, headers=headers,
-                    mimetype="application/json")
+    return Response(
+        _ENCODER.encode(body), status=status, headers=headers, mimetype="application/json"
+    )
 
 
 def _maybe_unavailable(rt: Runtime) -> None:
     """Fault injection: answer a status request 503, as an overloaded backend would."""
     if rt.simulator.chance(rt.settings.fault_status_503):
-        raise APIProblem(503, "unavailable", "simulated outage (--fault-status-503); retry",
-                         headers={"Retry-After": "1"})
+        raise APIProblem(
+            503,
+            "unavailable",
+            "simulated outage (--fault-status-503); retry",
+            headers={"Retry-After": "1"},
+        )
 
 
 def _job_not_found(job_id: str) -> APIProblem:
@@ -73,13 +78,19 @@ def _owned_job(rt: Runtime, client: ClientRecord, job_id: str) -> JobRecord:
 def _etag(jobs: Iterable[JobRecord]) -> str:
     # Weak: the body's progress and estimate move on between state changes; the tag names
     # the stored version, which is what a poller cares about.
-    digest = hashlib.blake2b("|".join(f"{j.id}:{j.version}" for j in jobs).encode(),
-                             digest_size=12).hexdigest()
+    digest = hashlib.blake2b(
+        "|".join(f"{j.id}:{j.version}" for j in jobs).encode(), digest_size=12
+    ).hexdigest()
     return f'W/"{digest}"'
 
 
-def _job_response(rt: Runtime, jobs: list[JobRecord], body_of: Any, status: int = 200,
-                  extra_headers: Iterable[tuple[str, str]] = ()) -> Response:
+def _job_response(
+    rt: Runtime,
+    jobs: list[JobRecord],
+    body_of: Any,
+    status: int = 200,
+    extra_headers: Iterable[tuple[str, str]] = (),
+) -> Response:
     """Answer with polling hints from the soonest pending job, an ETag, and 304 support."""
     now = time.time()
     estimates = [rt.estimator.estimate(j, now) for j in jobs]
@@ -88,13 +99,16 @@ def _job_response(rt: Runtime, jobs: list[JobRecord], body_of: Any, status: int 
     pending = [e for e in estimates if e is not None]
     if pending:
         soonest = min(pending, key=lambda e: e.poll_after_s)
-        headers += [("Retry-After", str(soonest.retry_after)),
-                    ("Poll-After-Ms", str(soonest.poll_after_ms))]
+        headers += [
+            ("Retry-After", str(soonest.retry_after)),
+            ("Poll-After-Ms", str(soonest.poll_after_ms)),
+        ]
     headers.append(("Cache-Control", "no-cache"))
     if status == 200 and etag in _if_none_match():
         return Response(status=304, headers=headers)
-    return _json(body_of([render_job(j, e) for j, e in zip(jobs, estimates, strict=True)]),
-                 status, headers)
+    return _json(
+        body_of([render_job(j, e) for j, e in zip(jobs, estimates, strict=True)]), status, headers
+    )
 
 
 def _first(bodies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,16 +133,20 @@ def create_job() -> Response:
     plan = rt.simulator.plan(fields.pop("simulate"))
     idem = _idempotency(client, body)
     try:
-        job, created = rt.store.create_job(NewJob(client_id=client.id, **fields, **plan),
-                                           now=time.time(), idempotency=idem)
+        job, created = rt.store.create_job(
+            NewJob(client_id=client.id, **fields, **plan), now=time.time(), idempotency=idem
+        )
     except IdempotencyConflict:
-        raise APIProblem(409, "idempotency_key_reused",
-                         "Idempotency-Key was already used with a different request body") \
-            from None
+        raise APIProblem(
+            409,
+            "idempotency_key_reused",
+            "Idempotency-Key was already used with a different request body",
+        ) from None
     if created:
         rt.simulator.wake()
-    return _job_response(rt, [job], _first, 201 if created else 200,
-                         [("Location", f"/v1/jobs/{job.id}")])
+    return _job_response(
+        rt, [job], _first, 201 if created else 200, [("Location", f"/v1/jobs/{job.id}")]
+    )
 
 
 def _idempotency(client: ClientRecord, body: dict[str, Any]) -> tuple[str, str] | None:
@@ -173,12 +191,15 @@ def list_jobs() -> Response:
         before = decode_cursor(args["cursor"])
         if before is None:
             raise invalid("cursor", "not a cursor from this API")
-    jobs = rt.store.list_jobs(client.id, limit=limit + 1, before_seq=before,
-                              states=states_for_status(status) if status else None)
+    jobs = rt.store.list_jobs(
+        client.id,
+        limit=limit + 1,
+        before_seq=before,
+        states=states_for_status(status) if status else None,
+    )
     page = jobs[:limit]
     next_cursor = encode_cursor(page[-1].seq) if len(jobs) > limit else None
-    return _job_response(rt, page,
-                         lambda bodies: {"jobs": bodies, "next_cursor": next_cursor})
+    return _job_response(rt, page, lambda bodies: {"jobs": bodies, "next_cursor": next_cursor})
 
 
 @bp.post("/v1/jobs/<job_id>/cancel")
@@ -190,9 +211,12 @@ def cancel_job(job_id: str) -> Response:
     try:
         job = rt.store.cancel(job.id, now=time.time(), fault=rt.simulator.webhook_fault)
     except InvalidTransition as exc:
-        raise APIProblem(409, "job_final",
-                         f"job {job_id} is already {exc.current.status.value}; "
-                         "only a pending job can be cancelled") from None
+        raise APIProblem(
+            409,
+            "job_final",
+            f"job {job_id} is already {exc.current.status.value}; "
+            "only a pending job can be cancelled",
+        ) from None
     rt.simulator.wake()
     rt.on_final([job])
     return _job_response(rt, [job], _first)
@@ -205,8 +229,9 @@ def legacy_status() -> Response:
     job_id = request.args.get("job_id")
     if job_id is None:
         if rt.demo_job_id is None:
-            raise APIProblem(404, "demo_job_disabled",
-                             "the demo job is off (--no-demo-job); pass job_id")
+            raise APIProblem(
+                404, "demo_job_disabled", "the demo job is off (--no-demo-job); pass job_id"
+            )
         job = rt.store.get_job(rt.demo_job_id)
         if job is None:
             raise _job_not_found(rt.demo_job_id)
@@ -233,17 +258,26 @@ def deliveries(job_id: str) -> Response:
 
 def _delivery_json(event: dict[str, Any]) -> dict[str, Any]:
     return {
-        "webhook_id": event["id"], "type": event["type"], "callback_url": event["callback_url"],
-        "state": event["state"], "attempts": event["attempts"],
+        "webhook_id": event["id"],
+        "type": event["type"],
+        "callback_url": event["callback_url"],
+        "state": event["state"],
+        "attempts": event["attempts"],
         "created_at": format_time(event["created_at"]),
         "next_attempt_at": format_time(event["next_attempt_at"]),
         "finished_at": format_time(event["finished_at"]),
-        "attempt_log": [{
-            "attempt": a["attempt"], "attempted_at": format_time(a["attempted_at"]),
-            "status_code": a["status_code"], "error": a["error"],
-            "latency_ms": round(a["latency_ms"], 2) if a["latency_ms"] is not None else None,
-            "outcome": a["outcome"], "next_attempt_at": format_time(a["next_attempt_at"]),
-        } for a in event["attempt_log"]],
+        "attempt_log": [
+            {
+                "attempt": a["attempt"],
+                "attempted_at": format_time(a["attempted_at"]),
+                "status_code": a["status_code"],
+                "error": a["error"],
+                "latency_ms": round(a["latency_ms"], 2) if a["latency_ms"] is not None else None,
+                "outcome": a["outcome"],
+                "next_attempt_at": format_time(a["next_attempt_at"]),
+            }
+            for a in event["attempt_log"]
+        ],
     }
 
 
@@ -257,5 +291,8 @@ def redeliver(job_id: str) -> Response:
         reason = "it has no callback_url" if not job.callback_url else "it is not final yet"
         raise APIProblem(409, "no_webhook", f"job {job_id} has no webhook to send: {reason}")
     rt.dispatcher.wake()
-    return _json({"job_id": job.id, "webhook_id": queued["webhook_id"], "state": "pending"},
-                 202, [("Location", f"/v1/jobs/{job.id}/deliveries")])
+    return _json(
+        {"job_id": job.id, "webhook_id": queued["webhook_id"], "state": "pending"},
+        202,
+        [("Location", f"/v1/jobs/{job.id}/deliveries")],
+    )

@@ -34,9 +34,11 @@ class Runtime:
         self.settings = settings
         self.store = Store(settings.database_url)
         self.simulator = Simulator(self.store, settings, on_final=self.on_final)
-        self.estimator = Estimator(self.store, workers=settings.workers,
-                                   mean_duration=(settings.duration_min +
-                                                  settings.duration_max) / 2)
+        self.estimator = Estimator(
+            self.store,
+            workers=settings.workers,
+            mean_duration=(settings.duration_min + settings.duration_max) / 2,
+        )
         self.metrics = ServerMetrics(self.store.counts_by_state)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.callback_policy = CallbackPolicy(settings.callback_allow)
@@ -50,9 +52,17 @@ class Runtime:
             self.store.create_client("system", client_id=SYSTEM_CLIENT_ID)
         plan = self.simulator.plan({})
         job, _ = self.store.create_job(
-            NewJob(client_id=SYSTEM_CLIENT_ID, priority=0, target_language="es",
-                   source_url=None, callback_url=None, metadata={"demo": True}, **plan),
-            now=time.time())
+            NewJob(
+                client_id=SYSTEM_CLIENT_ID,
+                priority=0,
+                target_language="es",
+                source_url=None,
+                callback_url=None,
+                metadata={"demo": True},
+                **plan,
+            ),
+            now=time.time(),
+        )
         log.info("%s is the demo job (GET /status)", job.id)
         return job.id
 
@@ -101,8 +111,9 @@ def _begin_request() -> None:
     state = g._get_current_object()  # one context lookup instead of one per attribute
     state.start = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    state.request_id = given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() \
-        else uuid.uuid4().hex
+    state.request_id = (
+        given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() else uuid.uuid4().hex
+    )
 
 
 def _end_request(response: Response) -> Response:
@@ -117,6 +128,12 @@ def _end_request(response: Response) -> Response:
     runtime: Any = current_app.extensions["vt"]
     runtime.metrics.observe_request(req.method, route, response.status_code, elapsed)
     if access_log.isEnabledFor(logging.INFO):
-        access_log.info("%s %s %d %.1fms request_id=%s", req.method, req.path,
-                        response.status_code, elapsed * 1000, request_id)
+        access_log.info(
+            "%s %s %d %.1fms request_id=%s",
+            req.method,
+            req.path,
+            response.status_code,
+            elapsed * 1000,
+            request_id,
+        )
     return response

@@ -55,15 +55,18 @@ class CallbackPolicy:
             addresses = self._resolve(host)
         refused = [a for a in addresses if not self.address_allowed(a)]
         if refused:
-            raise invalid("callback_url",
-                          f"host {host} ({refused[0]}) is not in the callback allow-list",
-                          "invalid_callback_url")
+            raise invalid(
+                "callback_url",
+                f"host {host} ({refused[0]}) is not in the callback allow-list",
+                "invalid_callback_url",
+            )
 
     @staticmethod
     def _resolve(host: str) -> list[str]:
         try:
             infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
-            raise invalid("callback_url", f"host {host} does not resolve",
-                          "invalid_callback_url") from None
+            raise invalid(
+                "callback_url", f"host {host} does not resolve", "invalid_callback_url"
+            ) from None
         return sorted({str(info[4][0]) for info in infos})

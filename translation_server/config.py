@@ -59,8 +59,13 @@ class Settings:
         problems = []
         if not 0 <= self.duration_min <= self.duration_max:
             problems.append("duration-min must be >= 0 and <= duration-max")
-        for name in ("error_rate", "fault_drop_webhook", "fault_duplicate_webhook",
-                     "fault_delay_webhook", "fault_status_503"):
+        for name in (
+            "error_rate",
+            "fault_drop_webhook",
+            "fault_duplicate_webhook",
+            "fault_delay_webhook",
+            "fault_status_503",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name.replace('_', '-')} must be within [0, 1]")
         if self.workers < 1 or self.threads < 1 or self.webhook_senders < 1:
@@ -100,59 +105,137 @@ _opt = functools.partial(click.option, show_envvar=True)
 OPTIONS: list[Callable[[Any], Any]] = [
     _opt("--host", default=_D.host, help="Interface to bind."),
     _opt("--port", default=_D.port, type=int, help="Port to bind (0: any free port)."),
-    _opt("--database-url", default=_D.database_url,
-                 help="SQLAlchemy URL of the store (SQLite file by default)."),
-    _opt("--admin-token", default=None,
-                 help="Bearer token for operator endpoints such as POST /v1/clients. "
-                      "Without it, the local set-up's token from the credentials file is used."),
+    _opt(
+        "--database-url",
+        default=_D.database_url,
+        help="SQLAlchemy URL of the store (SQLite file by default).",
+    ),
+    _opt(
+        "--admin-token",
+        default=None,
+        help="Bearer token for operator endpoints such as POST /v1/clients. "
+        "Without it, the local set-up's token from the credentials file is used.",
+    ),
     _opt("--seed", default=None, type=int, help="Seed of the one random source."),
     _opt("--threads", default=_D.threads, type=int, help="waitress request threads."),
     _opt("--workers", default=_D.workers, type=int, help="Simulated worker slots."),
-    _opt("--duration-min", default=_D.duration_min, type=float,
-                 help="Shortest simulated job, seconds."),
-    _opt("--duration-max", default=_D.duration_max, type=float,
-                 help="Longest simulated job, seconds."),
-    _opt("--error-rate", default=_D.error_rate, type=float,
-                 help="Chance that a processing attempt fails."),
-    _opt("--max-attempts", default=_D.max_attempts, type=int,
-                 help="Processing attempts per job (1: an error is final)."),
-    _opt("--estimate-noise", default=_D.estimate_noise, type=float,
-                 help="Standard deviation of the estimator's per-job distortion factor."),
-    _opt("--fault-drop-webhook", default=0.0, type=float,
-                 help="Rate of webhooks silently dropped (not retried)."),
-    _opt("--fault-duplicate-webhook", default=0.0, type=float,
-                 help="Rate of webhooks delivered twice."),
-    _opt("--fault-delay-webhook", default=0.0, type=float,
-                 help="Rate of webhooks delayed by --fault-delay-seconds."),
-    _opt("--fault-delay-seconds", default=_D.fault_delay_seconds, type=float,
-                 help="Delay applied to a delayed webhook."),
-    _opt("--fault-status-503", default=0.0, type=float,
-                 help="Rate of job status requests answered 503."),
-    _opt("--demo-job/--no-demo-job", default=True,
-                 help="Create the demo job named by GET /status without job_id."),
-    _opt("--credentials-file", default=str(DEFAULT_CREDENTIALS_PATH),
-                 help="Local set-up file: the demo client is created once and written here "
-                      "('' to disable)."),
-    _opt("--webhook-timeout", default=_D.webhook_timeout, type=float,
-                 help="Seconds a webhook attempt may take."),
-    _opt("--webhook-senders", default=_D.webhook_senders, type=int,
-                 help="Webhook sender threads."),
-    _opt("--webhook-per-host", default=_D.webhook_per_host, type=int,
-                 help="Most attempts under way to one callback host, so a slow endpoint "
-                      "cannot hold every sender (0: three quarters of the senders)."),
-    _opt("--webhook-retry-schedule", default=",".join(f"{s:g}" for s in
-                                                              DEFAULT_RETRY_SCHEDULE),
-                 help="Delays between webhook attempts, comma-separated seconds."),
-    _opt("--callback-allow", default=" ".join(DEFAULT_CALLBACK_ALLOW),
-                 help="Hosts and CIDR networks callback URLs may point to."),
-    _opt("--secret-grace", default=_D.secret_grace, type=float,
-                 help="Seconds an old webhook secret still signs after a rotation."),
-    _opt("--rate-limit", default=_D.rate_limit, type=float,
-                 help="Requests per second per client (0: unlimited)."),
-    _opt("--rate-burst", default=_D.rate_burst, type=int,
-                 help="Burst size of the per-client rate limit."),
-    _opt("--ready-file", default=None,
-                 help="Write {url, port, pid} as JSON here once listening (tests use it)."),
+    _opt(
+        "--duration-min",
+        default=_D.duration_min,
+        type=float,
+        help="Shortest simulated job, seconds.",
+    ),
+    _opt(
+        "--duration-max",
+        default=_D.duration_max,
+        type=float,
+        help="Longest simulated job, seconds.",
+    ),
+    _opt(
+        "--error-rate",
+        default=_D.error_rate,
+        type=float,
+        help="Chance that a processing attempt fails.",
+    ),
+    _opt(
+        "--max-attempts",
+        default=_D.max_attempts,
+        type=int,
+        help="Processing attempts per job (1: an error is final).",
+    ),
+    _opt(
+        "--estimate-noise",
+        default=_D.estimate_noise,
+        type=float,
+        help="Standard deviation of the estimator's per-job distortion factor.",
+    ),
+    _opt(
+        "--fault-drop-webhook",
+        default=0.0,
+        type=float,
+        help="Rate of webhooks silently dropped (not retried).",
+    ),
+    _opt(
+        "--fault-duplicate-webhook",
+        default=0.0,
+        type=float,
+        help="Rate of webhooks delivered twice.",
+    ),
+    _opt(
+        "--fault-delay-webhook",
+        default=0.0,
+        type=float,
+        help="Rate of webhooks delayed by --fault-delay-seconds.",
+    ),
+    _opt(
+        "--fault-delay-seconds",
+        default=_D.fault_delay_seconds,
+        type=float,
+        help="Delay applied to a delayed webhook.",
+    ),
+    _opt(
+        "--fault-status-503",
+        default=0.0,
+        type=float,
+        help="Rate of job status requests answered 503.",
+    ),
+    _opt(
+        "--demo-job/--no-demo-job",
+        default=True,
+        help="Create the demo job named by GET /status without job_id.",
+    ),
+    _opt(
+        "--credentials-file",
+        default=str(DEFAULT_CREDENTIALS_PATH),
+        help="Local set-up file: the demo client is created once and written here ('' to disable).",
+    ),
+    _opt(
+        "--webhook-timeout",
+        default=_D.webhook_timeout,
+        type=float,
+        help="Seconds a webhook attempt may take.",
+    ),
+    _opt("--webhook-senders", default=_D.webhook_senders, type=int, help="Webhook sender threads."),
+    _opt(
+        "--webhook-per-host",
+        default=_D.webhook_per_host,
+        type=int,
+        help="Most attempts under way to one callback host, so a slow endpoint "
+        "cannot hold every sender (0: three quarters of the senders).",
+    ),
+    _opt(
+        "--webhook-retry-schedule",
+        default=",".join(f"{s:g}" for s in DEFAULT_RETRY_SCHEDULE),
+        help="Delays between webhook attempts, comma-separated seconds.",
+    ),
+    _opt(
+        "--callback-allow",
+        default=" ".join(DEFAULT_CALLBACK_ALLOW),
+        help="Hosts and CIDR networks callback URLs may point to.",
+    ),
+    _opt(
+        "--secret-grace",
+        default=_D.secret_grace,
+        type=float,
+        help="Seconds an old webhook secret still signs after a rotation.",
+    ),
+    _opt(
+        "--rate-limit",
+        default=_D.rate_limit,
+        type=float,
+        help="Requests per second per client (0: unlimited).",
+    ),
+    _opt(
+        "--rate-burst",
+        default=_D.rate_burst,
+        type=int,
+        help="Burst size of the per-client rate limit.",
+    ),
+    _opt(
+        "--ready-file",
+        default=None,
+        help="Write {url, port, pid} as JSON here once listening (tests use it).",
+    ),
 ]
 
 

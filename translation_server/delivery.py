@@ -52,8 +52,9 @@ def _is_forbidden(exc: BaseException, depth: int = 0) -> bool:
     """requests wraps our refusal twice (ConnectionError(ProtocolError(..., ForbiddenAddress)))."""
     if isinstance(exc, ForbiddenAddress):
         return True
-    return depth < 4 and any(isinstance(a, BaseException) and _is_forbidden(a, depth + 1)
-                             for a in exc.args)
+    return depth < 4 and any(
+        isinstance(a, BaseException) and _is_forbidden(a, depth + 1) for a in exc.args
+    )
 
 
 def sign(secrets: list[str], msg_id: str, timestamp: int, body: str) -> str:
@@ -120,8 +121,15 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 class Dispatcher:
     """Leases due outbox events and delivers them with a bounded pool of senders."""
 
-    def __init__(self, store: Store, settings: Settings, metrics: ServerMetrics,
-                 policy: CallbackPolicy, *, rng: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: ServerMetrics,
+        policy: CallbackPolicy,
+        *,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
         self._store = store
         self._outbox = Outbox(store.engine, store.writer)
         self._settings = settings
@@ -132,8 +140,9 @@ class Dispatcher:
         self._per_host = settings.webhook_per_host or max(1, self._senders * 3 // 4)
         self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")
         # senders hand their results back; the dispatch loop records them in batches
-        self._results: queue.SimpleQueue[tuple[OutboxEvent, list[AttemptResult]]] = \
+        self._results: queue.SimpleQueue[tuple[OutboxEvent, list[AttemptResult]]] = (
             queue.SimpleQueue()
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
@@ -170,8 +179,13 @@ class Dispatcher:
         with self._lock:
             free = self._senders - sum(self._in_flight.values())
             busy = {h for h, n in self._in_flight.items() if n >= self._per_host}
-        events = self._outbox.lease(now=time.time(), limit=free, busy_hosts=busy,
-                                    host_of=_host, lease_s=self._settings.webhook_timeout * 2 + 5)
+        events = self._outbox.lease(
+            now=time.time(),
+            limit=free,
+            busy_hosts=busy,
+            host_of=_host,
+            lease_s=self._settings.webhook_timeout * 2 + 5,
+        )
         for event in events:
             with self._lock:
                 self._in_flight[_host(event.callback_url)] += 1
@@ -216,8 +230,11 @@ class Dispatcher:
         if event.mode == WebhookMode.DROP:
             log.info("%s webhook %s dropped by fault injection", event.job_id, event.id)
             self._metrics.webhook_attempts.labels("dropped").inc()
-            return [AttemptResult(now, None, "dropped by fault injection", None, "dropped",
-                                  DROPPED, None)]
+            return [
+                AttemptResult(
+                    now, None, "dropped by fault injection", None, "dropped", DROPPED, None
+                )
+            ]
         if event.attempts == 0:
             self._metrics.webhook_latency.observe(max(0.0, now - event.created_at))
         results = [self._attempt(event, event.attempts + 1)]
@@ -232,15 +249,29 @@ class Dispatcher:
         status, error, retry_after, forbidden = None, None, None, False
         try:
             stamp = int(started)
-            headers = {"webhook-id": event.id, "webhook-timestamp": str(stamp),
-                       "webhook-signature": sign(client.signing_secrets(started) if client
-                                                 else [], event.id, stamp, event.payload)}
-            resp = self._session().post(event.callback_url, data=event.payload.encode(),
-                                        headers=headers, allow_redirects=False,
-                                        timeout=self._settings.webhook_timeout)
+            headers = {
+                "webhook-id": event.id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(
+                    client.signing_secrets(started) if client else [],
+                    event.id,
+                    stamp,
+                    event.payload,
+                ),
+            }
+            resp = self._session().post(
+                event.callback_url,
+                data=event.payload.encode(),
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._settings.webhook_timeout,
+            )
             status = resp.status_code
-            retry_after = retry_after_seconds(resp.headers.get("Retry-After"), started) \
-                if status in (429, 503) else None
+            retry_after = (
+                retry_after_seconds(resp.headers.get("Retry-After"), started)
+                if status in (429, 503)
+                else None
+            )
             resp.close()
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
@@ -251,26 +282,41 @@ class Dispatcher:
         else:
             result = self._decide(started, number, status, error, latency, retry_after)
         self._metrics.webhook_attempts.labels(result.outcome).inc()
-        log.info("%s webhook %s attempt %d -> %s (%s) %.1fms", event.job_id, event.id, number,
-                 result.outcome, status if status is not None else error, latency)
+        log.info(
+            "%s webhook %s attempt %d -> %s (%s) %.1fms",
+            event.job_id,
+            event.id,
+            number,
+            result.outcome,
+            status if status is not None else error,
+            latency,
+        )
         return result
 
-    def _decide(self, started: float, number: int, status: int | None, error: str | None,
-                latency: float, retry_after: float | None) -> AttemptResult:
+    def _decide(
+        self,
+        started: float,
+        number: int,
+        status: int | None,
+        error: str | None,
+        latency: float,
+        retry_after: float | None,
+    ) -> AttemptResult:
         if status is not None and 200 <= status < 300:
             return AttemptResult(started, status, None, latency, "delivered", DELIVERED, None)
         if status == 410:
-            return AttemptResult(started, status, "410 Gone: endpoint retired", latency, "gone",
-                                 FAILED, None)
+            return AttemptResult(
+                started, status, "410 Gone: endpoint retired", latency, "gone", FAILED, None
+            )
         schedule = self._settings.webhook_retry_schedule
         if number > len(schedule):
-            return AttemptResult(started, status, error or "retries exhausted", latency,
-                                 "failed", FAILED, None)
+            return AttemptResult(
+                started, status, error or "retries exhausted", latency, "failed", FAILED, None
+            )
         delay = self._random() * schedule[number - 1]  # full jitter
         if retry_after is not None:
             delay = max(delay, retry_after)
-        return AttemptResult(started, status, error, latency, "retry", PENDING,
-                             time.time() + delay)
+        return AttemptResult(started, status, error, latency, "retry", PENDING, time.time() + delay)
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)

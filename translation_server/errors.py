@@ -14,15 +14,30 @@ PROBLEM_BASE = "https://docs.vt.local/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-    415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
-    500: "Internal Server Error", 503: "Service Unavailable",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 _CODES = {
-    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-    409: "conflict", 413: "body_too_large", 415: "unsupported_media_type",
-    422: "validation_error", 429: "rate_limited", 500: "internal_error",
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -30,8 +45,15 @@ _CODES = {
 class APIProblem(Exception):
     """An error answer: raise it anywhere in a request and the handler renders it."""
 
-    def __init__(self, status: int, code: str, detail: str, *,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
@@ -45,8 +67,9 @@ def invalid(field: str, message: str, code: str = "validation_error") -> APIProb
     return APIProblem(422, code, f"{field}: {message}", field=field)
 
 
-def problem_response(status: int, code: str, detail: str, *,
-                     headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def problem_response(
+    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
     """Render a problem+json response."""
     body = {
         "type": PROBLEM_BASE + code,
@@ -68,8 +91,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(APIProblem)
     def _api_problem(exc: APIProblem) -> Response:
-        return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers,
-                                **exc.extra)
+        return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.errorhandler(HTTPException)
     def _http_exception(exc: HTTPException) -> Response:
@@ -79,11 +101,11 @@ def register_error_handlers(app: Flask) -> None:
             detail = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
         allowed = getattr(exc, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if allowed else None
-        return problem_response(status, _CODES.get(status, "http_error"), detail,
-                                headers=headers)
+        return problem_response(status, _CODES.get(status, "http_error"), detail, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.error("unhandled error request_id=%s", g.get("request_id"), exc_info=exc)
-        return problem_response(500, "internal_error",
-                                "the server failed to handle this request; it has been logged")
+        return problem_response(
+            500, "internal_error", "the server failed to handle this request; it has been logged"
+        )

@@ -46,8 +46,7 @@ def estimated_progress(job: JobRecord, at: float) -> float:
         return 1.0
     if job.started_at is None:
         return 0.0
-    return round(min(0.99, max(0.0, (at - job.started_at) / max(job.estimated_duration, 1e-6))),
-                 4)
+    return round(min(0.99, max(0.0, (at - job.started_at) / max(job.estimated_duration, 1e-6))), 4)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,10 +71,17 @@ class Estimate:
 class Estimator:
     """Estimates for pending jobs from what a real backend could know."""
 
-    def __init__(self, store: Store, *, workers: int, mean_duration: float,
-                 min_view_age: float = MIN_VIEW_AGE_S, max_view_age: float = MAX_VIEW_AGE_S,
-                 view_limit: int = QUEUE_VIEW_LIMIT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workers: int,
+        mean_duration: float,
+        min_view_age: float = MIN_VIEW_AGE_S,
+        max_view_age: float = MAX_VIEW_AGE_S,
+        view_limit: int = QUEUE_VIEW_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._workers = workers
         self._mean_duration = mean_duration
@@ -100,14 +106,15 @@ class Estimator:
             step = OVERDUE_STEP_FRACTION * job.estimated_duration
             completion = now + min(max(step, MIN_POLL_S * 2.5), MAX_POLL_S)
         poll = min(max(completion - now, MIN_POLL_S), MAX_POLL_S)
-        return Estimate(completion_at=completion, progress=estimated_progress(job, now),
-                        poll_after_s=poll)
+        return Estimate(
+            completion_at=completion, progress=estimated_progress(job, now), poll_after_s=poll
+        )
 
     def _expected_start(self, job: JobRecord, now: float) -> float:
         """When a slot should take this queued job, from its position and the busy slots."""
         view = self.queue_view()
         ahead = self._queue_ahead(job, view)
-        ends = view.slot_ends[:min(ahead + 1, self._workers)]
+        ends = view.slot_ends[: min(ahead + 1, self._workers)]
         free = self._workers - view.processing
         if ahead < free:
             return now

@@ -11,14 +11,20 @@ from client_lib.models import BULK_IDS_MAX, METADATA_MAX_BYTES, JobStatus, Outco
 bp = Blueprint("openapi", __name__)
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-_ERR = {"description": "Problem details (RFC 9457)",
-        "content": {"application/problem+json": {"schema": _PROBLEM_REF}}}
+_ERR = {
+    "description": "Problem details (RFC 9457)",
+    "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+}
 _JOB = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}
 _HINTS = {
-    "Retry-After": {"description": "Pending jobs: seconds until asking again is useful (>= 1)",
-                    "schema": {"type": "integer"}},
-    "Poll-After-Ms": {"description": "Pending jobs: milliseconds until asking again is useful",
-                      "schema": {"type": "integer"}},
+    "Retry-After": {
+        "description": "Pending jobs: seconds until asking again is useful (>= 1)",
+        "schema": {"type": "integer"},
+    },
+    "Poll-After-Ms": {
+        "description": "Pending jobs: milliseconds until asking again is useful",
+        "schema": {"type": "integer"},
+    },
     "ETag": {"description": "Weak tag of the stored job version", "schema": {"type": "string"}},
 }
 _AUTH: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -53,103 +59,203 @@ def document() -> dict[str, Any]:
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": ["string", "null"], "format": "date-time"},
             "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "estimated_completion_at": {"type": ["string", "null"], "format": "date-time",
-                                        "description": "An estimate; null once final"},
+            "estimated_completion_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "An estimate; null once final",
+            },
             "priority": {"type": "integer", "minimum": 0, "maximum": 9},
             "target_language": {"type": "string"},
             "source_url": {"type": ["string", "null"]},
             "callback_url": {"type": ["string", "null"]},
             "attempts": {"type": "integer"},
             "result": {"type": ["object", "null"]},
-            "error": {"type": ["object", "null"],
-                      "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+            "error": {
+                "type": ["object", "null"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
             "metadata": {"type": "object"},
         },
     }
     create_schema = {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "properties": {
             "source_url": {"type": "string", "format": "uri"},
             "target_language": {"type": "string", "default": "es"},
             "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0},
-            "callback_url": {"type": "string", "format": "uri",
-                             "description": "http(s), host in the callback allow-list"},
+            "callback_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "http(s), host in the callback allow-list",
+            },
             "metadata": {"type": "object", "description": f"At most {METADATA_MAX_BYTES} bytes"},
-            "simulate": {"type": "object", "additionalProperties": False, "properties": {
-                "duration_s": {"type": "number", "minimum": 0},
-                "outcome": {"enum": [o.value for o in Outcome]},
-                "webhook": {"enum": [m.value for m in WebhookMode]},
-            }},
+            "simulate": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "duration_s": {"type": "number", "minimum": 0},
+                    "outcome": {"enum": [o.value for o in Outcome]},
+                    "webhook": {"enum": [m.value for m in WebhookMode]},
+                },
+            },
         },
     }
-    problem = {"type": "object", "required": ["type", "title", "status", "detail", "code"],
-               "properties": {k: {"type": "string"} for k in
-                              ("type", "title", "detail", "code", "request_id")}
-               | {"status": {"type": "integer"}}}
-    jobs_list = {"type": "object", "properties": {
-        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-        "next_cursor": {"type": ["string", "null"]}}}
+    problem = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            k: {"type": "string"} for k in ("type", "title", "detail", "code", "request_id")
+        }
+        | {"status": {"type": "integer"}},
+    }
+    jobs_list = {
+        "type": "object",
+        "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
     paths: dict[str, Any] = {
         "/v1/jobs": {
-            "post": {"summary": "Create a job", "security": _AUTH,
-                     "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                     "schema": {"type": "string", "maxLength": 255}}],
-                     "requestBody": {"content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/CreateJob"}}}},
-                     "responses": {"201": {"description": "Created", **_JOB, "headers": _HINTS},
-                                   "200": {"description": "Idempotent repeat", **_JOB},
-                                   **_errors(400, 401, 409, 413, 422, 429)}},
-            "get": {"summary": f"Bulk status (ids, up to {BULK_IDS_MAX}) or list, newest first",
-                    "security": _AUTH,
-                    "parameters": [
-                        {"name": "ids", "in": "query", "schema": {"type": "string"}},
-                        {"name": "status", "in": "query",
-                         "schema": {"enum": [s.value for s in JobStatus]}},
-                        {"name": "limit", "in": "query",
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": _ok("Jobs", "#/components/schemas/JobList"),
-                                  "304": {"description": "Not modified"},
-                                  **_errors(401, 422, 429, 503)}},
+            "post": {
+                "summary": "Create a job",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string", "maxLength": 255},
+                    }
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/CreateJob"}}
+                    }
+                },
+                "responses": {
+                    "201": {"description": "Created", **_JOB, "headers": _HINTS},
+                    "200": {"description": "Idempotent repeat", **_JOB},
+                    **_errors(400, 401, 409, 413, 422, 429),
+                },
+            },
+            "get": {
+                "summary": f"Bulk status (ids, up to {BULK_IDS_MAX}) or list, newest first",
+                "security": _AUTH,
+                "parameters": [
+                    {"name": "ids", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"enum": [s.value for s in JobStatus]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _ok("Jobs", "#/components/schemas/JobList"),
+                    "304": {"description": "Not modified"},
+                    **_errors(401, 422, 429, 503),
+                },
+            },
         },
-        "/v1/jobs/{job_id}": {"get": {
-            "summary": "One job", "security": _AUTH, "parameters": [_job_id_param()],
-            "responses": {"200": {"description": "The job", **_JOB, "headers": _HINTS},
-                          "304": {"description": "Not modified"},
-                          **_errors(401, 404, 429, 503)}}},
-        "/v1/jobs/{job_id}/cancel": {"post": {
-            "summary": "Cancel a pending job", "security": _AUTH,
-            "parameters": [_job_id_param()],
-            "responses": {"200": {"description": "Cancelled", **_JOB},
-                          **_errors(401, 404, 409, 429)}}},
-        "/status": {"get": {
-            "summary": "The original problem's status endpoint; without job_id, the demo job",
-            "parameters": [{"name": "job_id", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": _ok("{result: pending|completed|error} plus the job fields"),
-                          **_errors(401, 404, 503)}}},
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "One job",
+                "security": _AUTH,
+                "parameters": [_job_id_param()],
+                "responses": {
+                    "200": {"description": "The job", **_JOB, "headers": _HINTS},
+                    "304": {"description": "Not modified"},
+                    **_errors(401, 404, 429, 503),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "summary": "Cancel a pending job",
+                "security": _AUTH,
+                "parameters": [_job_id_param()],
+                "responses": {
+                    "200": {"description": "Cancelled", **_JOB},
+                    **_errors(401, 404, 409, 429),
+                },
+            }
+        },
+        "/status": {
+            "get": {
+                "summary": "The original problem's status endpoint; without job_id, the demo job",
+                "parameters": [{"name": "job_id", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("{result: pending|completed|error} plus the job fields"),
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
         "/v1/clients": {
-            "post": {"summary": "Create a client (operator)", "security": _ADMIN,
-                     "requestBody": {"content": {"application/json": {"schema": {
-                         "type": "object", "required": ["name"],
-                         "properties": {"name": {"type": "string"}}}}}},
-                     "responses": {"201": _ok("The client with its API key and webhook secret"),
-                                   **_errors(400, 401, 422)}},
-            "get": {"summary": "List clients (operator)", "security": _ADMIN,
-                    "responses": {"200": _ok("Clients"), **_errors(401)}}},
-        "/v1/clients/{client_id}/rotate-secret": {"post": {
-            "summary": "Rotate a client's webhook secret (both sign during the grace period)",
-            "security": _ADMIN,
-            "parameters": [{"name": "client_id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": _ok("The new secret"), **_errors(401, 404)}}},
-        "/healthz": {"get": {"summary": "Liveness and store reachability",
-                             "responses": {"200": _ok("Healthy"), **_errors(503)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics",
-                             "responses": {"200": {"description": "Text exposition format"}}}},
-        "/openapi.json": {"get": {"summary": "This document",
-                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-        "/": {"get": {"summary": "Front page",
-                      "responses": {"200": {"description": "HTML"}}}},
+            "post": {
+                "summary": "Create a client (operator)",
+                "security": _ADMIN,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "201": _ok("The client with its API key and webhook secret"),
+                    **_errors(400, 401, 422),
+                },
+            },
+            "get": {
+                "summary": "List clients (operator)",
+                "security": _ADMIN,
+                "responses": {"200": _ok("Clients"), **_errors(401)},
+            },
+        },
+        "/v1/clients/{client_id}/rotate-secret": {
+            "post": {
+                "summary": "Rotate a client's webhook secret (both sign during the grace period)",
+                "security": _ADMIN,
+                "parameters": [
+                    {
+                        "name": "client_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": _ok("The new secret"), **_errors(401, 404)},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and store reachability",
+                "responses": {"200": _ok("Healthy"), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "Text exposition format"}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+        "/": {"get": {"summary": "Front page", "responses": {"200": {"description": "HTML"}}}},
     }
     paths.update(_webhook_paths())
     return {
@@ -157,10 +263,16 @@ def document() -> dict[str, Any]:
         "info": {"title": "Video translation server (simulated)", "version": "1.0.0"},
         "paths": paths,
         "components": {
-            "schemas": {"Job": job_schema, "CreateJob": create_schema, "Problem": problem,
-                        "JobList": jobs_list},
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"},
-                                "adminToken": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Job": job_schema,
+                "CreateJob": create_schema,
+                "Problem": problem,
+                "JobList": jobs_list,
+            },
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer"},
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
         },
     }
 
@@ -168,15 +280,23 @@ def document() -> dict[str, Any]:
 def _webhook_paths() -> dict[str, Any]:
     """The webhook delivery endpoints."""
     return {
-        "/v1/jobs/{job_id}/deliveries": {"get": {
-            "summary": "The job's webhook events and every delivery attempt",
-            "description": "Each attempt: time, status code or error, latency, next attempt.",
-            "security": _AUTH, "parameters": [_job_id_param()],
-            "responses": {"200": _ok("Deliveries"), **_errors(401, 404, 429)}}},
-        "/v1/jobs/{job_id}/redeliver": {"post": {
-            "summary": "Send the job's final webhook again (same webhook-id)",
-            "security": _AUTH, "parameters": [_job_id_param()],
-            "responses": {"202": _ok("Queued for delivery"), **_errors(401, 404, 409, 429)}}},
+        "/v1/jobs/{job_id}/deliveries": {
+            "get": {
+                "summary": "The job's webhook events and every delivery attempt",
+                "description": "Each attempt: time, status code or error, latency, next attempt.",
+                "security": _AUTH,
+                "parameters": [_job_id_param()],
+                "responses": {"200": _ok("Deliveries"), **_errors(401, 404, 429)},
+            }
+        },
+        "/v1/jobs/{job_id}/redeliver": {
+            "post": {
+                "summary": "Send the job's final webhook again (same webhook-id)",
+                "security": _AUTH,
+                "parameters": [_job_id_param()],
+                "responses": {"202": _ok("Queued for delivery"), **_errors(401, 404, 409, 429)},
+            }
+        },
     }
 
 

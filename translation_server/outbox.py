@@ -24,8 +24,13 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from .db import Writer
 from .store import delivery_attempts, webhook_events
 
-PENDING, SENDING, DELIVERED, FAILED, DROPPED = "pending", "sending", "delivered", "failed", \
-    "dropped"
+PENDING, SENDING, DELIVERED, FAILED, DROPPED = (
+    "pending",
+    "sending",
+    "delivered",
+    "failed",
+    "dropped",
+)
 FINAL_DELIVERY_STATES = (DELIVERED, FAILED, DROPPED)
 
 
@@ -68,26 +73,46 @@ class Outbox:
     def _due(now: float) -> Any:
         return or_(
             and_(webhook_events.c.state == PENDING, webhook_events.c.next_attempt_at <= now),
-            and_(webhook_events.c.state == SENDING, webhook_events.c.lease_until <= now))
+            and_(webhook_events.c.state == SENDING, webhook_events.c.lease_until <= now),
+        )
 
-    def lease(self, *, now: float, limit: int, lease_s: float,
-              busy_hosts: Collection[str] = (), host_of: Any = None) -> list[OutboxEvent]:
+    def lease(
+        self,
+        *,
+        now: float,
+        limit: int,
+        lease_s: float,
+        busy_hosts: Collection[str] = (),
+        host_of: Any = None,
+    ) -> list[OutboxEvent]:
         """Take up to ``limit`` due events for sending, skipping events to ``busy_hosts``."""
         if limit <= 0:
             return []
         cols = [getattr(webhook_events.c, f.name) for f in dataclasses.fields(OutboxEvent)]
         with self._writer.begin() as conn:
-            rows = conn.execute(
-                select(*cols).where(self._due(now)).order_by(webhook_events.c.next_attempt_at)
-                .limit(limit * 4 if busy_hosts else limit)
-                .with_for_update(skip_locked=True)).mappings().all()
-            events = [OutboxEvent(**r) for r in rows
-                      if not busy_hosts or host_of(r["callback_url"]) not in busy_hosts][:limit]
+            rows = (
+                conn.execute(
+                    select(*cols)
+                    .where(self._due(now))
+                    .order_by(webhook_events.c.next_attempt_at)
+                    .limit(limit * 4 if busy_hosts else limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .mappings()
+                .all()
+            )
+            events = [
+                OutboxEvent(**r)
+                for r in rows
+                if not busy_hosts or host_of(r["callback_url"]) not in busy_hosts
+            ][:limit]
             if not events:
                 return []
-            conn.execute(update(webhook_events).where(
-                webhook_events.c.id.in_([e.id for e in events]), self._due(now))
-                .values(state=SENDING, lease_until=now + lease_s))
+            conn.execute(
+                update(webhook_events)
+                .where(webhook_events.c.id.in_([e.id for e in events]), self._due(now))
+                .values(state=SENDING, lease_until=now + lease_s)
+            )
         return events
 
     def record(self, event: OutboxEvent, results: list[AttemptResult]) -> None:
@@ -96,58 +121,101 @@ class Outbox:
 
     def record_many(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
         """Log the attempts of several leases, in one transaction."""
-        rows = [{"event_id": event.id, "job_id": event.job_id, "attempt": n,
-                 "attempted_at": r.attempted_at, "status_code": r.status_code, "error": r.error,
-                 "latency_ms": r.latency_ms, "outcome": r.outcome,
-                 "next_attempt_at": r.next_attempt_at}
-                for event, results in done
-                for n, r in enumerate(results, start=event.attempts + 1)]
+        rows = [
+            {
+                "event_id": event.id,
+                "job_id": event.job_id,
+                "attempt": n,
+                "attempted_at": r.attempted_at,
+                "status_code": r.status_code,
+                "error": r.error,
+                "latency_ms": r.latency_ms,
+                "outcome": r.outcome,
+                "next_attempt_at": r.next_attempt_at,
+            }
+            for event, results in done
+            for n, r in enumerate(results, start=event.attempts + 1)
+        ]
         with self._writer.begin() as conn:
             conn.execute(insert(delivery_attempts), rows)
             for event, results in done:
                 last = results[-1]
                 final = last.state in FINAL_DELIVERY_STATES
-                conn.execute(update(webhook_events).where(
-                    webhook_events.c.id == event.id, webhook_events.c.state == SENDING).values(
-                    state=last.state, attempts=webhook_events.c.attempts + len(results),
-                    next_attempt_at=last.next_attempt_at, lease_until=None,
-                    finished_at=last.attempted_at if final else None))
+                conn.execute(
+                    update(webhook_events)
+                    .where(webhook_events.c.id == event.id, webhook_events.c.state == SENDING)
+                    .values(
+                        state=last.state,
+                        attempts=webhook_events.c.attempts + len(results),
+                        next_attempt_at=last.next_attempt_at,
+                        lease_until=None,
+                        finished_at=last.attempted_at if final else None,
+                    )
+                )
 
     def next_due_at(self) -> float | None:
         """When the next pending event or expiring lease is due."""
         with self._engine.connect() as conn:
-            pending = conn.execute(select(func.min(webhook_events.c.next_attempt_at)).where(
-                webhook_events.c.state == PENDING)).scalar()
-            leased = conn.execute(select(func.min(webhook_events.c.lease_until)).where(
-                webhook_events.c.state == SENDING)).scalar()
+            pending = conn.execute(
+                select(func.min(webhook_events.c.next_attempt_at)).where(
+                    webhook_events.c.state == PENDING
+                )
+            ).scalar()
+            leased = conn.execute(
+                select(func.min(webhook_events.c.lease_until)).where(
+                    webhook_events.c.state == SENDING
+                )
+            ).scalar()
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 
     def redeliver(self, job_id: str, *, now: float) -> dict[str, Any] | None:
         """Queue a job's latest event again (same webhook-id); None when it has none."""
         with self._writer.begin() as conn:
-            row = conn.execute(select(webhook_events.c.id, webhook_events.c.state).where(
-                webhook_events.c.job_id == job_id).order_by(
-                webhook_events.c.created_at.desc()).limit(1)).first()
+            row = conn.execute(
+                select(webhook_events.c.id, webhook_events.c.state)
+                .where(webhook_events.c.job_id == job_id)
+                .order_by(webhook_events.c.created_at.desc())
+                .limit(1)
+            ).first()
             if row is None:
                 return None
             if row.state != SENDING:
                 # an explicit redelivery is a real send: fault injection no longer applies
-                conn.execute(update(webhook_events).where(
-                    webhook_events.c.id == row.id, webhook_events.c.state != SENDING).values(
-                    state=PENDING, next_attempt_at=now, attempts=0, mode="deliver",
-                    finished_at=None))
+                conn.execute(
+                    update(webhook_events)
+                    .where(webhook_events.c.id == row.id, webhook_events.c.state != SENDING)
+                    .values(
+                        state=PENDING,
+                        next_attempt_at=now,
+                        attempts=0,
+                        mode="deliver",
+                        finished_at=None,
+                    )
+                )
         return {"webhook_id": row.id, "previous_state": row.state}
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         """Every event of a job with its attempts, oldest first."""
         with self._engine.connect() as conn:
-            events = conn.execute(select(webhook_events).where(
-                webhook_events.c.job_id == job_id).order_by(
-                webhook_events.c.created_at)).mappings().all()
-            attempts = conn.execute(select(delivery_attempts).where(
-                delivery_attempts.c.job_id == job_id).order_by(
-                delivery_attempts.c.seq)).mappings().all()
+            events = (
+                conn.execute(
+                    select(webhook_events)
+                    .where(webhook_events.c.job_id == job_id)
+                    .order_by(webhook_events.c.created_at)
+                )
+                .mappings()
+                .all()
+            )
+            attempts = (
+                conn.execute(
+                    select(delivery_attempts)
+                    .where(delivery_attempts.c.job_id == job_id)
+                    .order_by(delivery_attempts.c.seq)
+                )
+                .mappings()
+                .all()
+            )
         by_event: dict[str, list[dict[str, Any]]] = {}
         for a in attempts:
             by_event.setdefault(a["event_id"], []).append(dict(a))
@@ -156,6 +224,7 @@ class Outbox:
     def counts(self) -> dict[str, int]:
         """Events per delivery state."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(webhook_events.c.state, func.count()).group_by(
-                webhook_events.c.state)).all()
+            rows = conn.execute(
+                select(webhook_events.c.state, func.count()).group_by(webhook_events.c.state)
+            ).all()
         return {state: int(n) for state, n in rows}

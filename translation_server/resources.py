@@ -29,7 +29,8 @@ def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
         "started_at": format_time(job.started_at),
         "finished_at": format_time(job.finished_at),
         "estimated_completion_at": (
-            format_time(estimate.completion_at) if estimate and not final else None),
+            format_time(estimate.completion_at) if estimate and not final else None
+        ),
         "priority": job.priority,
         "target_language": job.target_language,
         "source_url": job.source_url,
@@ -43,8 +44,7 @@ def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
 
 def webhook_body(job: JobRecord, event_type: EventType, at: float) -> str:
     """The exact bytes every attempt of this event sends (so each retry signs the same body)."""
-    body = {"type": event_type.value, "timestamp": format_time(at),
-            "data": render_job(job, None)}
+    body = {"type": event_type.value, "timestamp": format_time(at), "data": render_job(job, None)}
     return json.dumps(body, separators=(",", ":"))
 
 

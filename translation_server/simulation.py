@@ -32,8 +32,12 @@ IDLE_WAIT_S = 5.0
 class Simulator:
     """Plans jobs at creation and runs them through the worker slots."""
 
-    def __init__(self, store: Store, settings: Settings,
-                 on_final: Callable[[list[JobRecord]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        on_final: Callable[[list[JobRecord]], None] | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
         self._rng = random.Random(settings.seed)
@@ -60,9 +64,13 @@ class Simulator:
                 failures = 0
                 while failures < s.max_attempts and self._rng.random() < s.error_rate:
                     failures += 1
-        return {"duration_s": float(duration), "estimate_factor": factor,
-                "planned_failures": failures, "max_attempts": s.max_attempts,
-                "webhook_mode": simulate.get("webhook")}
+        return {
+            "duration_s": float(duration),
+            "estimate_factor": factor,
+            "planned_failures": failures,
+            "max_attempts": s.max_attempts,
+            "webhook_mode": simulate.get("webhook"),
+        }
 
     def webhook_fault(self, job: JobRecord) -> tuple[str, float]:
         """The fate of a job's webhook, (mode, hold-back seconds): pinned, else the fault rates.
@@ -75,9 +83,11 @@ class Simulator:
         s = self._settings
         with self._rng_lock:
             draw = self._rng.random()
-        for mode, rate in ((WebhookMode.DROP.value, s.fault_drop_webhook),
-                           (WebhookMode.DUPLICATE.value, s.fault_duplicate_webhook),
-                           (DELAY, s.fault_delay_webhook)):
+        for mode, rate in (
+            (WebhookMode.DROP.value, s.fault_drop_webhook),
+            (WebhookMode.DUPLICATE.value, s.fault_duplicate_webhook),
+            (DELAY, s.fault_delay_webhook),
+        ):
             if draw < rate:
                 return mode, s.fault_delay_seconds if mode == DELAY else 0.0
             draw -= rate

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 metadata = MetaData()
 
 clients = Table(
-    "clients", metadata,
+    "clients",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("api_key_hash", String(64), nullable=False, unique=True),
@@ -61,7 +62,8 @@ clients = Table(
 )
 
 jobs = Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("id", String(40), nullable=False, unique=True),
     Column("client_id", String(40), nullable=False),
@@ -93,7 +95,8 @@ jobs = Table(
 )
 
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("client_id", String(40), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("request_hash", String(64), nullable=False),
@@ -103,7 +106,8 @@ idempotency_keys = Table(
 
 # The webhook outbox: one row per event, written with the final state; delivery.py drains it.
 webhook_events = Table(
-    "webhook_events", metadata,
+    "webhook_events",
+    metadata,
     Column("id", String(40), primary_key=True),
     Column("job_id", String(40), nullable=False, index=True),
     Column("client_id", String(40), nullable=False),
@@ -121,7 +125,8 @@ webhook_events = Table(
 )
 
 delivery_attempts = Table(
-    "delivery_attempts", metadata,
+    "delivery_attempts",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(40), nullable=False, index=True),
     Column("job_id", String(40), nullable=False, index=True),
@@ -143,20 +148,31 @@ FINAL_JOBS_KEPT = 4096
 # The hot reads, built once: constructing a Core statement and its cache key on every call
 # cost more than running it (the compiled form is cached by SQLAlchemy either way).
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
-_JOBS_OF_CLIENT = select(jobs).where(jobs.c.client_id == bindparam("client_id"),
-                                     jobs.c.id.in_(bindparam("ids", expanding=True)))
+_JOBS_OF_CLIENT = select(jobs).where(
+    jobs.c.client_id == bindparam("client_id"), jobs.c.id.in_(bindparam("ids", expanding=True))
+)
 _JOB_COLUMN = {name: n for n, name in enumerate(jobs.c.keys())}
 _STATE, _METADATA, _RESULT, _ERROR = (
-    _JOB_COLUMN[name] for name in ("state", "metadata", "result", "error"))
+    _JOB_COLUMN[name] for name in ("state", "metadata", "result", "error")
+)
 _CLIENT_COLUMNS = [c for c in clients.c if c.name != "api_key_hash"]
 _CLIENT_BY_KEY = select(*_CLIENT_COLUMNS).where(clients.c.api_key_hash == bindparam("key_hash"))
 _ESTIMATED_END = jobs.c.started_at + jobs.c.duration_s * jobs.c.estimate_factor
-_QUEUED_KEYS = (select(jobs.c.priority, jobs.c.seq).where(jobs.c.state == State.QUEUED.value)
-                .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(bindparam("limit")))
-_SLOT_ENDS = (select(_ESTIMATED_END).where(jobs.c.state == State.PROCESSING.value)
-              .order_by(_ESTIMATED_END).limit(bindparam("slots")))
-_PROCESSING_COUNT = select(func.count()).select_from(jobs).where(
-    jobs.c.state == State.PROCESSING.value)
+_QUEUED_KEYS = (
+    select(jobs.c.priority, jobs.c.seq)
+    .where(jobs.c.state == State.QUEUED.value)
+    .order_by(jobs.c.priority.desc(), jobs.c.seq)
+    .limit(bindparam("limit"))
+)
+_SLOT_ENDS = (
+    select(_ESTIMATED_END)
+    .where(jobs.c.state == State.PROCESSING.value)
+    .order_by(_ESTIMATED_END)
+    .limit(bindparam("slots"))
+)
+_PROCESSING_COUNT = (
+    select(func.count()).select_from(jobs).where(jobs.c.state == State.PROCESSING.value)
+)
 
 
 def hash_api_key(api_key: str) -> str:
@@ -329,23 +345,35 @@ class Store:
 
     # ----------------------------------------------------------------- clients
 
-    def create_client(self, name: str, *, client_id: str | None = None,
-                      api_key: str | None = None) -> tuple[ClientRecord, str]:
+    def create_client(
+        self, name: str, *, client_id: str | None = None, api_key: str | None = None
+    ) -> tuple[ClientRecord, str]:
         """Create a tenant; returns it with its API key (shown once, stored hashed)."""
         api_key = api_key or "vt_" + secrets.token_urlsafe(32)
-        record = ClientRecord(id=client_id or new_id("cli"), name=name,
-                              webhook_secret=new_webhook_secret(), previous_secret=None,
-                              previous_secret_until=None, created_at=time.time())
+        record = ClientRecord(
+            id=client_id or new_id("cli"),
+            name=name,
+            webhook_secret=new_webhook_secret(),
+            previous_secret=None,
+            previous_secret_until=None,
+            created_at=time.time(),
+        )
         with self.writer.begin() as conn:
-            conn.execute(insert(clients).values(api_key_hash=hash_api_key(api_key),
-                                                **dataclasses.asdict(record)))
+            conn.execute(
+                insert(clients).values(
+                    api_key_hash=hash_api_key(api_key), **dataclasses.asdict(record)
+                )
+            )
         return record, api_key
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         """One tenant by id."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(*_CLIENT_COLUMNS).where(
-                clients.c.id == client_id)).mappings().first()
+            row = (
+                conn.execute(select(*_CLIENT_COLUMNS).where(clients.c.id == client_id))
+                .mappings()
+                .first()
+            )
         return ClientRecord(**row) if row else None
 
     def client_by_api_key(self, api_key: str) -> ClientRecord | None:
@@ -367,28 +395,39 @@ class Store:
     def list_clients(self) -> list[ClientRecord]:
         """Every tenant, oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*_CLIENT_COLUMNS).order_by(
-                clients.c.created_at)).mappings().all()
+            rows = (
+                conn.execute(select(*_CLIENT_COLUMNS).order_by(clients.c.created_at))
+                .mappings()
+                .all()
+            )
         return [ClientRecord(**row) for row in rows]
 
     def rotate_secret(self, client_id: str, *, grace_s: float) -> ClientRecord | None:
         """Give a tenant a new signing secret; the old one still signs for ``grace_s``."""
         with self.writer.begin() as conn:
-            row = conn.execute(select(clients.c.webhook_secret).where(
-                clients.c.id == client_id)).first()
+            row = conn.execute(
+                select(clients.c.webhook_secret).where(clients.c.id == client_id)
+            ).first()
             if row is None:
                 return None
-            conn.execute(update(clients).where(clients.c.id == client_id).values(
-                webhook_secret=new_webhook_secret(), previous_secret=row.webhook_secret,
-                previous_secret_until=time.time() + grace_s))
+            conn.execute(
+                update(clients)
+                .where(clients.c.id == client_id)
+                .values(
+                    webhook_secret=new_webhook_secret(),
+                    previous_secret=row.webhook_secret,
+                    previous_secret_until=time.time() + grace_s,
+                )
+            )
         with self._cache_lock:
             self._client_cache.clear()
         return self.get_client(client_id)
 
     # -------------------------------------------------------------- job writes
 
-    def create_job(self, new: NewJob, *, now: float,
-                   idempotency: tuple[str, str] | None = None) -> tuple[JobRecord, bool]:
+    def create_job(
+        self, new: NewJob, *, now: float, idempotency: tuple[str, str] | None = None
+    ) -> tuple[JobRecord, bool]:
         """Insert a job; with (key, request hash) a repeat returns the first job and False."""
         try:
             return self._create_job(new, now=now, idempotency=idempotency)
@@ -398,31 +437,45 @@ class Store:
                 raise
             return self._create_job(new, now=now, idempotency=idempotency)
 
-    def _create_job(self, new: NewJob, *, now: float,
-                    idempotency: tuple[str, str] | None) -> tuple[JobRecord, bool]:
+    def _create_job(
+        self, new: NewJob, *, now: float, idempotency: tuple[str, str] | None
+    ) -> tuple[JobRecord, bool]:
         with self.writer.begin() as conn:
             if idempotency is not None:
                 existing = self._idempotent_replay(conn, new.client_id, idempotency, now)
                 if existing is not None:
                     return existing, False
             values = dataclasses.asdict(new)
-            values.update(id=new_id("job"), state=State.QUEUED.value, created_at=now,
-                          metadata=json.dumps(new.metadata, separators=(",", ":")),
-                          attempts=0, version=1)
+            values.update(
+                id=new_id("job"),
+                state=State.QUEUED.value,
+                created_at=now,
+                metadata=json.dumps(new.metadata, separators=(",", ":")),
+                attempts=0,
+                version=1,
+            )
             conn.execute(insert(jobs).values(**values))
             if idempotency is not None:
-                conn.execute(insert(idempotency_keys).values(
-                    client_id=new.client_id, key=idempotency[0], request_hash=idempotency[1],
-                    job_id=values["id"], created_at=now))
+                conn.execute(
+                    insert(idempotency_keys).values(
+                        client_id=new.client_id,
+                        key=idempotency[0],
+                        request_hash=idempotency[1],
+                        job_id=values["id"],
+                        created_at=now,
+                    )
+                )
             record = self._get(conn, values["id"])
         assert record is not None
         self._queue_changed()
-        log.info("%s created priority=%s duration=%.3fs", record.id, record.priority,
-                 record.duration_s)
+        log.info(
+            "%s created priority=%s duration=%.3fs", record.id, record.priority, record.duration_s
+        )
         return record, True
 
-    def _idempotent_replay(self, conn: Connection, client_id: str,
-                           idempotency: tuple[str, str], now: float) -> JobRecord | None:
+    def _idempotent_replay(
+        self, conn: Connection, client_id: str, idempotency: tuple[str, str], now: float
+    ) -> JobRecord | None:
         key, request_hash = idempotency
         where = and_(idempotency_keys.c.client_id == client_id, idempotency_keys.c.key == key)
         row = conn.execute(select(idempotency_keys).where(where)).first()
@@ -435,16 +488,23 @@ class Store:
             raise IdempotencyConflict(key)
         return self._get(conn, row.job_id)
 
-    def cancel(self, job_id: str, *, now: float,
-               fault: WebhookFault = _no_fault) -> JobRecord:
+    def cancel(self, job_id: str, *, now: float, fault: WebhookFault = _no_fault) -> JobRecord:
         """Cancel a pending job; raises InvalidTransition when it is already final."""
         with self.writer.begin() as conn:
             job = self._get(conn, job_id)
             if job is None:
                 raise KeyError(job_id)
             progress = resources.estimated_progress(job, now)
-            final = self._finalize(conn, job, State.CANCELLED, now=now, fault=fault,
-                                   progress=progress, result=None, error=None)
+            final = self._finalize(
+                conn,
+                job,
+                State.CANCELLED,
+                now=now,
+                fault=fault,
+                progress=progress,
+                result=None,
+                error=None,
+            )
         self._queue_changed()
         return final
 
@@ -453,19 +513,31 @@ class Store:
         if limit <= 0:
             return []
         with self.writer.begin() as conn:
-            ids = conn.execute(
-                select(jobs.c.id).where(jobs.c.state == State.QUEUED.value)
-                .order_by(jobs.c.priority.desc(), jobs.c.seq).limit(limit)
-                .with_for_update(skip_locked=True)).scalars().all()
+            ids = (
+                conn.execute(
+                    select(jobs.c.id)
+                    .where(jobs.c.state == State.QUEUED.value)
+                    .order_by(jobs.c.priority.desc(), jobs.c.seq)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
             if not ids:
                 return []
             rows = conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(ids), jobs.c.state.in_(sources_of(State.PROCESSING)))
-                .values(state=State.PROCESSING.value, started_at=now,
-                        due_at=now + jobs.c.duration_s, attempts=jobs.c.attempts + 1,
-                        version=jobs.c.version + 1)
-                .returning(*jobs.c)).all()
+                .values(
+                    state=State.PROCESSING.value,
+                    started_at=now,
+                    due_at=now + jobs.c.duration_s,
+                    attempts=jobs.c.attempts + 1,
+                    version=jobs.c.version + 1,
+                )
+                .returning(*jobs.c)
+            ).all()
         self._queue_changed()
         # RETURNING gives no order: hand the jobs out in the order they were chosen
         started = sorted((JobRecord.from_row(r) for r in rows), key=lambda j: (-j.priority, j.seq))
@@ -473,60 +545,109 @@ class Store:
             log.info("%s queued -> processing attempt=%d", job.id, job.attempts)
         return started
 
-    def finish_due(self, *, now: float, fault: WebhookFault = _no_fault,
-                   batch: int = 500) -> list[JobRecord]:
+    def finish_due(
+        self, *, now: float, fault: WebhookFault = _no_fault, batch: int = 500
+    ) -> list[JobRecord]:
         """End every processing attempt whose time has come; returns the jobs changed."""
         with self.writer.begin() as conn:
             rows = conn.execute(
-                select(jobs).where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
-                .order_by(jobs.c.due_at).limit(batch)
-                .with_for_update(skip_locked=True)).all()
+                select(jobs)
+                .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
+                .order_by(jobs.c.due_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
             changed = [self._end_attempt(conn, JobRecord.from_row(r), now, fault) for r in rows]
         if changed:
             self._queue_changed()
         return changed
 
-    def _end_attempt(self, conn: Connection, job: JobRecord, now: float,
-                     fault: WebhookFault) -> JobRecord:
+    def _end_attempt(
+        self, conn: Connection, job: JobRecord, now: float, fault: WebhookFault
+    ) -> JobRecord:
         if job.attempts > job.planned_failures:
             result = {"video_url": f"https://cdn.vt.local/{job.id}/{job.target_language}.mp4"}
-            return self._finalize(conn, job, State.COMPLETED, now=now, fault=fault,
-                                  progress=1.0, result=result, error=None)
+            return self._finalize(
+                conn,
+                job,
+                State.COMPLETED,
+                now=now,
+                fault=fault,
+                progress=1.0,
+                result=result,
+                error=None,
+            )
         if job.attempts < job.max_attempts:
             return self._transition(conn, job, State.QUEUED, started_at=None, due_at=None)
-        error = {"code": "translation_failed",
-                 "message": f"simulated translation failure after {job.attempts} attempt(s)"}
-        return self._finalize(conn, job, State.ERROR, now=now, fault=fault,
-                              progress=resources.estimated_progress(job, now),
-                              result=None, error=error)
+        error = {
+            "code": "translation_failed",
+            "message": f"simulated translation failure after {job.attempts} attempt(s)",
+        }
+        return self._finalize(
+            conn,
+            job,
+            State.ERROR,
+            now=now,
+            fault=fault,
+            progress=resources.estimated_progress(job, now),
+            result=None,
+            error=error,
+        )
 
-    def _finalize(self, conn: Connection, job: JobRecord, target: State, *, now: float,
-                  fault: WebhookFault, progress: float, result: dict[str, Any] | None,
-                  error: dict[str, Any] | None) -> JobRecord:
+    def _finalize(
+        self,
+        conn: Connection,
+        job: JobRecord,
+        target: State,
+        *,
+        now: float,
+        fault: WebhookFault,
+        progress: float,
+        result: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+    ) -> JobRecord:
         """Enter a final state and, in the same transaction, queue its webhook."""
         final = self._transition(
-            conn, job, target, finished_at=now, due_at=None, progress=progress,
+            conn,
+            job,
+            target,
+            finished_at=now,
+            due_at=None,
+            progress=progress,
             result=json.dumps(result) if result else None,
-            error=json.dumps(error) if error else None)
+            error=json.dumps(error) if error else None,
+        )
         if final.callback_url:
             event_type = EventType.for_status(target.status)
             body = resources.webhook_body(final, event_type, now)
             mode, delay = fault(final)
-            conn.execute(insert(webhook_events).values(
-                id=new_id("msg"), job_id=final.id, client_id=final.client_id,
-                type=event_type.value, callback_url=final.callback_url, payload=body,
-                mode=mode, state="pending", attempts=0, next_attempt_at=now + delay,
-                created_at=now))
+            conn.execute(
+                insert(webhook_events).values(
+                    id=new_id("msg"),
+                    job_id=final.id,
+                    client_id=final.client_id,
+                    type=event_type.value,
+                    callback_url=final.callback_url,
+                    payload=body,
+                    mode=mode,
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now + delay,
+                    created_at=now,
+                )
+            )
         return final
 
-    def _transition(self, conn: Connection, job: JobRecord, target: State,
-                    **values: Any) -> JobRecord:
+    def _transition(
+        self, conn: Connection, job: JobRecord, target: State, **values: Any
+    ) -> JobRecord:
         """The guarded UPDATE: no row changed means the transition is illegal."""
         row = conn.execute(
             update(jobs)
             .where(jobs.c.id == job.id, jobs.c.state.in_(sources_of(target)))
             .values(state=target.value, version=jobs.c.version + 1, **values)
-            .returning(*jobs.c)).first()
+            .returning(*jobs.c)
+        ).first()
         if row is None:
             current = self._get(conn, job.id)
             raise InvalidTransition(job.id, current.state if current else job.state, target)
@@ -554,13 +675,15 @@ class Store:
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
         """The tenant's jobs among ``ids``, in the order asked (unknown ids left out)."""
-        by_id = {job.id: job for job in map(self._final_jobs.get, ids)
-                 if job is not None and job.client_id == client_id}
+        by_id = {
+            job.id: job
+            for job in map(self._final_jobs.get, ids)
+            if job is not None and job.client_id == client_id
+        }
         missing = [i for i in ids if i not in by_id]
         if missing:
             with self._reader.connect() as conn:
-                rows = conn.execute(_JOBS_OF_CLIENT,
-                                    {"client_id": client_id, "ids": missing}).all()
+                rows = conn.execute(_JOBS_OF_CLIENT, {"client_id": client_id, "ids": missing}).all()
             by_id.update((job.id, job) for job in map(JobRecord.from_row, rows))
             self._keep_final(by_id[i] for i in missing if i in by_id)
         return [by_id[i] for i in ids if i in by_id]
@@ -578,8 +701,9 @@ class Store:
                     del self._final_jobs[next(iter(self._final_jobs))]
                 self._final_jobs[job.id] = job
 
-    def list_jobs(self, client_id: str, *, states: Iterable[str] | None, limit: int,
-                  before_seq: int | None) -> list[JobRecord]:
+    def list_jobs(
+        self, client_id: str, *, states: Iterable[str] | None, limit: int, before_seq: int | None
+    ) -> list[JobRecord]:
         """A page of the tenant's jobs, newest first."""
         query = select(jobs).where(jobs.c.client_id == client_id)
         if states is not None:
@@ -593,14 +717,18 @@ class Store:
     def next_due_at(self) -> float | None:
         """When the next processing attempt ends."""
         with self.engine.connect() as conn:
-            return conn.execute(select(func.min(jobs.c.due_at)).where(
-                jobs.c.state == State.PROCESSING.value)).scalar()
+            return conn.execute(
+                select(func.min(jobs.c.due_at)).where(jobs.c.state == State.PROCESSING.value)
+            ).scalar()
 
     def count_in_state(self, state: State) -> int:
         """How many jobs are in ``state``."""
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(jobs).where(
-                jobs.c.state == state.value)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(jobs).where(jobs.c.state == state.value)
+                ).scalar_one()
+            )
 
     def counts_by_state(self) -> dict[str, int]:
         """Jobs per internal state (every state present, zeros included)."""
@@ -612,11 +740,18 @@ class Store:
 
     def queue_ahead(self, job: JobRecord) -> int:
         """Queued jobs that a worker slot will take before this one."""
-        ahead = or_(jobs.c.priority > job.priority,
-                    and_(jobs.c.priority == job.priority, jobs.c.seq < job.seq))
+        ahead = or_(
+            jobs.c.priority > job.priority,
+            and_(jobs.c.priority == job.priority, jobs.c.seq < job.seq),
+        )
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(jobs).where(
-                jobs.c.state == State.QUEUED.value, ahead)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(jobs)
+                    .where(jobs.c.state == State.QUEUED.value, ahead)
+                ).scalar_one()
+            )
 
     def queue_view(self, *, limit: int, slots: int) -> QueueView:
         """The first ``limit`` queued jobs and the ``slots`` soonest-free busy slots.
@@ -627,5 +762,6 @@ class Store:
             queued = [(-p, seq) for p, seq in conn.execute(_QUEUED_KEYS, {"limit": limit})]
             ends = [float(v) for v in conn.execute(_SLOT_ENDS, {"slots": slots}).scalars()]
             processing = int(conn.execute(_PROCESSING_COUNT).scalar_one())
-        return QueueView(queued=queued, complete=len(queued) < limit, slot_ends=ends,
-                         processing=processing)
+        return QueueView(
+            queued=queued, complete=len(queued) < limit, slot_ends=ends, processing=processing
+        )

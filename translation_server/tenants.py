@@ -33,9 +33,12 @@ def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise APIProblem(401, "unauthorized",
-                         "missing credentials: send 'Authorization: Bearer <api key>'",
-                         headers=_BEARER)
+        raise APIProblem(
+            401,
+            "unauthorized",
+            "missing credentials: send 'Authorization: Bearer <api key>'",
+            headers=_BEARER,
+        )
     return token.strip()
 
 
@@ -47,8 +50,12 @@ def authenticate(store: Store, limiter: RateLimiter) -> ClientRecord:
     wait = limiter.acquire(client.id)
     if wait > 0:
         retry = limiter.retry_after(wait)
-        raise APIProblem(429, "rate_limited", f"too many requests; retry after {retry} s",
-                         headers={"Retry-After": retry})
+        raise APIProblem(
+            429,
+            "rate_limited",
+            f"too many requests; retry after {retry} s",
+            headers={"Retry-After": retry},
+        )
     return client
 
 
@@ -56,9 +63,12 @@ def require_admin(admin_token: str | None) -> None:
     """401 unless the request carries the operator's token."""
     token = _bearer_token()
     if admin_token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
-        raise APIProblem(401, "invalid_admin_token",
-                         "this endpoint needs the admin token (--admin-token / VT_ADMIN_TOKEN)",
-                         headers=_BEARER)
+        raise APIProblem(
+            401,
+            "invalid_admin_token",
+            "this endpoint needs the admin token (--admin-token / VT_ADMIN_TOKEN)",
+            headers=_BEARER,
+        )
 
 
 def _runtime() -> Runtime:
@@ -78,8 +88,7 @@ def create_client() -> tuple[dict[str, object], int]:
     name = parse_client_name(parse_json_object(request.get_data()))
     client, api_key = rt.store.create_client(name)
     log.info("client %s created name=%r", client.id, client.name)
-    return {**client_json(client), "api_key": api_key,
-            "webhook_secret": client.webhook_secret}, 201
+    return {**client_json(client), "api_key": api_key, "webhook_secret": client.webhook_secret}, 201
 
 
 @bp.get("/v1/clients")
@@ -102,8 +111,11 @@ def rotate_secret(client_id: str) -> Response | tuple[dict[str, object], int]:
     rt.dispatcher.forget_client(client.id)
     refresh_local_setup(rt.settings, client)
     log.info("client %s webhook secret rotated", client.id)
-    return {**client_json(client), "webhook_secret": client.webhook_secret,
-            "previous_secret_expires_at": client.previous_secret_until}, 200
+    return {
+        **client_json(client),
+        "webhook_secret": client.webhook_secret,
+        "previous_secret_expires_at": client.previous_secret_until,
+    }, 200
 
 
 def bootstrap_local_setup(store: Store, settings: Settings) -> tuple[str | None, str | None]:
@@ -123,9 +135,14 @@ def bootstrap_local_setup(store: Store, settings: Settings) -> tuple[str | None,
         client, api_key = store.create_client("demo")
         log.info("demo client %s created; credentials written to %s", client.id, path)
     server_url = f"http://{settings.host}:{settings.port}" if settings.port else current.server_url
-    updated = dataclasses.replace(current, server_url=server_url, client_id=client.id,
-                                  api_key=api_key, webhook_secret=client.webhook_secret,
-                                  admin_token=admin_token)
+    updated = dataclasses.replace(
+        current,
+        server_url=server_url,
+        client_id=client.id,
+        api_key=api_key,
+        webhook_secret=client.webhook_secret,
+        admin_token=admin_token,
+    )
     if updated != current:
         updated.write(path)
     return admin_token, client.id

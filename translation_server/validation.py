@@ -12,8 +12,14 @@ from client_lib.models import BULK_IDS_MAX, METADATA_MAX_BYTES, JobStatus, Outco
 
 from .errors import APIProblem, invalid
 
-CREATE_FIELDS = {"source_url", "target_language", "priority", "callback_url", "metadata",
-                 "simulate"}
+CREATE_FIELDS = {
+    "source_url",
+    "target_language",
+    "priority",
+    "callback_url",
+    "metadata",
+    "simulate",
+}
 SIMULATE_FIELDS = {"duration_s", "outcome", "webhook"}
 MAX_URL_LENGTH = 2048
 MAX_SIMULATED_DURATION_S = 24 * 3600
@@ -72,8 +78,7 @@ def _choice(field: str, value: Any, choices: list[str]) -> str:
     return str(value)
 
 
-def validate_create(body: dict[str, Any],
-                    check_callback: Callable[[str], None]) -> dict[str, Any]:
+def validate_create(body: dict[str, Any], check_callback: Callable[[str], None]) -> dict[str, Any]:
     """Check a create body; returns clean fields. ``check_callback`` is the SSRF guard."""
     _reject_unknown(body, CREATE_FIELDS)
     out: dict[str, Any] = {}
@@ -102,8 +107,9 @@ def _metadata(value: Any) -> dict[str, Any]:
         raise invalid("metadata", "must be a JSON object")
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > METADATA_MAX_BYTES:
-        raise invalid("metadata", f"must be at most {METADATA_MAX_BYTES} bytes as JSON "
-                                  f"(got {size})")
+        raise invalid(
+            "metadata", f"must be at most {METADATA_MAX_BYTES} bytes as JSON (got {size})"
+        )
     return value
 
 
@@ -113,13 +119,15 @@ def _simulate(value: Any) -> dict[str, Any]:
     _reject_unknown(value, SIMULATE_FIELDS, "simulate.")
     out: dict[str, Any] = {}
     if "duration_s" in value:
-        out["duration_s"] = _number("simulate.duration_s", value["duration_s"], low=0,
-                                    high=MAX_SIMULATED_DURATION_S)
+        out["duration_s"] = _number(
+            "simulate.duration_s", value["duration_s"], low=0, high=MAX_SIMULATED_DURATION_S
+        )
     if "outcome" in value:
         out["outcome"] = _choice("simulate.outcome", value["outcome"], [o.value for o in Outcome])
     if "webhook" in value:
-        out["webhook"] = _choice("simulate.webhook", value["webhook"],
-                                 [m.value for m in WebhookMode])
+        out["webhook"] = _choice(
+            "simulate.webhook", value["webhook"], [m.value for m in WebhookMode]
+        )
     return out
 
 
@@ -149,8 +157,7 @@ def parse_status(raw: str | None) -> JobStatus | None:
     try:
         return JobStatus(raw)
     except ValueError:
-        raise invalid("status", "must be one of " +
-                      ", ".join(s.value for s in JobStatus)) from None
+        raise invalid("status", "must be one of " + ", ".join(s.value for s in JobStatus)) from None
 
 
 def parse_client_name(body: dict[str, Any]) -> str:

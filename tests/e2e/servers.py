@@ -16,18 +16,38 @@ ADMIN = "e2e-admin"
 
 def start_server(tmp_path: Path, *args: str, demo: bool = False, port: int = 0) -> Service:
     """The translation server on a free port with its own database, seeded, 1-2 s jobs."""
-    return start_service("translation_server", [
-        "--demo-job" if demo else "--no-demo-job",
-        "--database-url", f"sqlite:///{tmp_path / 'server.db'}", "--admin-token", ADMIN,
-        "--credentials-file", str(tmp_path / "local.json"), "--seed", "42",
-        "--duration-min", "1", "--duration-max", "2", *args], tmp_path, name="server",
-        port=port)
+    return start_service(
+        "translation_server",
+        [
+            "--demo-job" if demo else "--no-demo-job",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--admin-token",
+            ADMIN,
+            "--credentials-file",
+            str(tmp_path / "local.json"),
+            "--seed",
+            "42",
+            "--duration-min",
+            "1",
+            "--duration-max",
+            "2",
+            *args,
+        ],
+        tmp_path,
+        name="server",
+        port=port,
+    )
 
 
 def new_tenant(url: str) -> dict[str, Any]:
     """A new client: its id, API key, webhook secret and an ``auth`` header dict."""
-    resp = requests.post(f"{url}/v1/clients", json={"name": "e2e"},
-                         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5)
+    resp = requests.post(
+        f"{url}/v1/clients",
+        json={"name": "e2e"},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=5,
+    )
     resp.raise_for_status()
     body: dict[str, Any] = resp.json()
     body["auth"] = {"Authorization": f"Bearer {body['api_key']}"}
@@ -47,13 +67,13 @@ def create_job(url: str, auth: dict[str, str], **body: Any) -> dict[str, Any]:
     return job
 
 
-def wait_final(url: str, ids: list[str], auth: dict[str, str],
-               timeout: float = 15) -> list[dict[str, Any]]:
+def wait_final(
+    url: str, ids: list[str], auth: dict[str, str], timeout: float = 15
+) -> list[dict[str, Any]]:
     """Poll the bulk endpoint until every job is final; returns them in order."""
 
     def all_final() -> list[dict[str, Any]] | None:
-        jobs: list[dict[str, Any]] = get(f"{url}/v1/jobs?ids={','.join(ids)}", auth).json()[
-            "jobs"]
+        jobs: list[dict[str, Any]] = get(f"{url}/v1/jobs?ids={','.join(ids)}", auth).json()["jobs"]
         return jobs if all(j["status"] != "pending" for j in jobs) else None
 
     return wait_until(all_final, timeout=timeout, interval=0.05, message="jobs to finish")
@@ -76,8 +96,12 @@ class Stack:
 
     def client(self, **overrides: Any) -> TranslationClient:
         """A client of this stack (the demo client's key, the receiver as callback)."""
-        kwargs: dict[str, Any] = {"base_url": self.server.url, "receiver_url": self.receiver.url,
-                                  "credentials_file": str(self.creds), "seed": 7}
+        kwargs: dict[str, Any] = {
+            "base_url": self.server.url,
+            "receiver_url": self.receiver.url,
+            "credentials_file": str(self.creds),
+            "seed": 7,
+        }
         kwargs.update(overrides)
         return TranslationClient(**kwargs)
 
@@ -94,9 +118,18 @@ class Stack:
 
 def start_receiver(tmp_path: Path, creds: Path, *, port: int = 0) -> Service:
     """The callback receiver on its own database, reading secrets from ``creds``."""
-    return start_service("callback_receiver", [
-        "--database-url", f"sqlite:///{tmp_path / 'receiver.db'}",
-        "--credentials-file", str(creds)], tmp_path, name="receiver", port=port)
+    return start_service(
+        "callback_receiver",
+        [
+            "--database-url",
+            f"sqlite:///{tmp_path / 'receiver.db'}",
+            "--credentials-file",
+            str(creds),
+        ],
+        tmp_path,
+        name="receiver",
+        port=port,
+    )
 
 
 def start_stack(tmp_path: Path, *server_args: str) -> Stack:

@@ -26,8 +26,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def vt(stack: Stack, *args: str) -> Result:
-    base = ["--server", stack.server.url, "--receiver", stack.receiver.url,
-            "--credentials-file", str(stack.creds), "--admin-token", ADMIN]
+    base = [
+        "--server",
+        stack.server.url,
+        "--receiver",
+        stack.receiver.url,
+        "--credentials-file",
+        str(stack.creds),
+        "--admin-token",
+        ADMIN,
+    ]
     return CliRunner().invoke(main, [*base, *args])
 
 
@@ -47,8 +55,9 @@ def test_status_shows_both_services(stack: Stack) -> None:
 
 
 def test_status_fails_when_a_service_is_down(stack: Stack) -> None:
-    result = CliRunner().invoke(main, ["--server", "http://127.0.0.1:9", "--receiver",
-                                       stack.receiver.url, "status"])
+    result = CliRunner().invoke(
+        main, ["--server", "http://127.0.0.1:9", "--receiver", stack.receiver.url, "status"]
+    )
     assert result.exit_code == 1 and "unreachable" in result.output
 
 
@@ -63,14 +72,24 @@ def test_clients_create_and_list(stack: Stack) -> None:
 
 
 def test_clients_need_the_admin_token(stack: Stack) -> None:
-    result = CliRunner().invoke(main, ["--server", stack.server.url, "--credentials-file",
-                                       str(stack.tmp_path / "nothing.json"), "clients", "list"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "--server",
+            stack.server.url,
+            "--credentials-file",
+            str(stack.tmp_path / "nothing.json"),
+            "clients",
+            "list",
+        ],
+    )
     assert_one_line_error(result, "admin token")
 
 
 def test_create_wait_get_list_and_deliveries(stack: Stack) -> None:
-    created = vt(stack, "--json", "jobs", "create", "--duration", "0.3", "--outcome",
-                 "completed", "--wait")
+    created = vt(
+        stack, "--json", "jobs", "create", "--duration", "0.3", "--outcome", "completed", "--wait"
+    )
     assert created.exit_code == 0, created.output
     job = json.loads(created.output)
     assert job["status"] == "completed" and job["detected_by"] == "webhook"
@@ -103,13 +122,36 @@ def test_vt_as_a_real_process(stack: Stack) -> None:
     exe = shutil.which("vt", path=str(Path(sys.executable).parent)) or shutil.which("vt")
     assert exe, "the vt console script is installed by `pip install -e .`"
     proc = subprocess.run(
-        [exe, "--server", stack.server.url, "--receiver", stack.receiver.url,
-         "--credentials-file", str(stack.creds), "--json", "jobs", "create", "--duration",
-         "0.2", "--outcome", "completed", "--wait"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            exe,
+            "--server",
+            stack.server.url,
+            "--receiver",
+            stack.receiver.url,
+            "--credentials-file",
+            str(stack.creds),
+            "--json",
+            "jobs",
+            "create",
+            "--duration",
+            "0.2",
+            "--outcome",
+            "completed",
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "completed"
-    bad = subprocess.run([exe, "--server", "http://127.0.0.1:9", "jobs", "get", "job_x"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run(
+        [exe, "--server", "http://127.0.0.1:9", "jobs", "get", "job_x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ")
     assert "connection failed" in bad.stderr and "Traceback" not in bad.stderr

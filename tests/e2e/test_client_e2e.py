@@ -32,8 +32,10 @@ def ids_of(jobs: list) -> list[str]:  # type: ignore[type-arg]
 
 def test_webhooks_working_need_no_status_request(stack: Stack) -> None:
     with stack.client() as client:
-        jobs = [client.create_job(simulate={"duration_s": 0.5 + i * 0.3, "outcome": "completed"})
-                for i in range(4)]
+        jobs = [
+            client.create_job(simulate={"duration_s": 0.5 + i * 0.3, "outcome": "completed"})
+            for i in range(4)
+        ]
         ended = list(client.as_completed(ids_of(jobs), timeout=30))
         assert sorted(ids_of(ended)) == sorted(ids_of(jobs))
         assert {client.detection(j.id).path for j in jobs} == {"webhook"}  # type: ignore
@@ -44,8 +46,10 @@ def test_webhooks_working_need_no_status_request(stack: Stack) -> None:
 @pytest.mark.server_args("--fault-drop-webhook", "1.0")
 def test_lost_webhooks_resolve_by_polling(stack: Stack) -> None:
     with stack.client() as client:
-        jobs = [client.create_job(simulate={"duration_s": 0.5 + i * 0.2, "outcome": "completed"})
-                for i in range(5)]
+        jobs = [
+            client.create_job(simulate={"duration_s": 0.5 + i * 0.2, "outcome": "completed"})
+            for i in range(5)
+        ]
         ended = list(client.as_completed(ids_of(jobs), timeout=30))
         assert all(j.status is JobStatus.COMPLETED for j in ended)
         assert {client.detection(j.id).path for j in jobs} == {"poll"}  # type: ignore
@@ -82,14 +86,20 @@ def test_receiver_dies_mid_wait_and_comes_back(stack: Stack) -> None:
 @pytest.mark.server_args("--fault-duplicate-webhook", "1.0")
 def test_duplicate_webhooks_are_reported_once(stack: Stack) -> None:
     with stack.client() as client:
-        jobs = [client.create_job(simulate={"duration_s": 0.3, "outcome": "completed"})
-                for _ in range(3)]
+        jobs = [
+            client.create_job(simulate={"duration_s": 0.3, "outcome": "completed"})
+            for _ in range(3)
+        ]
         ended = list(client.as_completed(ids_of(jobs), timeout=30))
         assert sorted(ids_of(ended)) == sorted(ids_of(jobs))  # each once
         # the server sent each twice; the receiver stored each webhook-id once
         for job in jobs:
-            outcomes = wait_until(lambda j=job: [a["outcome"] for e in client.deliveries(j.id)
-                                                 for a in e["attempt_log"]], timeout=10)
+            outcomes = wait_until(
+                lambda j=job: [
+                    a["outcome"] for e in client.deliveries(j.id) for a in e["attempt_log"]
+                ],
+                timeout=10,
+            )
             assert outcomes == ["delivered", "delivered"]
         feed = requests.get(f"{stack.receiver.url}/v1/events", timeout=5).json()["events"]
         assert sorted(e["data"]["id"] for e in feed) == sorted(ids_of(jobs))
@@ -121,8 +131,10 @@ def test_deadline_raises_wait_timeout(stack: Stack) -> None:
 def test_status_outages_are_retried(stack: Stack) -> None:
     stack.receiver.stop()
     with stack.client() as client:
-        jobs = [client.create_job(simulate={"duration_s": 0.5, "outcome": "completed"})
-                for _ in range(3)]
+        jobs = [
+            client.create_job(simulate={"duration_s": 0.5, "outcome": "completed"})
+            for _ in range(3)
+        ]
         ended = list(client.as_completed(ids_of(jobs), timeout=30))
         assert len(ended) == 3
 
@@ -131,8 +143,10 @@ def test_waiting_threads_share_one_feed(stack: Stack) -> None:
     import threading
 
     with stack.client() as client:
-        jobs = [client.create_job(simulate={"duration_s": 0.5 + i * 0.2, "outcome": "completed"})
-                for i in range(6)]
+        jobs = [
+            client.create_job(simulate={"duration_s": 0.5 + i * 0.2, "outcome": "completed"})
+            for i in range(6)
+        ]
         results: dict[str, str] = {}
 
         def wait_one(job_id: str) -> None:
@@ -148,8 +162,11 @@ def test_waiting_threads_share_one_feed(stack: Stack) -> None:
 
 
 def test_client_defaults_come_from_the_local_setup(stack: Stack) -> None:
-    client = TranslationClient(credentials_file=str(stack.creds), base_url=stack.server.url,
-                               receiver_url=stack.receiver.url)
+    client = TranslationClient(
+        credentials_file=str(stack.creds),
+        base_url=stack.server.url,
+        receiver_url=stack.receiver.url,
+    )
     assert client.api_key and client.api_key.startswith("vt_")
     assert client.default_callback_url == f"{stack.receiver.url}/webhooks"
     health = client.health()

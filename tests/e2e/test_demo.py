@@ -56,8 +56,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         creds = request.config.getoption("--demo-credentials") or str(DEFAULT_CREDENTIALS_PATH)
         yield Target(server, request.config.getoption("--demo-receiver"), creds, None)
         return
-    stack = start_stack(tmp_path, "--webhook-retry-schedule", "1,2,2,2,2,2,2,2",
-                        "--workers", "8")
+    stack = start_stack(tmp_path, "--webhook-retry-schedule", "1,2,2,2,2,2,2,2", "--workers", "8")
     try:
         yield Target(stack.server.url, stack.receiver.url, str(stack.creds), stack)
     finally:
@@ -80,23 +79,39 @@ def story(job: Job) -> None:
 
 def test_demo(target: Target) -> None:
     scenarios = [
-        Scenario("completes", {"duration_s": 3.0, "outcome": "completed"},
-                 JobStatus.COMPLETED, "webhook"),
+        Scenario(
+            "completes", {"duration_s": 3.0, "outcome": "completed"}, JobStatus.COMPLETED, "webhook"
+        ),
         Scenario("errors", {"duration_s": 2.0, "outcome": "error"}, JobStatus.ERROR, "webhook"),
         Scenario("is cancelled", {"duration_s": 60.0}, JobStatus.CANCELLED, "webhook"),
-        Scenario("loses its webhook", {"duration_s": 1.5, "outcome": "completed",
-                                       "webhook": "drop"}, JobStatus.COMPLETED, "poll"),
-        Scenario("is created while the receiver is down", {"duration_s": 2.0,
-                                                           "outcome": "completed"},
-                 JobStatus.COMPLETED, "poll"),
+        Scenario(
+            "loses its webhook",
+            {"duration_s": 1.5, "outcome": "completed", "webhook": "drop"},
+            JobStatus.COMPLETED,
+            "poll",
+        ),
+        Scenario(
+            "is created while the receiver is down",
+            {"duration_s": 2.0, "outcome": "completed"},
+            JobStatus.COMPLETED,
+            "poll",
+        ),
     ]
-    with TranslationClient(base_url=target.server_url, receiver_url=target.receiver_url,
-                           credentials_file=target.credentials, seed=11) as client:
+    with TranslationClient(
+        base_url=target.server_url,
+        receiver_url=target.receiver_url,
+        credentials_file=target.credentials,
+        seed=11,
+    ) as client:
         log.info("-- part 1: four jobs, one client, one feed connection --")
         for s in scenarios[:4]:
             s.job = client.create_job(simulate=s.simulate, metadata={"demo": s.name})
-            log.info("created %s: a job that %s (estimated done at %s)", s.job.id, s.name,
-                     s.job.estimated_completion_at)
+            log.info(
+                "created %s: a job that %s (estimated done at %s)",
+                s.job.id,
+                s.name,
+                s.job.estimated_completion_at,
+            )
         cancelled = client.cancel_job(scenarios[2].job.id)  # type: ignore[union-attr]
         log.info("cancelled %s while it was pending", cancelled.id)
         ended = wait_and_tell(client, scenarios[:4])
@@ -113,16 +128,25 @@ def wait_and_tell(client: TranslationClient, scenarios: list[Scenario]) -> dict[
     for job in client.as_completed([s.job.id for s in scenarios if s.job], timeout=60):
         detection = client.detection(job.id)
         assert detection is not None
-        how = ("webhook received" if detection.path == "webhook"
-               else "no webhook in time; found by polling")
-        log.info("%s %s: %s, %.0f ms after it ended", job.id, job.status.value, how,
-                 (detection.lag_s or 0) * 1000)
+        how = (
+            "webhook received"
+            if detection.path == "webhook"
+            else "no webhook in time; found by polling"
+        )
+        log.info(
+            "%s %s: %s, %.0f ms after it ended",
+            job.id,
+            job.status.value,
+            how,
+            (detection.lag_s or 0) * 1000,
+        )
         ended[job.id] = job
     return ended
 
 
-def create_while_receiver_down(client: TranslationClient, target: Target,
-                               scenario: Scenario) -> tuple[Job, threading.Thread]:
+def create_while_receiver_down(
+    client: TranslationClient, target: Target, scenario: Scenario
+) -> tuple[Job, threading.Thread]:
     """Stop the receiver (if it is ours), create the job, bring the receiver back after the
     job has ended: meanwhile the client must fall back to polling."""
     stack = target.stack
@@ -148,8 +172,9 @@ def _seconds(s: Scenario) -> float:
     return float(s.simulate["duration_s"])  # type: ignore[arg-type]
 
 
-def check_outcomes(client: TranslationClient, scenarios: list[Scenario],
-                   ended: dict[str, Job]) -> None:
+def check_outcomes(
+    client: TranslationClient, scenarios: list[Scenario], ended: dict[str, Job]
+) -> None:
     """Each job ended as planned, was learned the planned way, promptly and cheaply."""
     for s in scenarios:
         assert s.job is not None
@@ -165,8 +190,12 @@ def check_outcomes(client: TranslationClient, scenarios: list[Scenario],
             assert job.result and job.result["video_url"]
             assert parse_time(job.finished_at) is not None
     stats = client.stats
-    log.info("status requests: %d for %d jobs; webhooks used: %d; found by polling: %d",
-             stats.status_requests, len(scenarios), stats.waiting.webhooks_used,
-             stats.waiting.polls_resolved)
+    log.info(
+        "status requests: %d for %d jobs; webhooks used: %d; found by polling: %d",
+        stats.status_requests,
+        len(scenarios),
+        stats.waiting.webhooks_used,
+        stats.waiting.polls_resolved,
+    )
     assert stats.waiting.webhooks_used == 3 and stats.waiting.polls_resolved == 2
     assert stats.status_requests <= 6

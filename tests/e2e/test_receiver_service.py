@@ -239,8 +239,9 @@ def test_connections_stay_open_after_204(receivers: Receivers) -> None:
     try:
         for i in range(3):
             body = event_body(f"job_keep{i}")
-            conn.request("POST", "/webhooks", body=body,
-                         headers=signed_headers(body, msg_id=f"msg_keep{i}"))
+            conn.request(
+                "POST", "/webhooks", body=body, headers=signed_headers(body, msg_id=f"msg_keep{i}")
+            )
             resp = conn.getresponse()
             resp.read()
             assert resp.status == 204 and resp.getheader("Connection") is None

@@ -16,11 +16,17 @@ def test_jobs_complete_and_error_on_schedule(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "4")
     try:
         auth = new_tenant(server.url)["auth"]
-        pins = [{"duration_s": 0.6, "outcome": "completed"},
-                {"duration_s": 0.9, "outcome": "error"},
-                {"duration_s": 1.2, "outcome": "completed"}]
-        jobs = [requests.post(f"{server.url}/v1/jobs", json={"simulate": p}, headers=auth,
-                              timeout=5).json() for p in pins]
+        pins = [
+            {"duration_s": 0.6, "outcome": "completed"},
+            {"duration_s": 0.9, "outcome": "error"},
+            {"duration_s": 1.2, "outcome": "completed"},
+        ]
+        jobs = [
+            requests.post(
+                f"{server.url}/v1/jobs", json={"simulate": p}, headers=auth, timeout=5
+            ).json()
+            for p in pins
+        ]
         final = wait_final(server.url, [j["id"] for j in jobs], auth)
         assert [j["status"] for j in final] == ["completed", "error", "completed"]
         assert final[1]["error"]["code"] == "translation_failed"
@@ -39,10 +45,15 @@ def test_queue_wait_is_real_with_one_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "1")
     try:
         auth = new_tenant(server.url)["auth"]
-        first, second = (requests.post(f"{server.url}/v1/jobs", headers=auth, timeout=5,
-                                       json={"simulate": {"duration_s": 0.5,
-                                                          "outcome": "completed"}}).json()
-                         for _ in range(2))
+        first, second = (
+            requests.post(
+                f"{server.url}/v1/jobs",
+                headers=auth,
+                timeout=5,
+                json={"simulate": {"duration_s": 0.5, "outcome": "completed"}},
+            ).json()
+            for _ in range(2)
+        )
         assert second["stage"] == "queued"
         first_done, done = wait_final(server.url, [first["id"], second["id"]], auth)
         assert first_done["status"] == done["status"] == "completed"
@@ -72,11 +83,19 @@ def test_demo_job_goes_from_pending_to_completed_with_retry_after(tmp_path: Path
 def test_sigkill_mid_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
     server = start_server(tmp_path, "--workers", "2")
     auth = new_tenant(server.url)["auth"]
-    ids = [requests.post(f"{server.url}/v1/jobs", headers=auth, timeout=5,
-                         json={"simulate": {"duration_s": d, "outcome": "completed"}}).json()["id"]
-           for d in (1.5, 1.5, 1.0, 1.0, 1.0)]
-    wait_until(lambda: get(f"{server.url}/v1/jobs/{ids[0]}", auth).json()["stage"]
-               == "processing", timeout=5)
+    ids = [
+        requests.post(
+            f"{server.url}/v1/jobs",
+            headers=auth,
+            timeout=5,
+            json={"simulate": {"duration_s": d, "outcome": "completed"}},
+        ).json()["id"]
+        for d in (1.5, 1.5, 1.0, 1.0, 1.0)
+    ]
+    wait_until(
+        lambda: get(f"{server.url}/v1/jobs/{ids[0]}", auth).json()["stage"] == "processing",
+        timeout=5,
+    )
     server.kill()
     # the same database, a new process: every acknowledged job is there and all finish
     server = start_server(tmp_path, "--workers", "2")
@@ -101,5 +120,3 @@ def _ts(value: str) -> float:
     result = parse_time(value)
     assert result is not None
     return result
-
-

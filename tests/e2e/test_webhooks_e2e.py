@@ -25,8 +25,9 @@ def server(tmp_path: Path) -> Any:
     srv.stop()
 
 
-def wait_delivery_state(server: Service, job_id: str, auth: dict[str, str],
-                        state: str, timeout: float = 15) -> dict[str, Any]:
+def wait_delivery_state(
+    server: Service, job_id: str, auth: dict[str, str], state: str, timeout: float = 15
+) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         events = deliveries(server.url, job_id, auth)
         return events[0] if events and events[0]["state"] == state else None
@@ -35,12 +36,17 @@ def wait_delivery_state(server: Service, job_id: str, auth: dict[str, str],
 
 
 def test_webhook_is_standard_webhooks_and_verifies_with_the_reference_package(
-        server: Service) -> None:
+    server: Service,
+) -> None:
     tenant = new_tenant(server.url)
     with Sink([tenant["webhook_secret"]]) as sink:
         ok = create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
-        failed = create_job(server.url, tenant["auth"], callback_url=sink.url,
-                            simulate={"duration_s": 0.3, "outcome": "error"})
+        failed = create_job(
+            server.url,
+            tenant["auth"],
+            callback_url=sink.url,
+            simulate={"duration_s": 0.3, "outcome": "error"},
+        )
         arrivals = sink.wait_for(2)
     by_job = {a.json()["data"]["id"]: a for a in arrivals}
     for arrival in arrivals:
@@ -108,12 +114,12 @@ def test_exhausted_retries_are_marked_failed_and_can_be_redelivered(tmp_path: Pa
         tenant = new_tenant(server.url)
         with Sink([tenant["webhook_secret"]]) as sink:
             sink.script = [(500, {}, 0)] * 3
-            job = create_job(server.url, tenant["auth"], callback_url=sink.url,
-                             simulate=QUICK_JOB)
+            job = create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
             event = wait_delivery_state(server, job["id"], tenant["auth"], "failed")
             assert [a["outcome"] for a in event["attempt_log"]] == ["retry", "retry", "failed"]
-            resp = requests.post(f"{server.url}/v1/jobs/{job['id']}/redeliver",
-                                 headers=tenant["auth"], timeout=5)
+            resp = requests.post(
+                f"{server.url}/v1/jobs/{job['id']}/redeliver", headers=tenant["auth"], timeout=5
+            )
             assert resp.status_code == 202 and resp.json()["webhook_id"] == event["webhook_id"]
             arrivals = sink.wait_for(4)
             assert {a.webhook_id for a in arrivals} == {event["webhook_id"]}
@@ -125,8 +131,9 @@ def test_exhausted_retries_are_marked_failed_and_can_be_redelivered(tmp_path: Pa
 def test_redeliver_without_webhook_is_409(server: Service) -> None:
     tenant = new_tenant(server.url)
     job = create_job(server.url, tenant["auth"], simulate={"duration_s": 60})
-    resp = requests.post(f"{server.url}/v1/jobs/{job['id']}/redeliver", headers=tenant["auth"],
-                         timeout=5)
+    resp = requests.post(
+        f"{server.url}/v1/jobs/{job['id']}/redeliver", headers=tenant["auth"], timeout=5
+    )
     assert resp.status_code == 409 and resp.json()["code"] == "no_webhook"
     assert "no callback_url" in resp.json()["detail"]
 
@@ -136,8 +143,10 @@ def test_drop_rate_one_sends_nothing_and_polling_still_works(tmp_path: Path) -> 
     try:
         tenant = new_tenant(server.url)
         with Sink([tenant["webhook_secret"]]) as sink:
-            jobs = [create_job(server.url, tenant["auth"], callback_url=sink.url,
-                               simulate=QUICK_JOB) for _ in range(3)]
+            jobs = [
+                create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
+                for _ in range(3)
+            ]
             final = wait_final(server.url, [j["id"] for j in jobs], tenant["auth"])
             for job in jobs:
                 event = wait_delivery_state(server, job["id"], tenant["auth"], "dropped")
@@ -151,16 +160,23 @@ def test_drop_rate_one_sends_nothing_and_polling_still_works(tmp_path: Path) -> 
 def test_duplicate_fault_delivers_the_same_event_twice(server: Service) -> None:
     tenant = new_tenant(server.url)
     with Sink([tenant["webhook_secret"]]) as sink:
-        create_job(server.url, tenant["auth"], callback_url=sink.url,
-                   simulate={**QUICK_JOB, "webhook": "duplicate"})
+        create_job(
+            server.url,
+            tenant["auth"],
+            callback_url=sink.url,
+            simulate={**QUICK_JOB, "webhook": "duplicate"},
+        )
         first, second = sink.wait_for(2)
     assert first.webhook_id == second.webhook_id and first.body == second.body
 
 
 def test_secret_rotation_signs_with_old_and_new(server: Service) -> None:
     tenant = new_tenant(server.url)
-    rotated = requests.post(f"{server.url}/v1/clients/{tenant['id']}/rotate-secret",
-                            headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5).json()
+    rotated = requests.post(
+        f"{server.url}/v1/clients/{tenant['id']}/rotate-secret",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=5,
+    ).json()
     with Sink([tenant["webhook_secret"], rotated["webhook_secret"]]) as sink:
         create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
         (arrival,) = sink.wait_for(1)
@@ -175,25 +191,36 @@ def test_sigkill_with_pending_deliveries_then_restart_delivers_all(tmp_path: Pat
     sink = Sink([tenant["webhook_secret"]])
     port = sink.port
     sink.server.server_close()  # the endpoint is down: connections are refused
-    jobs = [create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
-            for _ in range(5)]
+    jobs = [
+        create_job(server.url, tenant["auth"], callback_url=sink.url, simulate=QUICK_JOB)
+        for _ in range(5)
+    ]
     wait_final(server.url, [j["id"] for j in jobs], tenant["auth"])
-    wait_until(lambda: all(len(deliveries(server.url, j["id"], tenant["auth"])[0][
-        "attempt_log"]) >= 2 for j in jobs), timeout=10, message="failed attempts")
+    wait_until(
+        lambda: all(
+            len(deliveries(server.url, j["id"], tenant["auth"])[0]["attempt_log"]) >= 2
+            for j in jobs
+        ),
+        timeout=10,
+        message="failed attempts",
+    )
     server.kill()
     with Sink([tenant["webhook_secret"]], port=port) as sink:
         server = start_server(tmp_path, *schedule)
         try:
             arrivals = sink.wait_for(5, timeout=20)
-            events = [wait_delivery_state(server, j["id"], tenant["auth"], "delivered")
-                      for j in jobs]
+            events = [
+                wait_delivery_state(server, j["id"], tenant["auth"], "delivered") for j in jobs
+            ]
         finally:
             server.stop()
     assert {a.json()["data"]["id"] for a in arrivals} == {j["id"] for j in jobs}
     assert all(a.verified_with == [0] for a in arrivals)
     log = events[0]["attempt_log"]
-    gaps = [parse_time(b["attempted_at"]) - parse_time(a["attempted_at"])  # type: ignore[operator]
-            for a, b in itertools.pairwise(log)]
+    gaps = [
+        parse_time(b["attempted_at"]) - parse_time(a["attempted_at"])  # type: ignore[operator]
+        for a, b in itertools.pairwise(log)
+    ]
     print(f"observed attempt gaps (s) across the crash: {[round(g, 2) for g in gaps]}")
     assert log[0]["error"] and "Connection" in log[0]["error"] and log[-1]["status_code"] == 204
 
@@ -203,11 +230,20 @@ def test_forbidden_callback_is_refused_and_never_contacted(tmp_path: Path) -> No
     try:
         tenant = new_tenant(server.url)
         with Sink() as sink:
-            for url in (sink.url, sink.url.replace("127.0.0.1", "localhost"),
-                        "file:///etc/passwd", "gopher://127.0.0.2/x", "http://10.1.2.3/x",
-                        "http://169.254.169.254/latest/meta-data"):
-                resp = requests.post(f"{server.url}/v1/jobs", headers=tenant["auth"],
-                                     json={"callback_url": url}, timeout=5)
+            for url in (
+                sink.url,
+                sink.url.replace("127.0.0.1", "localhost"),
+                "file:///etc/passwd",
+                "gopher://127.0.0.2/x",
+                "http://10.1.2.3/x",
+                "http://169.254.169.254/latest/meta-data",
+            ):
+                resp = requests.post(
+                    f"{server.url}/v1/jobs",
+                    headers=tenant["auth"],
+                    json={"callback_url": url},
+                    timeout=5,
+                )
                 assert resp.status_code == 422, url
                 assert resp.json()["code"] == "invalid_callback_url"
                 assert resp.json()["detail"].startswith("callback_url: ")

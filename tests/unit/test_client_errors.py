@@ -39,22 +39,37 @@ class Scripted:
 
 
 def problem(status: int, code: str, **headers: str) -> Response:
-    body = (f'{{"type":"x","title":"t","status":{status},"code":"{code}",'
-            f'"detail":"field: bad","request_id":"req-1"}}').encode()
+    body = (
+        f'{{"type":"x","title":"t","status":{status},"code":"{code}",'
+        f'"detail":"field: bad","request_id":"req-1"}}'
+    ).encode()
     return Response(status, {"Content-Type": "application/problem+json", **headers}, body)
 
 
 def client_with(answer: Response | Exception, tmp_path: Any) -> TranslationClient:
-    return TranslationClient(base_url=SERVER, api_key="vt_k", receiver_url=None,
-                             credentials_file=str(tmp_path / "none.json"),
-                             transport=Scripted(answer))
+    return TranslationClient(
+        base_url=SERVER,
+        api_key="vt_k",
+        receiver_url=None,
+        credentials_file=str(tmp_path / "none.json"),
+        transport=Scripted(answer),
+    )
 
 
-@pytest.mark.parametrize(("status", "cls"), [
-    (401, AuthenticationError), (404, JobNotFound), (400, InvalidRequest),
-    (409, InvalidRequest), (413, InvalidRequest), (422, InvalidRequest), (429, RateLimited),
-    (500, APIError), (503, APIError),
-])
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, AuthenticationError),
+        (404, JobNotFound),
+        (400, InvalidRequest),
+        (409, InvalidRequest),
+        (413, InvalidRequest),
+        (422, InvalidRequest),
+        (429, RateLimited),
+        (500, APIError),
+        (503, APIError),
+    ],
+)
 def test_status_codes_map_to_the_tree(status: int, cls: type[APIError], tmp_path: Any) -> None:
     client = client_with(problem(status, "some_code", **{"Retry-After": "3"}), tmp_path)
     with pytest.raises(cls) as info:
@@ -62,7 +77,11 @@ def test_status_codes_map_to_the_tree(status: int, cls: type[APIError], tmp_path
     err = info.value
     assert isinstance(err, TranslationError)
     assert (err.status_code, err.code, err.detail, err.request_id) == (
-        status, "some_code", "field: bad", "req-1")
+        status,
+        "some_code",
+        "field: bad",
+        "req-1",
+    )
     assert err.method == "GET" and err.url == f"{SERVER}/v1/jobs/job_1"
     assert f"GET {SERVER}/v1/jobs/job_1: {status} some_code: field: bad" in str(err)
     assert err.retry_after == 3.0
@@ -83,9 +102,13 @@ def test_transport_errors_are_wrapped(tmp_path: Any) -> None:
 
 def test_create_always_sends_an_idempotency_key_and_the_api_key(tmp_path: Any) -> None:
     transport = Scripted(Response(201, {}, b'{"id":"job_1","status":"pending"}'))
-    client = TranslationClient(base_url=SERVER, api_key="vt_k", receiver_url=None,
-                               credentials_file=str(tmp_path / "none.json"),
-                               transport=transport)
+    client = TranslationClient(
+        base_url=SERVER,
+        api_key="vt_k",
+        receiver_url=None,
+        credentials_file=str(tmp_path / "none.json"),
+        transport=transport,
+    )
     client.create_job(priority=2, simulate={"duration_s": 1})
     client.create_job(priority=2, idempotency_key="mine")
     first, second = transport.sent
@@ -101,13 +124,27 @@ def test_retry_after_parsing() -> None:
 
 
 def test_models_round_trip_and_tolerate_new_fields() -> None:
-    data = {"id": "job_1", "status": "error", "stage": None, "progress": 0.5,
-            "error": {"code": "x", "message": "y"}, "something_new": 1, "attempts": 2}
+    data = {
+        "id": "job_1",
+        "status": "error",
+        "stage": None,
+        "progress": 0.5,
+        "error": {"code": "x", "message": "y"},
+        "something_new": 1,
+        "attempts": 2,
+    }
     job = Job.from_dict(data)
     assert job.status is JobStatus.ERROR and job.is_final and job.error and job.error.code == "x"
     assert Job.from_dict(job.to_dict()) == job
-    event = Event.from_dict({"cursor": "3", "webhook_id": "msg_1", "received_at": "t",
-                             "type": "job.archived", "data": data})
+    event = Event.from_dict(
+        {
+            "cursor": "3",
+            "webhook_id": "msg_1",
+            "received_at": "t",
+            "type": "job.archived",
+            "data": data,
+        }
+    )
     assert event.final_job is None  # an event type this version does not know
     assert parse_time(format_time(1_800_000_000.123)) == pytest.approx(1_800_000_000.123)
 
@@ -115,9 +152,13 @@ def test_models_round_trip_and_tolerate_new_fields() -> None:
 def test_bulk_status_sends_if_none_match_and_reuses_jobs_on_304(tmp_path: Any) -> None:
     body = b'{"jobs":[{"id":"job_1","status":"pending","stage":"processing"}]}'
     transport = Scripted(Response(200, {"ETag": 'W/"v1"'}, body))
-    client = TranslationClient(base_url=SERVER, api_key="vt_k", receiver_url=None,
-                               credentials_file=str(tmp_path / "none.json"),
-                               transport=transport)
+    client = TranslationClient(
+        base_url=SERVER,
+        api_key="vt_k",
+        receiver_url=None,
+        credentials_file=str(tmp_path / "none.json"),
+        transport=transport,
+    )
     first = client.get_jobs(["job_1"])
     transport.answer = Response(304, {"ETag": 'W/"v1"'}, b"")
     again = client.get_jobs(["job_1"])

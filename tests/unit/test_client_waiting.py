@@ -28,13 +28,20 @@ def services(clock: FakeClock) -> FakeServices:
 
 @pytest.fixture
 def client(services: FakeServices, clock: FakeClock, tmp_path: Any) -> TranslationClient:
-    return TranslationClient(base_url=SERVER, receiver_url=RECEIVER, api_key="vt_test",
-                             credentials_file=str(tmp_path / "none.json"),
-                             transport=services, clock=clock, seed=3)
+    return TranslationClient(
+        base_url=SERVER,
+        receiver_url=RECEIVER,
+        api_key="vt_test",
+        credentials_file=str(tmp_path / "none.json"),
+        transport=services,
+        clock=clock,
+        seed=3,
+    )
 
 
-def test_webhook_first_costs_no_status_request(client: TranslationClient,
-                                              services: FakeServices) -> None:
+def test_webhook_first_costs_no_status_request(
+    client: TranslationClient, services: FakeServices
+) -> None:
     job = client.create_job(simulate={"duration_s": 5.0})
     done = client.wait(job.id, timeout=60)
     detection = client.detection(job.id)
@@ -44,8 +51,9 @@ def test_webhook_first_costs_no_status_request(client: TranslationClient,
     assert client.stats.waiting.webhooks_used == 1
 
 
-def test_lost_webhook_is_found_by_polling(client: TranslationClient, services: FakeServices,
-                                          clock: FakeClock) -> None:
+def test_lost_webhook_is_found_by_polling(
+    client: TranslationClient, services: FakeServices, clock: FakeClock
+) -> None:
     job = client.create_job(simulate={"duration_s": 5.0, "webhook": "drop"})
     done = client.wait(job.id, timeout=60)
     detection = client.detection(job.id)
@@ -56,10 +64,13 @@ def test_lost_webhook_is_found_by_polling(client: TranslationClient, services: F
     assert client._waiter.mode.value == "distrusted"
 
 
-def test_many_lost_webhooks_are_found_quickly_and_cheaply(client: TranslationClient,
-                                                          services: FakeServices) -> None:
-    jobs = [client.create_job(simulate={"duration_s": 5.0 + i * 0.05, "webhook": "drop"})
-            for i in range(100)]
+def test_many_lost_webhooks_are_found_quickly_and_cheaply(
+    client: TranslationClient, services: FakeServices
+) -> None:
+    jobs = [
+        client.create_job(simulate={"duration_s": 5.0 + i * 0.05, "webhook": "drop"})
+        for i in range(100)
+    ]
     ended = list(client.as_completed([j.id for j in jobs], timeout=120))
     assert sorted(j.id for j in ended) == sorted(j.id for j in jobs)
     lags = sorted(client.detection(j.id).lag_s or 0 for j in jobs)  # type: ignore[union-attr]
@@ -68,7 +79,8 @@ def test_many_lost_webhooks_are_found_quickly_and_cheaply(client: TranslationCli
 
 
 def test_receiver_down_from_the_start_polls_from_the_estimate(
-        client: TranslationClient, services: FakeServices) -> None:
+    client: TranslationClient, services: FakeServices
+) -> None:
     services.receiver_down = [(0, T0 + 10_000)]
     job = client.create_job(simulate={"duration_s": 10.0})
     client.wait(job.id, timeout=60)
@@ -79,10 +91,11 @@ def test_receiver_down_from_the_start_polls_from_the_estimate(
     assert client.stats.waiting.receiver_outages == 1
 
 
-def test_receiver_dies_mid_wait_and_comes_back(client: TranslationClient,
-                                               services: FakeServices) -> None:
+def test_receiver_dies_mid_wait_and_comes_back(
+    client: TranslationClient, services: FakeServices
+) -> None:
     services.receiver_down = [(T0 + 2, T0 + 9)]
-    first = client.create_job(simulate={"duration_s": 5.0})   # ends while the receiver is down
+    first = client.create_job(simulate={"duration_s": 5.0})  # ends while the receiver is down
     second = client.create_job(simulate={"duration_s": 20.0})  # ends after it is back
     ended = {j.id: j for j in client.as_completed([first.id, second.id], timeout=60)}
     assert set(ended) == {first.id, second.id}
@@ -93,8 +106,9 @@ def test_receiver_dies_mid_wait_and_comes_back(client: TranslationClient,
     assert polls_after_recovery == []  # back on the feed: no more status requests
 
 
-def test_duplicate_webhook_and_poll_report_the_job_once(client: TranslationClient,
-                                                        services: FakeServices) -> None:
+def test_duplicate_webhook_and_poll_report_the_job_once(
+    client: TranslationClient, services: FakeServices
+) -> None:
     services.receiver_down = [(T0 + 4.9, T0 + 9)]
     job = client.create_job(simulate={"duration_s": 5.0, "webhook": "duplicate"})
     updates: list[str] = []
@@ -117,8 +131,9 @@ def test_429_retry_after_is_honoured(client: TranslationClient, services: FakeSe
     assert second - first >= 7.0
 
 
-def test_deadline_raises_wait_timeout_with_the_last_status(client: TranslationClient,
-                                                           clock: FakeClock) -> None:
+def test_deadline_raises_wait_timeout_with_the_last_status(
+    client: TranslationClient, clock: FakeClock
+) -> None:
     job = client.create_job(simulate={"duration_s": 100.0})
     with pytest.raises(WaitTimeout) as info:
         client.wait(job.id, timeout=5)
@@ -127,8 +142,7 @@ def test_deadline_raises_wait_timeout_with_the_last_status(client: TranslationCl
     assert "still pending after waiting 5.0s" in str(info.value)
 
 
-def test_error_and_cancel_outcomes_raise(client: TranslationClient,
-                                         services: FakeServices) -> None:
+def test_error_and_cancel_outcomes_raise(client: TranslationClient, services: FakeServices) -> None:
     failed = client.create_job(simulate={"duration_s": 2.0, "outcome": "error"})
     with pytest.raises(JobFailed) as info:
         client.wait(failed.id, timeout=30)
@@ -139,8 +153,9 @@ def test_error_and_cancel_outcomes_raise(client: TranslationClient,
         client.wait(doomed.id, timeout=30)
 
 
-def test_waiting_on_a_job_created_elsewhere_asks_once(client: TranslationClient,
-                                                      services: FakeServices) -> None:
+def test_waiting_on_a_job_created_elsewhere_asks_once(
+    client: TranslationClient, services: FakeServices
+) -> None:
     services.add_job("job_elsewhere", 3.0)
     done = client.wait("job_elsewhere", timeout=30)
     assert done.status is JobStatus.COMPLETED
@@ -149,16 +164,18 @@ def test_waiting_on_a_job_created_elsewhere_asks_once(client: TranslationClient,
 
 
 @pytest.mark.parametrize("webhook", ["deliver", "drop"])
-def test_two_hundred_noisy_jobs_meet_the_targets(client: TranslationClient,
-                                                 services: FakeServices,
-                                                 webhook: str) -> None:
+def test_two_hundred_noisy_jobs_meet_the_targets(
+    client: TranslationClient, services: FakeServices, webhook: str
+) -> None:
     """The benchmark's scenario in virtual time: 200 jobs of 5-15 s, estimates off by ~20 %."""
     import random
 
     rng = random.Random(42)
     services.noise = random.Random(43)
-    jobs = [client.create_job(simulate={"duration_s": rng.uniform(5, 15), "webhook": webhook})
-            for _ in range(200)]
+    jobs = [
+        client.create_job(simulate={"duration_s": rng.uniform(5, 15), "webhook": webhook})
+        for _ in range(200)
+    ]
     ended = list(client.as_completed([j.id for j in jobs], timeout=120))
     assert len(ended) == 200
     lags = sorted(client.detection(j.id).lag_s or 0.0 for j in jobs)  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def section(title: str) -> str:
     start = README.index(title)
-    end = README.index("\n\n**", start + 1) if "\n\n**" in README[start + 1:] else len(README)
+    end = README.index("\n\n**", start + 1) if "\n\n**" in README[start + 1 :] else len(README)
     return README[start:end]
 
 
@@ -24,13 +24,21 @@ def documented(title: str) -> set[str]:
     return set(re.findall(r"`(--[a-z0-9-]+)", section(title)))
 
 
-@pytest.mark.parametrize(("title", "command"), [
-    ("**Translation server**", server_main),
-    ("**Callback receiver**", receiver_main),
-])
+@pytest.mark.parametrize(
+    ("title", "command"),
+    [
+        ("**Translation server**", server_main),
+        ("**Callback receiver**", receiver_main),
+    ],
+)
 def test_every_option_is_documented(title: str, command: click.Command) -> None:
-    flags = {opt for p in command.params if isinstance(p, click.Option)
-             for opt in p.opts + p.secondary_opts if opt != "--help"}
+    flags = {
+        opt
+        for p in command.params
+        if isinstance(p, click.Option)
+        for opt in p.opts + p.secondary_opts
+        if opt != "--help"
+    }
     assert flags - documented(title) == set()
     assert documented(title) - flags == set()
 

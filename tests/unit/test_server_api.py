@@ -22,27 +22,52 @@ def create(client: FlaskClient, tenant: dict[str, str], **body: Any) -> Any:
 
 
 def test_create_returns_the_job_resource_with_location_and_hints(
-        client: FlaskClient, tenant: dict[str, str]) -> None:
-    resp = create(client, tenant, target_language="pt-BR", priority=3,
-                  source_url="https://example.com/in.mp4", metadata={"order": 7},
-                  simulate={"duration_s": 8})
+    client: FlaskClient, tenant: dict[str, str]
+) -> None:
+    resp = create(
+        client,
+        tenant,
+        target_language="pt-BR",
+        priority=3,
+        source_url="https://example.com/in.mp4",
+        metadata={"order": 7},
+        simulate={"duration_s": 8},
+    )
     job = resp.get_json()
     assert resp.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["id"].startswith("job_") and len(job["id"]) > 20
     assert (job["status"], job["stage"], job["progress"], job["attempts"]) == (
-        "pending", "queued", 0.0, 0)
-    assert (job["priority"], job["target_language"], job["metadata"]) == (3, "pt-BR",
-                                                                         {"order": 7})
+        "pending",
+        "queued",
+        0.0,
+        0,
+    )
+    assert (job["priority"], job["target_language"], job["metadata"]) == (3, "pt-BR", {"order": 7})
     assert ISO.match(job["created_at"]) and ISO.match(job["estimated_completion_at"])
     assert int(resp.headers["Retry-After"]) >= 1 and int(resp.headers["Poll-After-Ms"]) > 0
-    assert set(job) == {"id", "status", "stage", "progress", "created_at", "started_at",
-                        "finished_at", "estimated_completion_at", "priority",
-                        "target_language", "source_url", "callback_url", "attempts",
-                        "result", "error", "metadata"}
+    assert set(job) == {
+        "id",
+        "status",
+        "stage",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "estimated_completion_at",
+        "priority",
+        "target_language",
+        "source_url",
+        "callback_url",
+        "attempts",
+        "result",
+        "error",
+        "metadata",
+    }
 
 
 def test_get_follows_the_job_to_completion_and_drops_hints(
-        client: FlaskClient, tenant: dict[str, str], runtime: Runtime) -> None:
+    client: FlaskClient, tenant: dict[str, str], runtime: Runtime
+) -> None:
     job = create(client, tenant, simulate={"duration_s": 2, "outcome": "completed"}).get_json()
     now = time.time()
     runtime.simulator.step(now)
@@ -52,13 +77,17 @@ def test_get_follows_the_job_to_completion_and_drops_hints(
     done = client.get(f"/v1/jobs/{job['id']}", headers=auth(tenant))
     body = done.get_json()
     assert (body["status"], body["progress"], body["estimated_completion_at"]) == (
-        "completed", 1.0, None)
+        "completed",
+        1.0,
+        None,
+    )
     assert body["result"]["video_url"].endswith("/es.mp4")
     assert "Retry-After" not in done.headers and "Poll-After-Ms" not in done.headers
 
 
-def test_etag_answers_304_until_the_job_changes(client: FlaskClient, tenant: dict[str, str],
-                                                runtime: Runtime) -> None:
+def test_etag_answers_304_until_the_job_changes(
+    client: FlaskClient, tenant: dict[str, str], runtime: Runtime
+) -> None:
     job = create(client, tenant).get_json()
     first = client.get(f"/v1/jobs/{job['id']}", headers=auth(tenant))
     tag = first.headers["ETag"]
@@ -69,8 +98,7 @@ def test_etag_answers_304_until_the_job_changes(client: FlaskClient, tenant: dic
     assert moved.status_code == 200 and moved.headers["ETag"] != tag
 
 
-def test_idempotency_key_returns_the_same_job(client: FlaskClient,
-                                              tenant: dict[str, str]) -> None:
+def test_idempotency_key_returns_the_same_job(client: FlaskClient, tenant: dict[str, str]) -> None:
     headers = {**auth(tenant), "Idempotency-Key": "order-42"}
     first = client.post("/v1/jobs", json={"priority": 1}, headers=headers)
     again = client.post("/v1/jobs", json={"priority": 1}, headers=headers)
@@ -78,25 +106,30 @@ def test_idempotency_key_returns_the_same_job(client: FlaskClient,
     assert first.get_json()["id"] == again.get_json()["id"]
 
 
-def test_bulk_ids_keeps_order_and_hides_other_tenants(client: FlaskClient,
-                                                      tenant: dict[str, str]) -> None:
+def test_bulk_ids_keeps_order_and_hides_other_tenants(
+    client: FlaskClient, tenant: dict[str, str]
+) -> None:
     a, b = (create(client, tenant).get_json()["id"] for _ in range(2))
-    other = client.post("/v1/clients", json={"name": "other"},
-                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
-    foreign = client.post("/v1/jobs", json={},
-                          headers={"Authorization": f"Bearer {other['api_key']}"}).get_json()
+    other = client.post(
+        "/v1/clients", json={"name": "other"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).get_json()
+    foreign = client.post(
+        "/v1/jobs", json={}, headers={"Authorization": f"Bearer {other['api_key']}"}
+    ).get_json()
     resp = client.get(f"/v1/jobs?ids={b},{foreign['id']},{a},{b}", headers=auth(tenant))
     assert [j["id"] for j in resp.get_json()["jobs"]] == [b, a]
     assert "Poll-After-Ms" in resp.headers
 
 
 def test_list_is_paginated_newest_first_and_filters_by_status(
-        client: FlaskClient, tenant: dict[str, str]) -> None:
+    client: FlaskClient, tenant: dict[str, str]
+) -> None:
     ids = [create(client, tenant).get_json()["id"] for _ in range(5)]
     client.post(f"/v1/jobs/{ids[0]}/cancel", headers=auth(tenant))
     page = client.get("/v1/jobs?limit=3", headers=auth(tenant)).get_json()
-    rest = client.get(f"/v1/jobs?limit=3&cursor={page['next_cursor']}",
-                      headers=auth(tenant)).get_json()
+    rest = client.get(
+        f"/v1/jobs?limit=3&cursor={page['next_cursor']}", headers=auth(tenant)
+    ).get_json()
     assert [j["id"] for j in page["jobs"] + rest["jobs"]] == ids[::-1]
     assert rest["next_cursor"] is None
     cancelled = client.get("/v1/jobs?status=cancelled", headers=auth(tenant)).get_json()
@@ -127,16 +160,16 @@ def test_legacy_status_with_demo_job_and_with_job_id(make_app: Any) -> None:
     assert done["result"] == "completed" and done["output"]["video_url"]
 
 
-def test_legacy_status_maps_cancelled_to_error(client: FlaskClient,
-                                               tenant: dict[str, str]) -> None:
+def test_legacy_status_maps_cancelled_to_error(client: FlaskClient, tenant: dict[str, str]) -> None:
     job = create(client, tenant).get_json()
     client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth(tenant))
     body = client.get(f"/status?job_id={job['id']}", headers=auth(tenant)).get_json()
     assert (body["result"], body["status"]) == ("error", "cancelled")
 
 
-def test_admin_lists_clients_and_rotates_a_secret(client: FlaskClient,
-                                                  tenant: dict[str, str]) -> None:
+def test_admin_lists_clients_and_rotates_a_secret(
+    client: FlaskClient, tenant: dict[str, str]
+) -> None:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     listed = client.get("/v1/clients", headers=admin).get_json()["clients"]
     assert {"id": tenant["id"], "name": "acme"} in listed
@@ -173,7 +206,8 @@ def test_openapi_describes_every_route_and_nothing_else(app: Flask) -> None:
         if rule.endpoint == "static":
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-        routes.setdefault(path, set()).update(m.lower() for m in rule.methods or ()
-                                              if m not in ("HEAD", "OPTIONS"))
+        routes.setdefault(path, set()).update(
+            m.lower() for m in rule.methods or () if m not in ("HEAD", "OPTIONS")
+        )
     documented = {path: set(ops) for path, ops in doc["paths"].items()}
     assert documented == routes

@@ -37,10 +37,18 @@ def test_signature_verifies_with_the_reference_package_for_each_secret() -> None
         Webhook(new).verify(body + " ", headers)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2", 2.0), (" 30 ", 30.0), ("999999999", 86400.0), (None, None), ("", None),
-    ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2", 2.0),
+        (" 30 ", 30.0),
+        ("999999999", 86400.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
+)
 def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
     assert retry_after_seconds(value, time.time()) == expected
 
@@ -54,8 +62,9 @@ def test_http_date_retry_after_in_the_future() -> None:
 
 def make_dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
     s = Settings(webhook_retry_schedule=(1, 5, 30), **settings)
-    return Dispatcher(runtime.store, s, runtime.metrics, CallbackPolicy(s.callback_allow),
-                      rng=lambda: 0.5)
+    return Dispatcher(
+        runtime.store, s, runtime.metrics, CallbackPolicy(s.callback_allow), rng=lambda: 0.5
+    )
 
 
 def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> None:
@@ -65,7 +74,8 @@ def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> N
     assert (retry.outcome, retry.state) == ("retry", "pending")
     assert retry.next_attempt_at == pytest.approx(time.time() + 0.5, abs=0.05)  # 0.5 * 1 s
     assert d._decide(now, 3, 503, None, 1.0, None).next_attempt_at == pytest.approx(
-        time.time() + 15, abs=0.05)
+        time.time() + 15, abs=0.05
+    )
     assert d._decide(now, 4, 500, None, 1.0, None).state == "failed"  # 1 + 3 retries used
     assert d._decide(now, 1, 302, None, 1.0, None).outcome == "retry"  # 3xx is failure
     gone = d._decide(now, 1, 410, None, 1.0, None)

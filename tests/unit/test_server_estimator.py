@@ -19,8 +19,7 @@ from translation_server.states import State
 from translation_server.store import Store
 
 
-def test_processing_estimate_uses_the_distortion_factor_not_the_duration(
-        runtime: Runtime) -> None:
+def test_processing_estimate_uses_the_distortion_factor_not_the_duration(runtime: Runtime) -> None:
     store = runtime.store
     store.create_job(new_job(duration_s=10, estimate_factor=1.2), now=T0)
     (job,) = store.claim(now=T0, limit=1)
@@ -51,7 +50,8 @@ def test_queued_jobs_wait_for_the_slots_that_free_first(runtime: Runtime) -> Non
     est = Estimator(store, workers=4, mean_duration=7.0)
     completions = [est.estimate(j, T0) for j in queued]
     assert [c.completion_at - T0 for c in completions if c] == pytest.approx(
-        [15, 25, 35, 45, 10 + 7 + 5])
+        [15, 25, 35, 45, 10 + 7 + 5]
+    )
 
 
 def test_overdue_job_moves_its_estimate_forward_in_bounded_steps(runtime: Runtime) -> None:
@@ -107,7 +107,8 @@ STEP = (MIN_VIEW_AGE_S + MAX_VIEW_AGE_S) / 2
 
 
 def test_queue_view_is_shared_until_this_server_moves_the_queue(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = runtime.store
     reads = counting_views(store, monkeypatch)
     clock = FakeClock()
@@ -131,7 +132,8 @@ def test_queue_view_is_shared_until_this_server_moves_the_queue(
 
 
 def test_a_busy_queue_is_read_again_at_most_every_min_view_age(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = runtime.store
     reads = counting_views(store, monkeypatch)
     clock = FakeClock()
@@ -147,7 +149,8 @@ def test_a_busy_queue_is_read_again_at_most_every_min_view_age(
 
 
 def test_queue_view_follows_the_scheduler_finishing_attempts(
-        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = runtime.store
     clock = FakeClock()
     est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
@@ -187,4 +190,5 @@ def test_a_job_behind_the_view_is_counted_in_the_database(runtime: Runtime) -> N
     full = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
     assert [short.estimate(j, T0) for j in jobs] == [full.estimate(j, T0) for j in jobs]
     assert [completion(full, j, T0) - T0 for j in jobs] == pytest.approx(
-        [10, 10, 20, 30, 40, 50])  # the idle slot, then one mean each
+        [10, 10, 20, 30, 40, 50]
+    )  # the idle slot, then one mean each

@@ -28,9 +28,18 @@ T0 = 1_800_000_000.0
 
 def new_job(client_id: str = "cli_a", **overrides: Any) -> NewJob:
     fields: dict[str, Any] = dict(
-        client_id=client_id, priority=0, target_language="es", source_url=None,
-        callback_url=None, metadata={}, duration_s=10.0, estimate_factor=1.0,
-        planned_failures=0, max_attempts=1, webhook_mode=None)
+        client_id=client_id,
+        priority=0,
+        target_language="es",
+        source_url=None,
+        callback_url=None,
+        metadata={},
+        duration_s=10.0,
+        estimate_factor=1.0,
+        planned_failures=0,
+        max_attempts=1,
+        webhook_mode=None,
+    )
     fields.update(overrides)
     return NewJob(**fields)
 
@@ -68,8 +77,7 @@ def test_finish_due_completes_exactly_at_due_time(store: Store) -> None:
 
 
 def test_planned_failure_is_retried_then_completes(store: Store) -> None:
-    job = store.create_job(new_job(planned_failures=1, max_attempts=3, duration_s=1),
-                           now=T0)[0]
+    job = store.create_job(new_job(planned_failures=1, max_attempts=3, duration_s=1), now=T0)[0]
     store.claim(now=T0, limit=1)
     (first,) = store.finish_due(now=T0 + 1)
     assert first.state is State.QUEUED and first.attempts == 1
@@ -85,8 +93,10 @@ def test_error_is_final_after_max_attempts(store: Store) -> None:
     store.claim(now=T0 + 1, limit=1)
     (final,) = store.finish_due(now=T0 + 2)
     assert final.state is State.ERROR and final.attempts == 2
-    assert final.error == {"code": "translation_failed",
-                           "message": "simulated translation failure after 2 attempt(s)"}
+    assert final.error == {
+        "code": "translation_failed",
+        "message": "simulated translation failure after 2 attempt(s)",
+    }
 
 
 def test_cancel_of_final_job_is_an_invalid_transition(store: Store) -> None:
@@ -100,15 +110,15 @@ def test_cancel_of_final_job_is_an_invalid_transition(store: Store) -> None:
 
 
 def test_final_state_writes_its_outbox_row_in_the_same_transaction(store: Store) -> None:
-    job = store.create_job(new_job(callback_url="http://127.0.0.1:9/hook", duration_s=1),
-                           now=T0)[0]
+    job = store.create_job(new_job(callback_url="http://127.0.0.1:9/hook", duration_s=1), now=T0)[0]
     silent = store.create_job(new_job(duration_s=1), now=T0)[0]
     store.claim(now=T0, limit=5)
     store.finish_due(now=T0 + 1, fault=lambda j: ("drop", 0.0))
     with store.engine.connect() as conn:
         rows = conn.execute(select(webhook_events)).mappings().all()
     assert [(r["job_id"], r["type"], r["mode"], r["state"]) for r in rows] == [
-        (job.id, "job.completed", "drop", "pending")]
+        (job.id, "job.completed", "drop", "pending")
+    ]
     body = json.loads(rows[0]["payload"])
     assert body["type"] == "job.completed" and body["data"]["id"] == job.id
     assert body["data"]["status"] == "completed" and silent.id != job.id
@@ -120,11 +130,13 @@ def test_idempotency_replays_the_same_job_and_refuses_another_body(store: Store)
     assert created and not created_again and again.id == first.id
     with pytest.raises(IdempotencyConflict):
         store.create_job(new_job(), now=T0 + 6, idempotency=("k1", "hash-b"))
-    other_tenant, created_other = store.create_job(new_job(client_id="cli_b"), now=T0,
-                                                   idempotency=("k1", "hash-b"))
+    other_tenant, created_other = store.create_job(
+        new_job(client_id="cli_b"), now=T0, idempotency=("k1", "hash-b")
+    )
     assert created_other and other_tenant.id != first.id
-    later, created_later = store.create_job(new_job(), now=T0 + IDEMPOTENCY_WINDOW_S + 1,
-                                            idempotency=("k1", "hash-c"))
+    later, created_later = store.create_job(
+        new_job(), now=T0 + IDEMPOTENCY_WINDOW_S + 1, idempotency=("k1", "hash-c")
+    )
     assert created_later and later.id != first.id
 
 
@@ -156,7 +168,10 @@ def test_plan_is_seeded_and_pins_win(make_app: Any) -> None:
     sim = make_app(seed=7, max_attempts=3).extensions["vt"].simulator
     pinned = sim.plan({"duration_s": 3.0, "outcome": "error", "webhook": "drop"})
     assert (pinned["duration_s"], pinned["planned_failures"], pinned["webhook_mode"]) == (
-        3.0, 3, "drop")
+        3.0,
+        3,
+        "drop",
+    )
     assert sim.plan({"outcome": "completed"})["planned_failures"] == 0
 
 
@@ -176,8 +191,7 @@ def test_reads_see_committed_writes_at_once(store: Store) -> None:
     assert state_of(store.get_job(job.id)) is State.QUEUED
     store.claim(now=T0, limit=1)
     assert state_of(store.get_job(job.id)) is State.PROCESSING
-    assert [j.state for j in store.get_jobs("cli_a", [job.id, "job_unknown"])] == [
-        State.PROCESSING]
+    assert [j.state for j in store.get_jobs("cli_a", [job.id, "job_unknown"])] == [State.PROCESSING]
 
 
 def test_queue_version_moves_only_with_queue_writes(store: Store) -> None:
@@ -214,7 +228,8 @@ def reads_of(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_final_jobs_are_answered_from_memory_pending_ones_never(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     done = store.create_job(new_job(duration_s=1), now=T0)[0]
     pending = store.create_job(new_job(duration_s=1), now=T0)[0]
     store.claim(now=T0, limit=1)
@@ -232,8 +247,9 @@ def test_final_jobs_are_answered_from_memory_pending_ones_never(
     assert store.get_jobs("cli_a", [pending.id])[0].state is State.PROCESSING
 
 
-def test_final_jobs_kept_in_memory_are_bounded(store: Store,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_final_jobs_kept_in_memory_are_bounded(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("translation_server.store.FINAL_JOBS_KEPT", 2)
     ids = [store.create_job(new_job(), now=T0)[0].id for _ in range(3)]
     for job_id in ids:
