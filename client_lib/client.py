@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import JobCancelled, JobFailed, JobNotFound, TranslationError, WaitTimeout
 from .localsetup import LocalSetup, load_local_setup
@@ -323,8 +323,7 @@ class TranslationClient:
 
         Raises WaitTimeout (with the last status seen) when ``timeout`` seconds pass first.
         """
-        (detection,) = self._wait_all([job_id], timeout=timeout, on_update=on_update, first=True)
-        return _outcome(detection.job)
+        return _outcome(self._wait_for(job_id, timeout=timeout, on_update=on_update).job)
 
     def as_completed(
         self, job_ids: Iterable[str], *, timeout: float | None = None
@@ -335,16 +334,28 @@ class TranslationClient:
         first job still pending when ``timeout`` passes.
         """
         ids = list(dict.fromkeys(job_ids))
-        deadline = None if timeout is None else self._clock.now() + timeout
+        started = self._clock.now()
+        deadline = None if timeout is None else started + timeout
+        mark = self._waiter.finished_since(0)[1]
         self._watch(ids, None)
         remaining = set(ids)
-        while remaining:
-            left = None if deadline is None else max(0.0, deadline - self._clock.now())
-            for detection in self._wait_all(
-                sorted(remaining), timeout=left, first=False, watched=True
-            ):
-                remaining.discard(detection.job.id)
-                yield detection.job
+        ready = [i for i in ids if self._waiter.result(i) is not None]  # ended before
+        while True:
+            for job_id in ready:
+                if job_id in remaining:
+                    remaining.discard(job_id)
+                    detection = self._waiter.result(job_id)  # raises if it vanished
+                    assert detection is not None
+                    yield detection.job
+            if not remaining:
+                return
+            ready, mark = self._waiter.finished_since(mark)
+            if ready:
+                continue
+            now = self._clock.now()
+            if deadline is not None and now >= deadline:
+                self._timeout(sorted(remaining)[0], now - started)
+            self._drive(None if deadline is None else deadline - now)
 
     def detection(self, job_id: str) -> Detection | None:
         """How and when waiting learned that this job ended (path and lag)."""
@@ -364,30 +375,23 @@ class TranslationClient:
                 continue
             self._waiter.watch(job, on_update=on_update, fresh=job_id in self._fresh)
 
-    def _wait_all(
-        self,
-        ids: list[str],
-        *,
-        timeout: float | None,
-        first: bool,
-        on_update: Callable[[Job], None] | None = None,
-        watched: bool = False,
-    ) -> list[Detection]:
-        """Drive or await the waiter until one (``first=False``) or all of ``ids`` ended."""
+    def _wait_for(
+        self, job_id: str, *, timeout: float | None, on_update: Callable[[Job], None] | None
+    ) -> Detection:
+        """Drive or await the waiter until the job ended."""
         started = self._clock.now()
         deadline = None if timeout is None else started + timeout
-        if not watched:
-            self._watch(ids, on_update)
-        while True:
-            done = [d for d in (self._waiter.result(i) for i in ids) if d is not None]
-            if (first and len(done) == len(ids)) or (not first and done):
-                return done
+        self._watch([job_id], on_update)
+        while (detection := self._waiter.result(job_id)) is None:
             now = self._clock.now()
             if deadline is not None and now >= deadline:
-                pending = [i for i in ids if self._waiter.result(i) is None]
-                last = self._waiter.last_known(pending[0])
-                raise WaitTimeout(pending[0], last.status if last else None, now - started)
+                self._timeout(job_id, now - started)
             self._drive(None if deadline is None else deadline - now)
+        return detection
+
+    def _timeout(self, job_id: str, waited: float) -> NoReturn:
+        last = self._waiter.last_known(job_id)
+        raise WaitTimeout(job_id, last.status if last else None, waited)
 
     def _drive(self, budget: float | None) -> None:
         """Run one waiter step, unless another thread is already driving: then wait for it."""

@@ -5,8 +5,9 @@ connection for any number of jobs) and keeps, for every job it watches, the time
 would ask the translation server instead. When to ask depends on what the waiter believes
 about webhooks:
 
-``unknown``     no webhook seen yet: a job is checked once it has run twice its estimated
-                duration (a webhook that late is probably lost);
+``unknown``     no webhook seen yet: a job is checked once it has run three times its
+                estimated duration, or sooner when a tenth of the jobs are well past their
+                estimates and not one webhook came (webhooks are probably lost);
 ``trusted``     webhooks are arriving: a job is checked only at three times its estimate, as a
                 safety net, so a healthy system costs no status requests at all;
 ``distrusted``  a job was found final with no webhook, or the receiver is unreachable: jobs
@@ -20,7 +21,9 @@ calls it from whichever thread is waiting (see ``client.py``), tests call it wit
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import heapq
 import logging
 import math
 import random
@@ -92,15 +95,17 @@ class WaitPolicy:
     """The tunables of the strategy (defaults suit jobs of seconds to minutes)."""
 
     long_poll_s: float = 5.0  # one feed request at most this long (new jobs join between)
-    unknown_factor: float = 2.0  # unknown: first check at start + 2 x estimated duration
+    # unknown and trusted: a safety-net check at start + 3 x estimated duration + grace (an
+    # estimate can be off by far more than its typical 20 %; polling earlier costs requests
+    # when webhooks work, which is the common case)
+    deadline_factor: float = 3.0
+    grace_s: float = 1.0
     # unknown: once a tenth of the jobs (3 at least) have run 1.25 x their estimated duration
     # and not one webhook came, check those jobs at once
     probe_overdue_factor: float = 1.25
     probe_fraction: float = 0.1
     probe_quorum: int = 3
     probe_interval_s: float = 0.25  # how often that is re-assessed
-    trusted_factor: float = 3.0  # trusted: safety-net check at start + 3 x estimated duration
-    grace_s: float = 1.0  # added to both of the above
     early_fraction: float = 0.8  # distrusted: first poll at 80 % of the time to the estimate
     overdue_fraction: float = 0.1  # past the estimate: poll every 10 % of the estimated duration
     min_poll_s: float = 0.5
@@ -156,6 +161,41 @@ class WaitStats:
         return Counter(d.path for d in self.detections.values())
 
 
+class _Timeline:
+    """Job ids ordered by a time: O(log n) to set or read the earliest (stale entries are
+    skipped lazily), so waiting on thousands of jobs does not scan them all at every step."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._at: dict[str, float] = {}
+
+    def set(self, job_id: str, at: float) -> None:
+        self._at[job_id] = at
+        heapq.heappush(self._heap, (at, job_id))
+        if len(self._heap) > 4 * len(self._at) + 64:  # compact the stale entries
+            self._heap = [(t, j) for j, t in self._at.items()]
+            heapq.heapify(self._heap)
+
+    def discard(self, job_id: str) -> None:
+        self._at.pop(job_id, None)
+
+    def earliest(self) -> float | None:
+        while self._heap:
+            at, job_id = self._heap[0]
+            if self._at.get(job_id) == at:
+                return at
+            heapq.heappop(self._heap)
+        return None
+
+    def pop_until(self, t: float) -> list[str]:
+        out = []
+        while (at := self.earliest()) is not None and at <= t:
+            _, job_id = heapq.heappop(self._heap)
+            del self._at[job_id]
+            out.append(job_id)
+        return out
+
+
 class Waiter:
     """Tracks jobs until they end; ``step()`` does one round of feed reading and polling."""
 
@@ -173,6 +213,11 @@ class Waiter:
         self._random = random.Random(seed)
         self._lock = threading.RLock()
         self._tracked: dict[str, _Tracked] = {}
+        self._polls = _Timeline()  # when each tracked job is next asked about
+        self._overdue = _Timeline()  # unknown webhooks: when a job counts as late
+        self._late: set[str] = set()
+        self._finished: list[str] = []  # ids in the order their end was learned
+        self._webhook_lags: collections.deque[float] = collections.deque(maxlen=200)
         self._done: dict[str, Detection] = {}
         self._failed: dict[str, TranslationError] = {}
         self._cursor: str | None = None
@@ -240,8 +285,11 @@ class Waiter:
             tracked = _Tracked(
                 job, start, parse_time(job.estimated_completion_at), on_update=on_update
             )
-            tracked.next_poll = self._schedule(tracked, self._clock.now())
             self._tracked[job.id] = tracked
+            self._set_poll(tracked, self._schedule(tracked, self._clock.now()))
+            if tracked.estimate is not None:
+                overdue_at = start + self.policy.probe_overdue_factor * (tracked.estimate - start)
+                self._overdue.set(job.id, overdue_at)
 
     def result(self, job_id: str) -> Detection | None:
         """The detection of a job, once it ended (raises what made it unobservable)."""
@@ -263,7 +311,22 @@ class Waiter:
         """Stop tracking jobs nobody waits for any more (a caller's deadline passed)."""
         with self._lock:
             for job_id in job_ids:
-                self._tracked.pop(job_id, None)
+                self._untrack(job_id)
+
+    def finished_since(self, mark: int) -> tuple[list[str], int]:
+        """Ids whose end was learned (or that failed) after ``mark``, and the new mark."""
+        with self._lock:
+            return self._finished[mark:], len(self._finished)
+
+    def _untrack(self, job_id: str) -> _Tracked | None:
+        self._polls.discard(job_id)
+        self._overdue.discard(job_id)
+        self._late.discard(job_id)
+        return self._tracked.pop(job_id, None)
+
+    def _set_poll(self, tracked: _Tracked, at: float) -> None:
+        tracked.next_poll = at
+        self._polls.set(tracked.job.id, at)
 
     def pending(self) -> int:
         """How many jobs are tracked and not yet final."""
@@ -291,16 +354,12 @@ class Waiter:
 
     def _next_wake(self, now: float) -> float:
         """The next poll, or, while webhooks are unknown and jobs are overdue, a probe check."""
-        wake = min(t.next_poll for t in self._tracked.values())
+        wake = self._polls.earliest()
+        wake = now + self.policy.long_poll_s if wake is None else wake
         if self._mode is Mode.UNKNOWN and self._receiver_up:
-            p = self.policy
-            overdue_at = [
-                t.start + p.probe_overdue_factor * (t.estimate - t.start)
-                for t in self._tracked.values()
-                if not t.checks and t.estimate is not None
-            ]
-            if overdue_at:
-                wake = min(wake, max(min(overdue_at), now + p.probe_interval_s))
+            overdue = self._overdue.earliest()
+            if overdue is not None:
+                wake = min(wake, max(overdue, now + self.policy.probe_interval_s))
         return wake
 
     def _read_feed(self, wait: float) -> list[Detection]:
@@ -326,6 +385,9 @@ class Waiter:
             return None
         if job.id in self._done:
             self.stats.duplicate_reports_dropped += 1
+            self._note_webhook_lag(event, job)  # still tells that, and how late, webhooks come
+            if self._mode is not Mode.TRUSTED:
+                self._set_mode(Mode.TRUSTED, f"a late webhook arrived for {job.id}")
             return None
         tracked = self._tracked.get(job.id)
         if tracked is None:
@@ -335,6 +397,7 @@ class Waiter:
             self._set_mode(Mode.TRUSTED, f"a webhook arrived for {job.id}")
         detection = self._resolve(job, "webhook")
         lag = detection.lag_s
+        self._note_webhook_lag(event, job)
         log.info(
             "%s %s: webhook received %s after it ended",
             job.id,
@@ -354,29 +417,26 @@ class Waiter:
         webhooks work) and fires about two seconds after it when they are lost.
         """
         p = self.policy
-        late = [
-            t
-            for t in self._tracked.values()
-            if not t.checks
-            and t.estimate is not None
-            and now >= t.start + p.probe_overdue_factor * (t.estimate - t.start)
-        ]
+        self._late.update(self._overdue.pop_until(now))
         needed = max(p.probe_quorum, math.ceil(p.probe_fraction * len(self._tracked)))
-        if len(late) >= needed:
+        if len(self._late) >= needed:
             log.info(
                 "%d of %d jobs are 25 %% past their estimates and no webhook came; checking them",
-                len(late),
+                len(self._late),
                 len(self._tracked),
             )
-            for t in late:
-                t.next_poll = min(t.next_poll, now)
+            for job_id in self._late:
+                tracked = self._tracked.get(job_id)
+                if tracked is not None and tracked.next_poll > now:
+                    self._set_poll(tracked, now)
 
     def _poll_due(self) -> list[Detection]:
         with self._lock:
             now = self._clock.now()
             if self._mode is Mode.UNKNOWN and self._receiver_up:
                 self._probe_if_quiet(now)
-            if not any(t.next_poll <= now for t in self._tracked.values()):
+            earliest = self._polls.earliest()
+            if earliest is None or earliest > now:
                 return []
             mode = self._effective_mode()
             due = sorted(
@@ -419,7 +479,8 @@ class Waiter:
         now = self._clock.now()
         seen = {j.id for j in jobs}
         for missing in (i for i in ids if i not in seen and i in self._tracked):
-            del self._tracked[missing]
+            self._untrack(missing)
+            self._finished.append(missing)
             self._failed[missing] = JobNotFound(
                 status_code=404,
                 method="GET",
@@ -438,7 +499,9 @@ class Waiter:
                 continue
             self._observe(tracked, job)
             tracked.checks += 1
-            tracked.next_poll = self._schedule(tracked, now)
+            self._overdue.discard(job.id)  # known to be running: no longer evidence
+            self._late.discard(job.id)
+            self._set_poll(tracked, self._schedule(tracked, now))
         return found
 
     def _observe(self, tracked: _Tracked, job: Job) -> None:
@@ -458,21 +521,33 @@ class Waiter:
             if tracked.on_update:
                 tracked.on_update(job)
 
+    def _note_webhook_lag(self, event: Event, job: Job) -> None:
+        finished, received = parse_time(job.finished_at), parse_time(event.received_at)
+        if finished is not None and received is not None:
+            self._webhook_lags.append(max(0.0, received - finished))
+
+    def _in_flight_window(self) -> float:
+        """How long a webhook may still be on its way: the policy's floor, or three times
+        the slowest of the recent webhooks (a busy system delivers late, not never)."""
+        slowest = max(self._webhook_lags, default=0.0)
+        return max(self.policy.webhook_in_flight_s, 3 * slowest)
+
     def _note_missed_webhook(self, job: Job, now: float) -> None:
         """A poll found a final job: if its webhook should have come by now, it was lost."""
         finished = parse_time(job.finished_at)
         if not job.callback_url or finished is None or not self._receiver_up:
             return
         age = now - finished
-        if age >= self.policy.webhook_in_flight_s and self._mode is not Mode.DISTRUSTED:
+        if age >= self._in_flight_window() and self._mode is not Mode.DISTRUSTED:
             self._set_mode(Mode.DISTRUSTED, f"{job.id} ended {age:.1f} s ago and no webhook came")
 
     # ------------------------------------------------------- state changes
 
     def _resolve(self, job: Job, path: str) -> Detection:
         detection = Detection(job=job, path=path, detected_at=self._clock.now())
-        tracked = self._tracked.pop(job.id, None)
+        tracked = self._untrack(job.id)
         self._done[job.id] = detection
+        self._finished.append(job.id)
         self.stats.detections[job.id] = detection
         if path == "poll":
             self.stats.polls_resolved += 1
@@ -520,7 +595,7 @@ class Waiter:
                 if tracked is None:
                     continue
                 delay = max(retry_after or 0.0, self._jitter(self.policy.min_poll_s * 2))
-                tracked.next_poll = now + delay
+                self._set_poll(tracked, now + delay)
         log.info("status poll failed (%s); next try in >= %.1f s", exc, retry_after or 1.0)
 
     def _reschedule_all(self) -> None:
@@ -530,7 +605,7 @@ class Waiter:
         polling = self._effective_mode() is Mode.DISTRUSTED
         for tracked in self._tracked.values():
             overdue = tracked.estimate is not None and tracked.estimate <= now
-            tracked.next_poll = now if polling and overdue else self._schedule(tracked, now)
+            self._set_poll(tracked, now if polling and overdue else self._schedule(tracked, now))
 
     # ----------------------------------------------------------- scheduling
 
@@ -547,11 +622,11 @@ class Waiter:
                 delay = fraction * remaining
             else:
                 delay = p.overdue_fraction * duration
+            delay = min(delay, p.max_poll_s)  # polling cadence: never slower than this
         else:
-            factor = p.trusted_factor if mode is Mode.TRUSTED else p.unknown_factor
-            at = tracked.start + factor * duration * (1 + tracked.checks) + p.grace_s
+            at = tracked.start + p.deadline_factor * duration * (1 + tracked.checks) + p.grace_s
             delay = at - now
-        return now + self._jitter(min(max(delay, p.min_poll_s), p.max_poll_s))
+        return now + self._jitter(max(delay, p.min_poll_s))
 
     def _jitter(self, delay: float) -> float:
         j = self.policy.jitter

@@ -7,6 +7,7 @@ the end of its wait; sleeping moves it too. No test using these sleeps for real.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import random
 from collections import Counter
@@ -190,13 +191,17 @@ class FakeServices:
         if params.get("after") == "latest":
             return self._json(200, {"events": [], "cursor": str(self._count_until(now))})
         after, wait = int(params["after"]), float(params.get("wait", 0))
-        pending = [(i, e) for i, e in enumerate(events) if i >= after]
-        if not pending or pending[0][1][0] > now:
-            wake = min(now + wait, pending[0][1][0] if pending else now + wait)
+        following = events[after] if after < len(events) else None
+        if following is None or following[0] > now:
+            wake = min(now + wait, following[0] if following else now + wait)
             down_at = [a for a, _b in self.receiver_down if now < a < wake]
             self.clock.advance_to(min([wake, *down_at]))
         now = self.clock.now()
-        found = [(i, e) for i, e in pending if e[0] <= now]
+        found = list(
+            itertools.takewhile(
+                lambda ie: ie[1][0] <= now, ((i, events[i]) for i in range(after, len(events)))
+            )
+        )
         cursor = str(found[-1][0] + 1) if found else str(after)
         return self._json(200, {"events": [self._event(i, e) for i, e in found], "cursor": cursor})
 

@@ -58,8 +58,8 @@ def test_lost_webhook_is_found_by_polling(
     done = client.wait(job.id, timeout=60)
     detection = client.detection(job.id)
     assert done.status is JobStatus.COMPLETED and detection and detection.path == "poll"
-    # unknown webhook health, one job: checked at 2 x its estimate + 1 s grace (+/- jitter)
-    assert detection.lag_s is not None and 4.0 <= detection.lag_s <= 7.5
+    # unknown webhook health, one job: checked at 3 x its estimate + 1 s grace (+/- 10 %)
+    assert detection.lag_s is not None and 9.0 <= detection.lag_s <= 13.0
     assert services.requests["status"] == 1
     assert client._waiter.mode.value == "distrusted"
 
@@ -184,3 +184,39 @@ def test_two_hundred_noisy_jobs_meet_the_targets(
         assert per_job == 0 and lags[-2] < 0.05  # no status request at all; webhook lag only
     else:
         assert lags[100] < 1.5 and per_job <= 4  # the fallback targets of the issue
+
+
+def test_slow_webhooks_are_not_taken_for_lost_ones(
+    client: TranslationClient, services: FakeServices
+) -> None:
+    """A busy system delivers webhooks late; once that is seen, a poll that finds a job
+    ended a while ago without its webhook is not taken as proof that webhooks are lost."""
+    services.webhook_delay = 20.0
+    first = [client.create_job(simulate={"duration_s": 2.0}) for _ in range(2)]
+    list(client.as_completed([j.id for j in first], timeout=120))  # found by polls first
+    assert client._waiter.mode.value == "distrusted"
+    slow = client.create_job(simulate={"duration_s": 40.0})
+    client.wait(slow.id, timeout=120)  # meanwhile the first two webhooks arrive, 20 s late
+    assert client._waiter.mode.value == "trusted"
+    assert client.detection(slow.id).path == "webhook"  # type: ignore[union-attr]
+    later = client.create_job(simulate={"duration_s": 5.0})
+    client.wait(later.id, timeout=120)
+    # its safety-net check (3 x 5 s + 1 s) found it ended 11 s before: a slow webhook, no loss
+    assert client.detection(later.id).path == "poll"  # type: ignore[union-attr]
+    assert client._waiter.mode.value == "trusted"
+
+
+def test_ten_thousand_jobs_with_webhooks_need_almost_no_polls(
+    client: TranslationClient, services: FakeServices
+) -> None:
+    """At scale the safety-net checks stay rare (the CPU cost is measured by bench_scale)."""
+    import random
+
+    rng = random.Random(7)
+    services.noise = random.Random(8)
+    ids = [
+        client.create_job(simulate={"duration_s": rng.uniform(30, 60)}).id for _ in range(10_000)
+    ]
+    assert len(list(client.as_completed(ids, timeout=600))) == 10_000
+    assert services.requests["status"] <= 10  # only the extreme outliers of the estimator
+    assert client.stats.waiting.paths()["webhook"] >= 9_990
