@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol
 
@@ -306,12 +306,6 @@ class Waiter:
                 return tracked.job
             done = self._done.get(job_id)
             return done.job if done else None
-
-    def forget(self, job_ids: Iterable[str]) -> None:
-        """Stop tracking jobs nobody waits for any more (a caller's deadline passed)."""
-        with self._lock:
-            for job_id in job_ids:
-                self._untrack(job_id)
 
     def finished_since(self, mark: int) -> tuple[list[str], int]:
         """Ids whose end was learned (or that failed) after ``mark``, and the new mark."""
