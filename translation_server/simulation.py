@@ -20,7 +20,7 @@ from client_lib.models import Outcome, WebhookMode
 from .background import Loop
 from .config import Settings
 from .states import State
-from .store import JobRecord, Store
+from .store import FINISH_BATCH, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,11 @@ class Simulator:
     def step(self, now: float) -> float:
         """End due attempts, fill free slots; returns how long to sleep until the next due."""
         while True:
-            finished = self._store.finish_due(now=now, fault=self.webhook_fault)
+            finished = self._store.finish_due(now=now, fault=self.webhook_fault, batch=FINISH_BATCH)
             final = [j for j in finished if j.state.is_final]
             if final:
                 self._on_final(final)
-            if len(finished) < 500:
+            if len(finished) < FINISH_BATCH:
                 break
         free = self._settings.workers - self._store.count_in_state(State.PROCESSING)
         self._store.claim(now=now, limit=free)

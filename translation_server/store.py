@@ -144,12 +144,22 @@ _CLIENT_CACHE_TTL_S = 5.0
 # Final jobs kept in memory. No transition leaves a final state, so a final row never changes
 # again and any server instance may answer it from memory; the bound keeps memory flat.
 FINAL_JOBS_KEPT = 4096
+# Processing attempts ended per transaction by finish_due.
+FINISH_BATCH = 500
 
 # The hot reads, built once: constructing a Core statement and its cache key on every call
 # cost more than running it (the compiled form is cached by SQLAlchemy either way).
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _JOBS_OF_CLIENT = select(jobs).where(
     jobs.c.client_id == bindparam("client_id"), jobs.c.id.in_(bindparam("ids", expanding=True))
+)
+_JOBS_BY_IDS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_DUE_FOR_UPDATE = (
+    select(jobs)
+    .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= bindparam("now"))
+    .order_by(jobs.c.due_at)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True)
 )
 _JOB_COLUMN = {name: n for n, name in enumerate(jobs.c.keys())}
 _STATE, _METADATA, _RESULT, _ERROR = (
@@ -308,6 +318,59 @@ def decode_cursor(cursor: str) -> int | None:
         return int(raw[1:]) if raw.startswith("s") else None
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _attempt_end(job: JobRecord, now: float) -> tuple[State, dict[str, Any]]:
+    """How a processing attempt ends: the target state and the columns it sets."""
+    if job.attempts > job.planned_failures:
+        result = {"video_url": f"https://cdn.vt.local/{job.id}/{job.target_language}.mp4"}
+        return State.COMPLETED, _final_values(now, 1.0, result, None)
+    if job.attempts < job.max_attempts:
+        return State.QUEUED, {"started_at": None, "due_at": None}
+    error = {
+        "code": "translation_failed",
+        "message": f"simulated translation failure after {job.attempts} attempt(s)",
+    }
+    return State.ERROR, _final_values(now, resources.estimated_progress(job, now), None, error)
+
+
+def _final_values(
+    now: float, progress: float, result: dict[str, Any] | None, error: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "finished_at": now,
+        "due_at": None,
+        "progress": progress,
+        "result": result,
+        "error": error,
+    }
+
+
+def _column_value(value: Any) -> Any:
+    """A value as its column stores it (the JSON columns as text)."""
+    return json.dumps(value) if isinstance(value, dict) else value
+
+
+def _outbox_row(final: JobRecord, now: float, fault: WebhookFault) -> dict[str, Any] | None:
+    """The webhook outbox row announcing a final job; None when it has no callback."""
+    if not final.callback_url:
+        return None
+    event_type = EventType.for_status(final.state.status)
+    body = resources.webhook_body(final, event_type, now)
+    mode, delay = fault(final)
+    return {
+        "id": new_id("msg"),
+        "job_id": final.id,
+        "client_id": final.client_id,
+        "type": event_type.value,
+        "callback_url": final.callback_url,
+        "payload": body,
+        "mode": mode,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": now + delay,
+        "created_at": now,
+    }
 
 
 class Store:
@@ -546,53 +609,74 @@ class Store:
         return started
 
     def finish_due(
-        self, *, now: float, fault: WebhookFault = _no_fault, batch: int = 500
+        self, *, now: float, fault: WebhookFault = _no_fault, batch: int = FINISH_BATCH
     ) -> list[JobRecord]:
-        """End every processing attempt whose time has come; returns the jobs changed."""
+        """End every processing attempt whose time has come; returns the jobs changed.
+
+        A batch costs a few statements however many jobs it ends: one guarded UPDATE (an
+        executemany) and one read-back per target state, one INSERT of all the outbox rows.
+        """
         with self.writer.begin() as conn:
-            rows = conn.execute(
-                select(jobs)
-                .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= now)
-                .order_by(jobs.c.due_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            ).all()
-            changed = [self._end_attempt(conn, JobRecord.from_row(r), now, fault) for r in rows]
+            due = [
+                JobRecord.from_row(r)
+                for r in conn.execute(_DUE_FOR_UPDATE, {"now": now, "batch": batch})
+            ]
+            groups: dict[State, list[tuple[JobRecord, dict[str, Any]]]] = {}
+            for job in due:
+                target, values = _attempt_end(job, now)
+                groups.setdefault(target, []).append((job, values))
+            moved: dict[str, JobRecord] = {}
+            for target, changes in groups.items():
+                moved.update((j.id, j) for j in self._transition_many(conn, target, changes))
+            # in due order, so the seeded fault draws fall as they always did
+            changed = [moved[job.id] for job in due if job.id in moved]
+            outbox = [_outbox_row(j, now, fault) for j in changed if j.state.is_final]
+            rows = [row for row in outbox if row is not None]
+            if rows:
+                conn.execute(insert(webhook_events), rows)
         if changed:
             self._queue_changed()
         return changed
 
-    def _end_attempt(
-        self, conn: Connection, job: JobRecord, now: float, fault: WebhookFault
-    ) -> JobRecord:
-        if job.attempts > job.planned_failures:
-            result = {"video_url": f"https://cdn.vt.local/{job.id}/{job.target_language}.mp4"}
-            return self._finalize(
-                conn,
-                job,
-                State.COMPLETED,
-                now=now,
-                fault=fault,
-                progress=1.0,
-                result=result,
-                error=None,
+    def _transition_many(
+        self, conn: Connection, target: State, changes: list[tuple[JobRecord, dict[str, Any]]]
+    ) -> list[JobRecord]:
+        """The guarded UPDATE for many jobs read (and locked) in this transaction.
+
+        Only rows still in a state allowed to enter ``target`` change; the others are left as
+        they are and logged. Returns the rows that changed, read back.
+        """
+        names = sorted(changes[0][1])
+        conn.execute(
+            update(jobs)
+            # the guard spelled out (an IN list would be an expanding parameter, which an
+            # executemany cannot take)
+            .where(
+                jobs.c.id == bindparam("b_id"),
+                or_(*(jobs.c.state == source for source in sources_of(target))),
             )
-        if job.attempts < job.max_attempts:
-            return self._transition(conn, job, State.QUEUED, started_at=None, due_at=None)
-        error = {
-            "code": "translation_failed",
-            "message": f"simulated translation failure after {job.attempts} attempt(s)",
-        }
-        return self._finalize(
-            conn,
-            job,
-            State.ERROR,
-            now=now,
-            fault=fault,
-            progress=resources.estimated_progress(job, now),
-            result=None,
-            error=error,
+            .values(
+                state=target.value,
+                version=jobs.c.version + 1,
+                **{name: bindparam(f"b_{name}") for name in names},
+            ),
+            [
+                {"b_id": job.id, **{f"b_{n}": _column_value(values[n]) for n in names}}
+                for job, values in changes
+            ],
         )
+        before = {job.id: job for job, _ in changes}
+        rows = conn.execute(_JOBS_BY_IDS, {"ids": list(before)}).all()
+        after = {r.id: JobRecord.from_row(r) for r in rows}
+        out = []
+        for job, _ in changes:
+            new = after.get(job.id)
+            if new is None or new.state is not target or new.version != job.version + 1:
+                log.warning("%s left in %s: not moved to %s", job.id, job.state, target)
+                continue
+            log.info("%s %s -> %s attempt=%d", job.id, job.state, target, job.attempts)
+            out.append(new)
+        return out
 
     def _finalize(
         self,
@@ -617,25 +701,9 @@ class Store:
             result=json.dumps(result) if result else None,
             error=json.dumps(error) if error else None,
         )
-        if final.callback_url:
-            event_type = EventType.for_status(target.status)
-            body = resources.webhook_body(final, event_type, now)
-            mode, delay = fault(final)
-            conn.execute(
-                insert(webhook_events).values(
-                    id=new_id("msg"),
-                    job_id=final.id,
-                    client_id=final.client_id,
-                    type=event_type.value,
-                    callback_url=final.callback_url,
-                    payload=body,
-                    mode=mode,
-                    state="pending",
-                    attempts=0,
-                    next_attempt_at=now + delay,
-                    created_at=now,
-                )
-            )
+        row = _outbox_row(final, now, fault)
+        if row is not None:
+            conn.execute(insert(webhook_events), [row])
         return final
 
     def _transition(

@@ -124,6 +124,57 @@ def test_final_state_writes_its_outbox_row_in_the_same_transaction(store: Store)
     assert body["data"]["status"] == "completed" and silent.id != job.id
 
 
+def test_a_mixed_batch_ends_each_job_its_own_way_with_one_outbox_row_per_final_job(
+    store: Store,
+) -> None:
+    hook = "http://127.0.0.1:9/hook"
+    done = store.create_job(new_job(callback_url=hook, duration_s=1), now=T0)[0]
+    retried = store.create_job(
+        new_job(callback_url=hook, planned_failures=1, max_attempts=2, duration_s=2), now=T0
+    )[0]
+    failed = store.create_job(
+        new_job(callback_url=hook, planned_failures=1, max_attempts=1, duration_s=3), now=T0
+    )[0]
+    store.claim(now=T0, limit=5)
+    drawn: list[str] = []
+
+    def fault(job: JobRecord) -> tuple[str, float]:
+        drawn.append(job.id)
+        return "deliver", 0.0
+
+    changed = store.finish_due(now=T0 + 3, fault=fault, batch=2)
+    assert [(j.id, j.state, j.version) for j in changed] == [
+        (done.id, State.COMPLETED, 3),
+        (retried.id, State.QUEUED, 3),
+    ]
+    assert changed[1].started_at is None and changed[1].due_at is None
+    (last,) = store.finish_due(now=T0 + 3, fault=fault)
+    assert (last.id, last.state, last.finished_at, last.due_at) == (
+        failed.id,
+        State.ERROR,
+        T0 + 3,
+        None,
+    )
+    assert last.error is not None and last.progress is not None
+    assert drawn == [done.id, failed.id]  # fault drawn once per final job, in due order
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(webhook_events.c.job_id, webhook_events.c.type)).all()
+    assert sorted(rows) == sorted([(done.id, "job.completed"), (failed.id, "job.error")])
+    assert store.get_job(done.id) == changed[0]  # what finish_due hands out is the stored row
+
+
+def test_batch_transition_leaves_rows_that_left_the_allowed_states(store: Store) -> None:
+    job = store.create_job(new_job(callback_url="http://127.0.0.1:9/hook"), now=T0)[0]
+    (started,) = store.claim(now=T0, limit=1)
+    store.cancel(job.id, now=T0 + 1)
+    with store.writer.begin() as conn:
+        moved = store._transition_many(conn, State.COMPLETED, [(started, {"progress": 1.0})])
+    assert moved == []
+    after = store.get_job(job.id)
+    assert after is not None and (after.state, after.progress) != (State.COMPLETED, 1.0)
+    assert after.state is State.CANCELLED
+
+
 def test_idempotency_replays_the_same_job_and_refuses_another_body(store: Store) -> None:
     first, created = store.create_job(new_job(), now=T0, idempotency=("k1", "hash-a"))
     again, created_again = store.create_job(new_job(), now=T0 + 5, idempotency=("k1", "hash-a"))
