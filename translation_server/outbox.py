@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, update
 
 from .db import Writer
 from .store import delivery_attempts, webhook_events
@@ -62,19 +62,44 @@ class AttemptResult:
     next_attempt_at: float | None
 
 
+# The statements of the delivery loop, built once: constructing a Core statement per event
+# cost more than running it.
+_DUE = or_(
+    and_(webhook_events.c.state == PENDING, webhook_events.c.next_attempt_at <= bindparam("now")),
+    and_(webhook_events.c.state == SENDING, webhook_events.c.lease_until <= bindparam("now")),
+)
+_DUE_EVENTS = (
+    select(*(webhook_events.c[f.name] for f in dataclasses.fields(OutboxEvent)))
+    .where(_DUE)
+    .order_by(webhook_events.c.next_attempt_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_LEASE = (
+    update(webhook_events)
+    .where(webhook_events.c.id.in_(bindparam("ids", expanding=True)), _DUE)
+    .values(state=SENDING, lease_until=bindparam("lease_until"))
+)
+# executemany: one row per lease; only a row still leased (``sending``) moves on
+_RECORD = (
+    update(webhook_events)
+    .where(webhook_events.c.id == bindparam("b_id"), webhook_events.c.state == SENDING)
+    .values(
+        state=bindparam("b_state"),
+        attempts=webhook_events.c.attempts + bindparam("b_sent"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        lease_until=None,
+        finished_at=bindparam("b_finished_at"),
+    )
+)
+
+
 class Outbox:
     """Persistence of webhook deliveries."""
 
     def __init__(self, engine: Engine, writer: Writer) -> None:
         self._engine = engine
         self._writer = writer
-
-    @staticmethod
-    def _due(now: float) -> Any:
-        return or_(
-            and_(webhook_events.c.state == PENDING, webhook_events.c.next_attempt_at <= now),
-            and_(webhook_events.c.state == SENDING, webhook_events.c.lease_until <= now),
-        )
 
     def lease(
         self,
@@ -88,30 +113,19 @@ class Outbox:
         """Take up to ``limit`` due events for sending, skipping events to ``busy_hosts``."""
         if limit <= 0:
             return []
-        cols = [getattr(webhook_events.c, f.name) for f in dataclasses.fields(OutboxEvent)]
         with self._writer.begin() as conn:
-            rows = (
-                conn.execute(
-                    select(*cols)
-                    .where(self._due(now))
-                    .order_by(webhook_events.c.next_attempt_at)
-                    .limit(limit * 4 if busy_hosts else limit)
-                    .with_for_update(skip_locked=True)
-                )
-                .mappings()
-                .all()
-            )
+            rows = conn.execute(
+                _DUE_EVENTS, {"now": now, "limit": limit * 4 if busy_hosts else limit}
+            ).all()
             events = [
-                OutboxEvent(**r)
+                OutboxEvent(*r)
                 for r in rows
-                if not busy_hosts or host_of(r["callback_url"]) not in busy_hosts
+                if not busy_hosts or host_of(r.callback_url) not in busy_hosts
             ][:limit]
             if not events:
                 return []
             conn.execute(
-                update(webhook_events)
-                .where(webhook_events.c.id.in_([e.id for e in events]), self._due(now))
-                .values(state=SENDING, lease_until=now + lease_s)
+                _LEASE, {"ids": [e.id for e in events], "now": now, "lease_until": now + lease_s}
             )
         return events
 
@@ -136,22 +150,21 @@ class Outbox:
             for event, results in done
             for n, r in enumerate(results, start=event.attempts + 1)
         ]
+        moves = [
+            {
+                "b_id": event.id,
+                "b_state": results[-1].state,
+                "b_sent": len(results),
+                "b_next_attempt_at": results[-1].next_attempt_at,
+                "b_finished_at": (
+                    results[-1].attempted_at if results[-1].state in FINAL_DELIVERY_STATES else None
+                ),
+            }
+            for event, results in done
+        ]
         with self._writer.begin() as conn:
             conn.execute(insert(delivery_attempts), rows)
-            for event, results in done:
-                last = results[-1]
-                final = last.state in FINAL_DELIVERY_STATES
-                conn.execute(
-                    update(webhook_events)
-                    .where(webhook_events.c.id == event.id, webhook_events.c.state == SENDING)
-                    .values(
-                        state=last.state,
-                        attempts=webhook_events.c.attempts + len(results),
-                        next_attempt_at=last.next_attempt_at,
-                        lease_until=None,
-                        finished_at=last.attempted_at if final else None,
-                    )
-                )
+            conn.execute(_RECORD, moves)
 
     def next_due_at(self) -> float | None:
         """When the next pending event or expiring lease is due."""
