@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
 from standardwebhooks.webhooks import Webhook
+from urllib3 import PoolManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError
 
 from client_lib.models import WebhookMode
 
@@ -40,6 +41,8 @@ from .store import ClientRecord, Store
 log = logging.getLogger(__name__)
 
 USER_AGENT = "vt-webhooks/1.0"
+HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+POOLS = 16  # hosts whose keep-alive connections are kept
 MAX_RETRY_AFTER_S = 24 * 3600
 _ERROR_TEXT_MAX = 300
 
@@ -49,7 +52,7 @@ class ForbiddenAddress(OSError):
 
 
 def _is_forbidden(exc: BaseException, depth: int = 0) -> bool:
-    """requests wraps our refusal twice (ConnectionError(ProtocolError(..., ForbiddenAddress)))."""
+    """urllib3 wraps our refusal (ProtocolError("Connection aborted.", ForbiddenAddress))."""
     if isinstance(exc, ForbiddenAddress):
         return True
     return depth < 4 and any(
@@ -63,8 +66,11 @@ def sign(secrets: list[str], msg_id: str, timestamp: int, body: str) -> str:
     return " ".join(Webhook(s).sign(msg_id, when, body) for s in secrets)
 
 
-def guarded_session(policy: CallbackPolicy) -> requests.Session:
-    """A keep-alive session whose connections refuse peers outside the allow-list."""
+def guarded_pool_manager(policy: CallbackPolicy, *, maxsize: int = 4) -> PoolManager:
+    """Keep-alive pools, shared by every sender, whose connections refuse peers outside the
+    allow-list (checked on the connected socket, so a name resolving to a forbidden address is
+    never sent a byte). No retries, no redirects, no environment proxy; requests' CA bundle.
+    """
 
     def check(conn: Any, sock: Any) -> None:
         peer = sock.getpeername()[0]
@@ -90,18 +96,14 @@ def guarded_session(policy: CallbackPolicy) -> requests.Session:
     class HTTPSPool(HTTPSConnectionPool):
         ConnectionCls = GuardedHTTPS
 
-    class Adapter(HTTPAdapter):
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-
-    session = requests.Session()
-    session.trust_env = False  # never route webhooks through an environment proxy
-    adapter = Adapter(pool_connections=16, pool_maxsize=4, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"User-Agent": USER_AGENT, "Content-Type": "application/json"})
-    return session
+    manager = PoolManager(
+        num_pools=POOLS,
+        maxsize=maxsize,
+        retries=False,
+        ca_certs=certifi.where(),
+    )
+    manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+    return manager
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -143,7 +145,8 @@ class Dispatcher:
         self._results: queue.SimpleQueue[tuple[OutboxEvent, list[AttemptResult]]] = (
             queue.SimpleQueue()
         )
-        self._local = threading.local()
+        self._http = guarded_pool_manager(policy, maxsize=self._per_host)
+        self._timeout = Timeout(connect=settings.webhook_timeout, read=settings.webhook_timeout)
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
         self._loop = Loop("vt-dispatcher", self._dispatch_once)
@@ -163,6 +166,7 @@ class Dispatcher:
         self._loop.stop(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._record_finished()
+        self._http.clear()
 
     def wake(self) -> None:
         """Something became due (a job ended, a redelivery was asked)."""
@@ -259,21 +263,21 @@ class Dispatcher:
                     event.payload,
                 ),
             }
-            resp = self._session().post(
+            resp = self._http.request(
+                "POST",
                 event.callback_url,
-                data=event.payload.encode(),
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._settings.webhook_timeout,
+                body=event.payload.encode(),
+                headers={**HEADERS, **headers},
+                redirect=False,
+                timeout=self._timeout,
             )
-            status = resp.status_code
+            status = resp.status
             retry_after = (
                 retry_after_seconds(resp.headers.get("Retry-After"), started)
                 if status in (429, 503)
                 else None
             )
-            resp.close()
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
             forbidden = _is_forbidden(exc)
         latency = (time.time() - started) * 1000
@@ -317,12 +321,6 @@ class Dispatcher:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return AttemptResult(started, status, error, latency, "retry", PENDING, time.time() + delay)
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = guarded_session(self._policy)
-        return session
 
     def _client(self, client_id: str) -> ClientRecord | None:
         """The signing tenant, cached for a second (rotations show up promptly)."""

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 import pytest
-import requests
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from urllib3.exceptions import HTTPError, ProtocolError
 
 from tests.sink import Sink
 from translation_server.callbacks import CallbackPolicy
@@ -16,7 +16,7 @@ from translation_server.delivery import (
     Dispatcher,
     ForbiddenAddress,
     _is_forbidden,
-    guarded_session,
+    guarded_pool_manager,
     retry_after_seconds,
     sign,
 )
@@ -86,21 +86,21 @@ def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> N
     d.stop()
 
 
-def test_guarded_session_never_connects_outside_the_allow_list() -> None:
+def test_guarded_pool_manager_never_connects_outside_the_allow_list() -> None:
     with Sink() as sink:
-        refused = guarded_session(CallbackPolicy(("127.0.0.2/32",)))
-        with pytest.raises(requests.ConnectionError) as info:
-            refused.post(sink.url, data=b"{}", timeout=2)
+        refused = guarded_pool_manager(CallbackPolicy(("127.0.0.2/32",)))
+        with pytest.raises(HTTPError) as info:
+            refused.request("POST", sink.url, body=b"{}", timeout=2)
         assert _is_forbidden(info.value) and "outside the allow-list" in str(info.value)
         # a name that resolves to a forbidden address is refused at connect time too
-        with pytest.raises(requests.ConnectionError) as info:
-            refused.post(sink.url.replace("127.0.0.1", "localhost"), data=b"{}", timeout=2)
+        with pytest.raises(HTTPError) as info:
+            refused.request("POST", sink.url.replace("127.0.0.1", "localhost"), body=b"{}")
         assert _is_forbidden(info.value)
         assert sink.arrivals == []
-        allowed = guarded_session(CallbackPolicy(("127.0.0.0/8",)))
-        assert allowed.post(sink.url, data=b"{}", timeout=2).status_code == 204
+        allowed = guarded_pool_manager(CallbackPolicy(("127.0.0.0/8",)))
+        assert allowed.request("POST", sink.url, body=b"{}", timeout=2).status == 204
         assert len(sink.arrivals) == 1
-    assert not _is_forbidden(requests.ConnectionError(OSError("refused")))
+    assert not _is_forbidden(ProtocolError("Connection aborted.", ConnectionRefusedError(111)))
     assert _is_forbidden(ForbiddenAddress("x"))
 
 
