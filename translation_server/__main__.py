@@ -63,12 +63,15 @@ def main(log_level: str, **values: Any) -> None:
         settings.workers,
         settings.database_url.split("@")[-1],
     )
-    if settings.ready_file:
-        write_ready_file(settings.ready_file, url, port)
+    # handlers first: a parent may signal as soon as the ready file appears
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, _raise_exit)
     try:
+        if settings.ready_file:
+            write_ready_file(settings.ready_file, url, port)
         server.run()
+    except SystemExit:
+        pass  # a signal before run() began
     finally:
         server.close()
         app.extensions["vt"].close()
