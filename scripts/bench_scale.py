@@ -75,7 +75,7 @@ PROBE_JOBS = 100  # per round; the median round counts (the machine may be share
 # A creation costs more as jobs pile up (its answer's estimate reads the busy worker slots):
 # creating N jobs takes about GROWTH x N x the probe's cost of one (measured 1.16 at 10,000
 # on the reference machine; 2.1 before the server's writer loop of 01b1fd8).
-GROWTH = 1.3
+GROWTH = 2.5  # creation slows as jobs pile up: 1.5x the probe measured here, with margin
 SAFETY = 1.1  # the prediction may be this much too low and every job is still in flight
 SETTLE_S = 3.0  # between the side load's end and the first job's end
 SIDE_CONNECTIONS = 8
