@@ -179,7 +179,7 @@ class Dispatcher:
 
         Each round costs at most two write transactions however many webhooks it moves.
         """
-        recorded = self._record_finished()
+        self._record_finished()
         with self._lock:
             free = self._senders - sum(self._in_flight.values())
             busy = {h for h, n in self._in_flight.items() if n >= self._per_host}
@@ -196,8 +196,8 @@ class Dispatcher:
             self._pool.submit(self._deliver, event)
         if events and len(events) < free and not busy:
             return 0.0  # the outbox may hold more that is due
-        if events or recorded or free <= 0 or busy:
-            return 1.0  # a sender finishing wakes us
+        if events or free <= 0 or busy:
+            return 1.0  # every sender (or host) is taken: one finishing wakes us
         next_due = self._outbox.next_due_at()
         return 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
 

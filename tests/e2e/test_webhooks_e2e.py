@@ -222,6 +222,13 @@ def test_sigkill_with_pending_deliveries_then_restart_delivers_all(tmp_path: Pat
         for a, b in itertools.pairwise(log)
     ]
     print(f"observed attempt gaps (s) across the crash: {[round(g, 2) for g in gaps]}")
+    print(
+        "attempts:",
+        [
+            (a["attempt"], a["attempted_at"][11:23], a["status_code"] or a["error"][:30])
+            for a in log
+        ],
+    )
     assert log[0]["error"] and "Connection" in log[0]["error"] and log[-1]["status_code"] == 204
 
 
