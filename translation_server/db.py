@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,61 @@ def reader(engine: Engine) -> Engine:
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return engine
     return _sqlite_engine(engine.url)
+
+
+class PointReader:
+    """One-row reads of a SQLite file straight on ``sqlite3``: one connection per thread.
+
+    The hottest read (``GET /v1/jobs/{id}`` of a pending job) is one indexed SELECT; through
+    SQLAlchemy most of its cost was the connection checkout, execution context, result proxy
+    and checkin, not SQLite. Each thread keeps an autocommit connection of its own, so a read
+    is one ``execute`` and ``fetchone``: a single SELECT is a consistent snapshot by itself,
+    and in WAL mode it sees every commit made before it began, by this process or another.
+    """
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[sqlite3.Connection] = []
+        self._generation = 0  # close() bumps it: threads then connect again on their next read
+
+    def first(self, sql: str, params: Sequence[Any]) -> Any:
+        """The first row of ``sql`` (a plain tuple), or None."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.generation != self._generation:
+            conn = self._connect()
+        return conn.execute(sql, params).fetchone()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._database, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._open.append(conn)
+            self._local.conn = conn
+            self._local.generation = self._generation
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            self._generation += 1
+            conns, self._open = self._open, []
+        for conn in conns:
+            conn.close()
+
+
+def point_reader(engine: Engine) -> PointReader | None:
+    """A ``PointReader`` for a SQLite file; None elsewhere (use the engine)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return PointReader(str(database))
+
+
+def compiled_sql(engine: Engine, statement: Any) -> str:
+    """``statement`` as the SQL text the engine's driver takes (positional parameters)."""
+    return str(statement.compile(dialect=engine.dialect))

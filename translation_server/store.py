@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from client_lib.models import EventType
 
 from . import resources
-from .db import Writer, make_engine, reader
+from .db import Writer, compiled_sql, make_engine, point_reader, reader
 from .states import InvalidTransition, State, sources_of
 
 log = logging.getLogger(__name__)
@@ -381,6 +381,9 @@ class Store:
         self.writer = Writer(self.engine)
         self._reader = reader(self.engine)
         metadata.create_all(self.engine)
+        # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
+        self._point = point_reader(self.engine)
+        self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
         self._final_jobs: dict[str, JobRecord] = {}
@@ -392,6 +395,8 @@ class Store:
         self.engine.dispose()
         if self._reader is not self.engine:
             self._reader.dispose()
+        if self._point is not None:
+            self._point.close()
 
     def _queue_changed(self) -> None:
         """Note, after its commit, a write that moved jobs in or out of the queue or slots.
@@ -733,8 +738,12 @@ class Store:
         """One job; with ``client_id``, only when that tenant owns it."""
         job = self._final_jobs.get(job_id)
         if job is None:
-            with self._reader.connect() as conn:
-                job = self._get(conn, job_id)
+            if self._point is not None:
+                row = self._point.first(self._job_by_id_sql, (job_id,))
+                job = JobRecord.from_row(row) if row else None
+            else:
+                with self._reader.connect() as conn:
+                    job = self._get(conn, job_id)
             if job is not None:
                 self._keep_final([job])
         if job is None or (client_id is not None and job.client_id != client_id):

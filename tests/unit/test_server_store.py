@@ -275,6 +275,15 @@ def reads_of(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real()
 
     monkeypatch.setattr(store._reader, "connect", connect)
+    point = store._point  # the job-by-id read of a SQLite file (PointReader)
+    if point is not None:
+        real_first = point.first
+
+        def first(sql: str, params: Any) -> Any:
+            opened.append(1)
+            return real_first(sql, params)
+
+        monkeypatch.setattr(point, "first", first)
     return opened
 
 
