@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,10 @@ from .estimator import Estimate, estimated_progress
 
 if TYPE_CHECKING:
     from .store import JobRecord
+
+# A job's created/started/finished times never change once set and every poll renders them
+# again: remember their text (strftime is the costliest part of rendering a job).
+_fixed_time = functools.lru_cache(maxsize=4096)(format_time)
 
 
 def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
@@ -25,9 +30,9 @@ def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
         "status": job.state.status.value,
         "stage": job.state.stage.value if job.state.stage else None,
         "progress": progress,
-        "created_at": format_time(job.created_at),
-        "started_at": format_time(job.started_at),
-        "finished_at": format_time(job.finished_at),
+        "created_at": _fixed_time(job.created_at),
+        "started_at": _fixed_time(job.started_at),
+        "finished_at": _fixed_time(job.finished_at),
         "estimated_completion_at": (
             format_time(estimate.completion_at) if estimate and not final else None
         ),
