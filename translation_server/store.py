@@ -144,6 +144,8 @@ _CLIENT_CACHE_TTL_S = 5.0
 # Final jobs kept in memory. No transition leaves a final state, so a final row never changes
 # again and any server instance may answer it from memory; the bound keeps memory flat.
 FINAL_JOBS_KEPT = 4096
+# Pending jobs' last decoded rows (see Store._decoded): a bound on memory, not on staleness.
+DECODED_ROWS_KEPT = 4096
 # Processing attempts ended per transaction by finish_due.
 FINISH_BATCH = 500
 
@@ -162,8 +164,8 @@ _DUE_FOR_UPDATE = (
     .with_for_update(skip_locked=True)
 )
 _JOB_COLUMN = {name: n for n, name in enumerate(jobs.c.keys())}
-_STATE, _METADATA, _RESULT, _ERROR = (
-    _JOB_COLUMN[name] for name in ("state", "metadata", "result", "error")
+_ID, _STATE, _METADATA, _RESULT, _ERROR = (
+    _JOB_COLUMN[name] for name in ("id", "state", "metadata", "result", "error")
 )
 _CLIENT_COLUMNS = [c for c in clients.c if c.name != "api_key_hash"]
 _CLIENT_BY_KEY = select(*_CLIENT_COLUMNS).where(clients.c.api_key_hash == bindparam("key_hash"))
@@ -384,6 +386,7 @@ class Store:
         # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
         self._point = point_reader(self.engine)
         self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
+        self._decoded_rows: dict[str, tuple[tuple[Any, ...], JobRecord]] = {}
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
         self._final_jobs: dict[str, JobRecord] = {}
@@ -739,8 +742,7 @@ class Store:
         job = self._final_jobs.get(job_id)
         if job is None:
             if self._point is not None:
-                row = self._point.first(self._job_by_id_sql, (job_id,))
-                job = JobRecord.from_row(row) if row else None
+                job = self._decoded(self._point.first(self._job_by_id_sql, (job_id,)))
             else:
                 with self._reader.connect() as conn:
                     job = self._get(conn, job_id)
@@ -748,6 +750,26 @@ class Store:
                 self._keep_final([job])
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
+        return job
+
+    def _decoded(self, row: tuple[Any, ...] | None) -> JobRecord | None:
+        """The job of a row just read, decoded again only when the row differs from last time.
+
+        Every read still goes to the database; a pending job polled again and again comes
+        back as the same row, whose JSON columns need not be parsed each time. The whole row
+        is compared, so nothing read is ever answered from an older one.
+        """
+        if row is None:
+            return None
+        job_id = row[_ID]
+        seen = self._decoded_rows.get(job_id)
+        if seen is not None and seen[0] == row:
+            return seen[1]
+        job = JobRecord.from_row(row)
+        if not job.state.is_final:  # final jobs are kept by _keep_final
+            if len(self._decoded_rows) >= DECODED_ROWS_KEPT:
+                self._decoded_rows.clear()
+            self._decoded_rows[job_id] = (row, job)
         return job
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
