@@ -54,7 +54,9 @@ class Runtime:
         self.metrics = ServerMetrics(self.store.counts_by_state)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.callback_policy = CallbackPolicy(settings.callback_allow)
-        self.dispatcher = Dispatcher(self.store, settings, self.metrics, self.callback_policy)
+        self.dispatcher = Dispatcher(
+            self.store, settings, self.metrics, self.callback_policy, rng=self.simulator.fraction
+        )
         self.admin_token, self.demo_client_id = bootstrap_local_setup(self.store, settings)
         self.demo_job_id = self._create_demo_job() if settings.demo_job else None
         self._started = False

@@ -93,6 +93,11 @@ class Simulator:
             draw -= rate
         return WebhookMode.DELIVER.value, 0.0
 
+    def fraction(self) -> float:
+        """A seeded draw in [0, 1) (the webhook retry jitter uses it: one random source)."""
+        with self._rng_lock:
+            return self._rng.random()
+
     def chance(self, rate: float) -> bool:
         """A seeded coin flip (fault injection on requests)."""
         if rate <= 0:
