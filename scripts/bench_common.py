@@ -322,3 +322,17 @@ def children() -> Iterator[list[ChildService]]:
 def python_executable() -> str:
     """The interpreter running this script (the project's venv when run through it)."""
     return sys.executable
+
+
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def start_translation_server(workdir: Path, *extra: str) -> ChildService:
+    """The real translation server for a benchmark: a free port, its own SQLite database,
+    the admin token above, no demo job, quiet logs; ``extra`` adds or overrides options."""
+    cmd = [python_executable(), "-m", "translation_server", "--host", "127.0.0.1",
+           "--port", "0", "--ready-file", str(workdir / "server.ready"),
+           "--database-url", f"sqlite:///{workdir / 'bench.db'}",
+           "--admin-token", ADMIN_TOKEN, "--credentials-file", str(workdir / "local.json"),
+           "--no-demo-job", "--log-level", "WARNING", *extra]  # fmt: skip
+    return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")

@@ -60,6 +60,7 @@ from bench_common import (
     pick_generator,
     run_load,
     start_child,
+    start_translation_server,
 )
 
 from client_lib import TranslationClient, WaitTimeout
@@ -67,7 +68,6 @@ from client_lib.models import Event, parse_time
 from client_lib.waiting import Detection
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "bench-admin-token"
 CREATE_THREADS = 8
 PROBE_WARMUP = 30
 PROBE_ROUNDS = 3
@@ -90,14 +90,19 @@ HTTP_TIMEOUT_S = 30.0
 
 def start_server(workdir: Path, *, workers: int, seed: int) -> ChildService:
     """The translation server: ``workers`` slots, no errors, quiet logs, demo credentials."""
-    cmd = [sys.executable, "-m", "translation_server", "--host", "127.0.0.1", "--port", "0",
-           "--ready-file", str(workdir / "server.ready"),
-           "--database-url", f"sqlite:///{workdir / 'server.db'}",
-           "--admin-token", ADMIN_TOKEN, "--credentials-file", str(workdir / "local.json"),
-           "--no-demo-job", "--log-level", "WARNING", "--seed", str(seed),
-           "--workers", str(workers), "--error-rate", "0",
-           "--duration-min", "30", "--duration-max", "40"]  # fmt: skip
-    return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")
+    return start_translation_server(
+        workdir,
+        "--seed",
+        str(seed),
+        "--workers",
+        str(workers),
+        "--error-rate",
+        "0",
+        "--duration-min",
+        "30",
+        "--duration-max",
+        "40",
+    )
 
 
 def start_receiver(workdir: Path) -> ChildService:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests
 from bench_common import (
+    ADMIN_TOKEN,
     ChildService,
     LoadResult,
     LoadSpec,
@@ -49,11 +50,11 @@ from bench_common import (
     python_executable,
     run_load,
     start_child,
+    start_translation_server,
     write_ready_file,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "bench-admin-token"
 GOAL_RATIO = 0.60
 GOAL_P99_MS = 20.0
 PENDING_DURATION_S = 3600
@@ -184,29 +185,7 @@ def http_client(base_url: str) -> tuple[PostFn, GetFn]:
 
 def start_server(workdir: Path, threads: int) -> ChildService:
     """The real translation server on a fresh SQLite database."""
-    cmd = [
-        python_executable(),
-        "-m",
-        "translation_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ready-file",
-        str(workdir / "server.ready"),
-        "--database-url",
-        f"sqlite:///{workdir / 'bench.db'}",
-        "--admin-token",
-        ADMIN_TOKEN,
-        "--credentials-file",
-        str(workdir / "local.json"),
-        "--no-demo-job",
-        "--log-level",
-        "WARNING",
-        "--threads",
-        str(threads),
-    ]
-    return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")
+    return start_translation_server(workdir, "--threads", str(threads))
 
 
 def start_bare(workdir: Path, threads: int, body: bytes) -> ChildService:

@@ -67,7 +67,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests
-from bench_common import ChildService, children, percentile, start_child
+from bench_common import (
+    ChildService,
+    children,
+    percentile,
+    start_child,
+    start_translation_server,
+)
 from requests.adapters import HTTPAdapter
 
 from client_lib import TranslationClient
@@ -76,7 +82,6 @@ from client_lib.models import parse_time
 from client_lib.transport import Request, RequestsTransport, Response, Transport
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "bench-admin-token"
 SIMULATE = {"outcome": "completed"}  # never duration_s: the server draws it from the seed
 HTTP_TIMEOUT_S = 10.0
 POLL_CONNECTIONS = 32
@@ -171,25 +176,8 @@ class RunResult:
 
 def start_server(workdir: Path, args: argparse.Namespace, extra: Sequence[str]) -> ChildService:
     """A fresh translation server: seeded, enough slots for every job, quiet logs."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "translation_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ready-file",
-        str(workdir / "server.ready"),
-        "--database-url",
-        f"sqlite:///{workdir / 'server.db'}",
-        "--admin-token",
-        ADMIN_TOKEN,
-        "--credentials-file",
-        str(workdir / "local.json"),
-        "--no-demo-job",
-        "--log-level",
-        "WARNING",
+    return start_translation_server(
+        workdir,
         "--seed",
         str(args.seed),
         "--workers",
@@ -197,8 +185,7 @@ def start_server(workdir: Path, args: argparse.Namespace, extra: Sequence[str]) 
         "--estimate-noise",
         "0.2",
         *extra,
-    ]
-    return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")
+    )
 
 
 def start_receiver(workdir: Path) -> ChildService:

@@ -52,10 +52,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import requests
-from bench_common import ChildService, children, percentile, start_child, write_ready_file
+from bench_common import (
+    ADMIN_TOKEN,
+    ChildService,
+    children,
+    percentile,
+    start_child,
+    start_translation_server,
+    write_ready_file,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "bench-admin-token"
 RECEIVER_ARG = "_receiver"
 RECEIVER_THREADS = 32
 CREATE_THREADS = 8
@@ -136,33 +143,9 @@ def serve_receiver(ready_file: Path, status: int) -> None:
 
 def start_server(workdir: Path, *, workers: int, senders: int) -> ChildService:
     """A translation server with its own database, ``workers`` slots and ``senders`` threads."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "translation_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ready-file",
-        str(workdir / "server.ready"),
-        "--database-url",
-        f"sqlite:///{workdir / 'bench.db'}",
-        "--admin-token",
-        ADMIN_TOKEN,
-        "--credentials-file",
-        str(workdir / "local.json"),
-        "--no-demo-job",
-        "--log-level",
-        "WARNING",
-        "--seed",
-        "1",
-        "--workers",
-        str(workers),
-        "--webhook-senders",
-        str(senders),
-    ]
-    return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")
+    return start_translation_server(
+        workdir, "--seed", "1", "--workers", str(workers), "--webhook-senders", str(senders)
+    )
 
 
 def start_receiver(workdir: Path, status: int) -> ChildService:

@@ -18,7 +18,7 @@ def valid_body() -> dict[str, Any]:
         "source_url": "https://example.com/in.mp4",
         "target_language": "es",
         "priority": 0,
-        "callback_url": "http://127.0.0.1:8001/webhooks",
+        "callback_url": "http://127.0.0.1:9/webhooks",
         "metadata": {"k": "v"},
         "simulate": {"duration_s": 1, "outcome": "completed", "webhook": "deliver"},
     }
@@ -249,7 +249,7 @@ def test_name_resolving_to_a_forbidden_address_is_refused(make_app: Any) -> None
     created = client.post(
         "/v1/clients", json={"name": "n"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ).get_json()
-    body = {**valid_body(), "callback_url": "http://localhost:8001/webhooks"}
+    body = {**valid_body(), "callback_url": "http://localhost:9/webhooks"}
     resp = client.post(
         "/v1/jobs", json=body, headers={"Authorization": f"Bearer {created['api_key']}"}
     )
