@@ -322,11 +322,6 @@ class Waiter:
         tracked.next_poll = at
         self._polls.set(tracked.job.id, at)
 
-    def pending(self) -> int:
-        """How many jobs are tracked and not yet final."""
-        with self._lock:
-            return len(self._tracked)
-
     # ---------------------------------------------------------------- steps
 
     def step(self, max_block: float) -> list[Detection]:

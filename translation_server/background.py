@@ -41,11 +41,6 @@ class Loop:
         """Run the step again now."""
         self._wake.set()
 
-    @property
-    def stopping(self) -> bool:
-        """Whether ``stop`` was called."""
-        return self._stop.is_set()
-
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()  # a wake during the step makes the wait below return at once

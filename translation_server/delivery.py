@@ -201,7 +201,7 @@ class Dispatcher:
         next_due = self._outbox.next_due_at()
         return 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
 
-    def _record_finished(self) -> int:
+    def _record_finished(self) -> None:
         """Write the results the senders handed back, in one transaction."""
         batch = []
         while True:
@@ -215,7 +215,6 @@ class Dispatcher:
             except Exception:
                 # not recorded: their leases expire and they are sent again (at-least-once)
                 log.exception("recording %d webhook attempts failed", len(batch))
-        return len(batch)
 
     def _deliver(self, event: OutboxEvent) -> None:
         try:

@@ -129,10 +129,6 @@ class Outbox:
             )
         return events
 
-    def record(self, event: OutboxEvent, results: list[AttemptResult]) -> None:
-        """Log the attempts of one lease and move the event to its next state."""
-        self.record_many([(event, results)])
-
     def record_many(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
         """Log the attempts of several leases, in one transaction."""
         rows = [
@@ -233,11 +229,3 @@ class Outbox:
         for a in attempts:
             by_event.setdefault(a["event_id"], []).append(dict(a))
         return [{**dict(e), "attempt_log": by_event.get(e["id"], [])} for e in events]
-
-    def counts(self) -> dict[str, int]:
-        """Events per delivery state."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(webhook_events.c.state, func.count()).group_by(webhook_events.c.state)
-            ).all()
-        return {state: int(n) for state, n in rows}
