@@ -59,7 +59,7 @@ from bench_common import (
     percentile,
     pick_generator,
     run_load,
-    start_child,
+    start_callback_receiver,
     start_translation_server,
 )
 
@@ -103,15 +103,6 @@ def start_server(workdir: Path, *, workers: int, seed: int) -> ChildService:
         "--duration-max",
         "40",
     )
-
-
-def start_receiver(workdir: Path) -> ChildService:
-    """The project's callback receiver, trusting the secret in the server's credentials file."""
-    cmd = [sys.executable, "-m", "callback_receiver", "--host", "127.0.0.1", "--port", "0",
-           "--ready-file", str(workdir / "receiver.ready"),
-           "--database-url", f"sqlite:///{workdir / 'receiver.db'}",
-           "--credentials-file", str(workdir / "local.json"), "--log-level", "warning"]  # fmt: skip
-    return start_child("receiver", cmd, workdir / "receiver.ready", workdir / "receiver.log")
 
 
 # --- sampling memory and CPU ------------------------------------------------------------------
@@ -520,7 +511,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, children() as started:
         workdir = Path(tmp)
         started.append(start_server(workdir, workers=args.jobs + PROBE_JOBS + 100, seed=args.seed))
-        started.append(start_receiver(workdir))
+        started.append(start_callback_receiver(workdir))
         server, receiver = started
         monitor = Monitor(
             {"server": server.proc.pid, "receiver": receiver.proc.pid, "bench": os.getpid()}

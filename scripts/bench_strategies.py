@@ -71,7 +71,7 @@ from bench_common import (
     ChildService,
     children,
     percentile,
-    start_child,
+    start_callback_receiver,
     start_translation_server,
 )
 from requests.adapters import HTTPAdapter
@@ -186,28 +186,6 @@ def start_server(workdir: Path, args: argparse.Namespace, extra: Sequence[str]) 
         "0.2",
         *extra,
     )
-
-
-def start_receiver(workdir: Path) -> ChildService:
-    """The project's callback receiver, trusting the server's demo client secret."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "callback_receiver",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ready-file",
-        str(workdir / "receiver.ready"),
-        "--database-url",
-        f"sqlite:///{workdir / 'receiver.db'}",
-        "--credentials-file",
-        str(workdir / "local.json"),
-        "--log-level",
-        "warning",
-    ]
-    return start_child("receiver", cmd, workdir / "receiver.ready", workdir / "receiver.log")
 
 
 def closed_port_url() -> str:
@@ -488,7 +466,7 @@ def run_strategy(strategy: Strategy, args: argparse.Namespace) -> RunResult:
         started.append(server)
         receiver_url = ""
         if strategy.receiver == "up":
-            receiver = start_receiver(workdir)
+            receiver = start_callback_receiver(workdir)
             started.append(receiver)
             receiver_url = receiver.url
         elif strategy.receiver == "down":
