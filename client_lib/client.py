@@ -362,18 +362,25 @@ class TranslationClient:
         return self._waiter.stats.detections.get(job_id)
 
     def _watch(self, ids: Sequence[str], on_update: Callable[[Job], None] | None) -> None:
-        """Hand jobs to the waiter; only jobs this client did not create cost a first GET."""
+        """Hand jobs to the waiter; only jobs this client did not create cost a first GET.
+
+        Once handed over, a created job is the waiter's to remember, not ``_created``'s.
+        """
         unknown = [i for i in ids if i not in self._created and self._waiter.last_known(i) is None]
         fetched = {j.id: j for j in (self.get_jobs(unknown) if unknown else [])}
         for job_id in ids:
             job = (
-                self._created.get(job_id) or fetched.get(job_id) or self._waiter.last_known(job_id)
+                self._created.pop(job_id, None)
+                or fetched.get(job_id)
+                or self._waiter.last_known(job_id)
             )
             if job is None:
                 # not visible to this client: let get_job raise JobNotFound with context
                 self.get_job(job_id)
                 continue
-            self._waiter.watch(job, on_update=on_update, fresh=job_id in self._fresh)
+            fresh = job_id in self._fresh
+            self._fresh.discard(job_id)
+            self._waiter.watch(job, on_update=on_update, fresh=fresh)
 
     def _wait_for(
         self, job_id: str, *, timeout: float | None, on_update: Callable[[Job], None] | None
