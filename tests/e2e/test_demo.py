@@ -2,10 +2,11 @@
 
 Run alone, with its story in the log, by ``make demo``; ``make test`` runs it first too.
 By default it starts its own server and receiver on free ports. Against services started by
-``make run``: ``pytest tests/e2e/test_demo.py --demo-server http://127.0.0.1:8000
---demo-receiver http://127.0.0.1:8001`` (credentials from var/local.json, or
-``--demo-credentials``). There, the job "created while the receiver is down" gets a callback
-URL on a port where nothing listens, since the test cannot stop a receiver it did not start.
+``make run``: ``--demo-server URL`` (and ``--demo-receiver URL`` when the receiver is not at
+make run's default address; credentials from var/local.json, or ``--demo-credentials``;
+the README shows the whole command). There, the job "created while the receiver is down"
+gets a callback URL on a port where nothing listens, since the test cannot stop a receiver
+it did not start.
 """
 
 from __future__ import annotations
