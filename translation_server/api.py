@@ -131,7 +131,7 @@ def _first(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _if_none_match() -> set[str]:
-    raw = request.headers.get("If-None-Match")
+    raw = request.environ.get("HTTP_IF_NONE_MATCH")
     if not raw:
         return set()
     return {part.strip() for part in raw.split(",") if part.strip()}

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
-import random
 import time
-from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask
 
 from .callbacks import CallbackPolicy
 from .config import Settings
@@ -16,27 +13,15 @@ from .delivery import Dispatcher
 from .errors import register_error_handlers
 from .estimator import Estimator
 from .metrics import ServerMetrics
+from .observe import RequestObserver, note_route
 from .ratelimit import RateLimiter
 from .simulation import Simulator
 from .store import JobRecord, NewJob, Store
 from .tenants import SYSTEM_CLIENT_ID, bootstrap_local_setup
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("translation_server.access")
 
 MAX_BODY_BYTES = 64 * 1024
-_REQUEST_ID_MAX = 128
-
-# Request ids need to be unique, not secret: 128 bits from a generator seeded once from the
-# OS (again in a forked child) read like uuid4().hex, 32 hex digits, without a getrandom
-# system call per request. Not a counter, which would tell tenants the server's traffic.
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
-
-
-def new_request_id() -> str:
-    """A fresh request id: 32 lowercase hex digits."""
-    return f"{_ids.getrandbits(128):032x}"
 
 
 class Runtime:
@@ -114,38 +99,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.register_blueprint(tenants.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(openapi.bp)
-    app.before_request(_begin_request)
-    app.after_request(_end_request)
+    app.before_request(note_route)
+    app.wsgi_app = RequestObserver(app.wsgi_app, runtime.metrics)  # type: ignore[method-assign]
     if start:
         runtime.start()
     return app
-
-
-def _begin_request() -> None:
-    state = g._get_current_object()  # one context lookup instead of one per attribute
-    state.start = time.perf_counter()
-    given = request.headers.get("X-Request-ID", "")
-    state.request_id = (
-        given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() else new_request_id()
-    )
-
-
-def _end_request(response: Response) -> Response:
-    state = g._get_current_object()
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    elapsed = time.perf_counter() - getattr(state, "start", time.perf_counter())
-    request_id = getattr(state, "request_id", None) or new_request_id()
-    response.headers["X-Request-ID"] = request_id
-    route = req.url_rule.rule if req.url_rule else "<unmatched>"
-    runtime: Any = current_app.extensions["vt"]
-    runtime.metrics.observe_request(req.method, route, response.status_code, elapsed)
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            "%s %s %d %.1fms request_id=%s",
-            req.method,
-            req.path,
-            response.status_code,
-            elapsed * 1000,
-            request_id,
-        )
-    return response

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, json
+from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
+
+from .observe import request_id
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def problem_response(
         "status": status,
         "detail": detail,
         "code": code,
-        "request_id": g.get("request_id"),
+        "request_id": request_id(),
         **extra,
     }
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
@@ -105,7 +107,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.error("unhandled error request_id=%s", g.get("request_id"), exc_info=exc)
+        log.error("unhandled error request_id=%s", request_id(), exc_info=exc)
         return problem_response(
             500, "internal_error", "the server failed to handle this request; it has been logged"
         )

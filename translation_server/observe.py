@@ -1,0 +1,96 @@
+"""Request ids, the access log and request metrics: one WSGI middleware around the Flask app.
+
+Every request passes through it, so it is written for the hot path: it reads the WSGI environ
+directly, adds its header in ``start_response`` and costs no Flask hook dispatch or context
+lookup. Code inside the app finds the request id with ``request_id()``; the app's one hook,
+``note_route``, tells the middleware which route answered (the metrics' label).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from flask import request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics import ServerMetrics
+
+access_log = logging.getLogger("translation_server.access")
+
+REQUEST_ID_KEY = "vt.request_id"
+ROUTE_KEY = "vt.route"
+_REQUEST_ID_MAX = 128
+UNMATCHED_ROUTE = "<unmatched>"
+
+# Request ids need to be unique, not secret: 128 bits from a generator seeded once from the
+# OS (again in a forked child) read like uuid4().hex, 32 hex digits, without a getrandom
+# system call per request. Not a counter, which would tell tenants the server's traffic.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 lowercase hex digits."""
+    return f"{_ids.getrandbits(128):032x}"
+
+
+def request_id() -> str | None:
+    """The current request's id (inside a request through ``RequestObserver``), else None."""
+    return request.environ.get(REQUEST_ID_KEY) if request else None
+
+
+def note_route() -> None:
+    """A ``before_request`` hook: leave the matched URL rule where the middleware reads it."""
+    rule = request.url_rule
+    if rule is not None:
+        request.environ[ROUTE_KEY] = rule.rule
+
+
+class RequestObserver:
+    """Give each request an id (the caller's ``X-Request-ID`` when sane), echo it in the
+    answer, count the request by route and status with its latency, and log one line."""
+
+    def __init__(self, app: WSGIApplication, metrics: ServerMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        rid = given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() else None
+        rid = rid or new_request_id()
+        environ[REQUEST_ID_KEY] = rid
+        status_line = "500"
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal status_line
+            status_line = status
+            headers.append(("X-Request-ID", rid))
+            return start_response(status, headers, exc_info)
+
+        body = self._app(environ, start)
+        # Flask has built the whole answer by now; what remains is waitress sending it.
+        self.record(environ, int(status_line[:3]), time.perf_counter() - started, rid)
+        return body
+
+    def record(self, environ: WSGIEnvironment, status: int, seconds: float, rid: str) -> None:
+        """Count the request and write its access-log line."""
+        method = environ.get("REQUEST_METHOD", "")
+        route = environ.get(ROUTE_KEY, UNMATCHED_ROUTE)
+        self._metrics.observe_request(method, route, status, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms request_id=%s",
+                method,
+                environ.get("PATH_INFO", ""),
+                status,
+                seconds * 1000,
+                rid,
+            )
