@@ -32,10 +32,15 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Iterator[Any]:
-    """A factory of apps; background threads are off unless ``start=True``."""
+    """A factory of apps; background threads are off unless ``start=True``.
+
+    A SQLite database takes one server at a time, so a second app gets a database of its own.
+    """
     apps: list[Flask] = []
 
     def factory(*, start: bool = False, **overrides: Any) -> Flask:
+        if apps:
+            overrides.setdefault("database_url", f"sqlite:///{tmp_path / f'server{len(apps)}.db'}")
         app = create_app(server_settings(tmp_path, **overrides), start=start)
         app.testing = True
         apps.append(app)

@@ -16,6 +16,7 @@ from waitress.server import create_server
 
 from .app import create_app
 from .config import options, settings_from_options
+from .db import DatabaseInUse
 
 log = logging.getLogger("translation_server")
 
@@ -47,7 +48,10 @@ def main(log_level: str, **values: Any) -> None:
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = settings_from_options(**values)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except DatabaseInUse as exc:
+        raise click.ClickException(str(exc)) from None
     server: Any = create_server(
         app,
         host=settings.host,

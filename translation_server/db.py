@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -145,3 +147,52 @@ def point_reader(engine: Engine) -> PointReader | None:
 def compiled_sql(engine: Engine, statement: Any) -> str:
     """``statement`` as the SQL text the engine's driver takes (positional parameters)."""
     return str(statement.compile(dialect=engine.dialect))
+
+
+class DatabaseInUse(RuntimeError):
+    """Another process holds the SQLite database this store was asked to own."""
+
+
+class DatabaseLock:
+    """This process's exclusive hold on a SQLite database file, for as long as it is open.
+
+    A server answers pending jobs from memory only because every write to its jobs goes
+    through its own store; a second server process on the same file would break that, so it
+    is refused at start. The lock is an ``flock`` on ``<database>.lock``: the kernel releases
+    it when the process ends in any way, kill -9 included, so a restart never finds it stale.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.path = Path(f"{database}.lock")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DatabaseInUse(
+                f"{database} is in use by another server process (pid {holder}); a SQLite "
+                "database takes one server (several instances need PostgreSQL)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let go of the database (closing the descriptor drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_database(engine: Engine) -> DatabaseLock | None:
+    """Take a SQLite file for this process alone; None for any other database.
+
+    Server databases are shared by design (several server instances on PostgreSQL), so
+    nothing is locked and the store never assumes it is the only writer; nor does it for an
+    in-memory SQLite database (tests only), which has no file to lock.
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return DatabaseLock(str(database))

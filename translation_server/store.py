@@ -42,7 +42,8 @@ from sqlalchemy.exc import IntegrityError
 from client_lib.models import EventType
 
 from . import resources
-from .db import Writer, compiled_sql, make_engine, point_reader, reader
+from .db import Writer, compiled_sql, lock_database, make_engine, point_reader, reader
+from .jobcache import JobCache
 from .states import InvalidTransition, State, sources_of
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,6 @@ delivery_attempts = Table(
 
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 _CLIENT_CACHE_TTL_S = 5.0
-# Final jobs kept in memory. No transition leaves a final state, so a final row never changes
-# again and any server instance may answer it from memory; the bound keeps memory flat.
-FINAL_JOBS_KEPT = 4096
-# Pending jobs' last decoded rows (see Store._decoded): a bound on memory, not on staleness.
-DECODED_ROWS_KEPT = 4096
 # Processing attempts ended per transaction by finish_due.
 FINISH_BATCH = 500
 
@@ -164,8 +160,8 @@ _DUE_FOR_UPDATE = (
     .with_for_update(skip_locked=True)
 )
 _JOB_COLUMN = {name: n for n, name in enumerate(jobs.c.keys())}
-_ID, _STATE, _METADATA, _RESULT, _ERROR = (
-    _JOB_COLUMN[name] for name in ("id", "state", "metadata", "result", "error")
+_STATE, _METADATA, _RESULT, _ERROR = (
+    _JOB_COLUMN[name] for name in ("state", "metadata", "result", "error")
 )
 _CLIENT_COLUMNS = [c for c in clients.c if c.name != "api_key_hash"]
 _CLIENT_BY_KEY = select(*_CLIENT_COLUMNS).where(clients.c.api_key_hash == bindparam("key_hash"))
@@ -380,33 +376,45 @@ class Store:
 
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
-        self.writer = Writer(self.engine)
-        self._reader = reader(self.engine)
-        metadata.create_all(self.engine)
+        # A SQLite file is this process's alone (or this raises DatabaseInUse): then every
+        # job write is this store's, and pending jobs can be answered from memory.
+        self._lock = lock_database(self.engine)
+        try:
+            self.writer = Writer(self.engine)
+            self._reader = reader(self.engine)
+            metadata.create_all(self.engine)
+        except BaseException:
+            self.close()
+            raise
         # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
         self._point = point_reader(self.engine)
         self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
-        self._decoded_rows: dict[str, tuple[tuple[Any, ...], JobRecord]] = {}
+        self.jobs = JobCache(pending=self._lock is not None)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
-        self._final_jobs: dict[str, JobRecord] = {}
         self._change_counter = itertools.count(1)
         self.queue_version = 0
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Release every pooled connection, then the database itself."""
         self.engine.dispose()
-        if self._reader is not self.engine:
-            self._reader.dispose()
-        if self._point is not None:
-            self._point.close()
+        reader_engine = getattr(self, "_reader", self.engine)
+        if reader_engine is not self.engine:
+            reader_engine.dispose()
+        point = getattr(self, "_point", None)
+        if point is not None:
+            point.close()
+        if self._lock is not None:
+            self._lock.release()
 
-    def _queue_changed(self) -> None:
-        """Note, after its commit, a write that moved jobs in or out of the queue or slots.
+    def _jobs_written(self, job_ids: Iterable[str]) -> None:
+        """Note, after its commit, a write that changed these jobs (or created them).
 
-        Readers that keep a view of the queue (the estimator) compare ``queue_version``: it
-        only grows. Writes by other server instances are not seen here: such views also age out.
+        The job cache forgets them. Readers that keep a view of the queue (the estimator)
+        compare ``queue_version``: it only grows. Writes by other server instances are not
+        seen here: such views also age out, and such stores keep no pending jobs.
         """
+        self.jobs.written(job_ids)
         self.queue_version = next(self._change_counter)
 
     def ping(self) -> None:
@@ -538,7 +546,7 @@ class Store:
                 )
             record = self._get(conn, values["id"])
         assert record is not None
-        self._queue_changed()
+        self._jobs_written([record.id])
         log.info(
             "%s created priority=%s duration=%.3fs", record.id, record.priority, record.duration_s
         )
@@ -576,7 +584,7 @@ class Store:
                 result=None,
                 error=None,
             )
-        self._queue_changed()
+        self._jobs_written([job_id])
         return final
 
     def claim(self, *, now: float, limit: int) -> list[JobRecord]:
@@ -609,7 +617,7 @@ class Store:
                 )
                 .returning(*jobs.c)
             ).all()
-        self._queue_changed()
+        self._jobs_written(ids)
         # RETURNING gives no order: hand the jobs out in the order they were chosen
         started = sorted((JobRecord.from_row(r) for r in rows), key=lambda j: (-j.priority, j.seq))
         for job in started:
@@ -643,7 +651,7 @@ class Store:
             if rows:
                 conn.execute(insert(webhook_events), rows)
         if changed:
-            self._queue_changed()
+            self._jobs_written(j.id for j in changed)
         return changed
 
     def _transition_many(
@@ -739,66 +747,36 @@ class Store:
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""
-        job = self._final_jobs.get(job_id)
+        job = self.jobs.get(job_id)
         if job is None:
+            token = self.jobs.reading()
             if self._point is not None:
-                job = self._decoded(self._point.first(self._job_by_id_sql, (job_id,)))
+                row = self._point.first(self._job_by_id_sql, (job_id,))
+                job = JobRecord.from_row(row) if row else None
             else:
                 with self._reader.connect() as conn:
                     job = self._get(conn, job_id)
             if job is not None:
-                self._keep_final([job])
+                self.jobs.keep([job], token)
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
         return job
 
-    def _decoded(self, row: tuple[Any, ...] | None) -> JobRecord | None:
-        """The job of a row just read, decoded again only when the row differs from last time.
-
-        Every read still goes to the database; a pending job polled again and again comes
-        back as the same row, whose JSON columns need not be parsed each time. The whole row
-        is compared, so nothing read is ever answered from an older one.
-        """
-        if row is None:
-            return None
-        job_id = row[_ID]
-        seen = self._decoded_rows.get(job_id)
-        if seen is not None and seen[0] == row:
-            return seen[1]
-        job = JobRecord.from_row(row)
-        if not job.state.is_final:  # final jobs are kept by _keep_final
-            if len(self._decoded_rows) >= DECODED_ROWS_KEPT:
-                self._decoded_rows.clear()
-            self._decoded_rows[job_id] = (row, job)
-        return job
-
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:
         """The tenant's jobs among ``ids``, in the order asked (unknown ids left out)."""
-        by_id = {
-            job.id: job
-            for job in map(self._final_jobs.get, ids)
-            if job is not None and job.client_id == client_id
-        }
+        by_id = {job.id: job for job in map(self.jobs.get, ids) if job is not None}
         missing = [i for i in ids if i not in by_id]
         if missing:
+            token = self.jobs.reading()
             with self._reader.connect() as conn:
                 rows = conn.execute(_JOBS_OF_CLIENT, {"client_id": client_id, "ids": missing}).all()
-            by_id.update((job.id, job) for job in map(JobRecord.from_row, rows))
-            self._keep_final(by_id[i] for i in missing if i in by_id)
-        return [by_id[i] for i in ids if i in by_id]
-
-    def _keep_final(self, read: Iterable[JobRecord]) -> None:
-        """Remember the final jobs among ``read`` (see FINAL_JOBS_KEPT), oldest out first."""
-        final = [job for job in read if job.state.is_final]
-        if not final:
-            return
-        with self._cache_lock:
-            for job in final:
-                if job.id in self._final_jobs:
-                    continue
-                if len(self._final_jobs) >= FINAL_JOBS_KEPT:
-                    del self._final_jobs[next(iter(self._final_jobs))]
-                self._final_jobs[job.id] = job
+            read = [JobRecord.from_row(row) for row in rows]
+            self.jobs.keep(read, token)
+            by_id.update((job.id, job) for job in read)
+        # a job kept in memory may be another tenant's: never theirs to see
+        return [
+            job for job in map(by_id.get, ids) if job is not None and job.client_id == client_id
+        ]
 
     def list_jobs(
         self, client_id: str, *, states: Iterable[str] | None, limit: int, before_seq: int | None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -105,6 +108,32 @@ def test_sigkill_mid_run_loses_nothing_and_resumes(tmp_path: Path) -> None:
         final = wait_final(server.url, ids, auth)
         assert [j["status"] for j in final] == ["completed"] * 5
         assert all(j["attempts"] == 1 for j in final[:2])  # resumed, not restarted
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_the_same_sqlite_database_is_refused(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "translation_server",
+                "--port",
+                "0",
+                "--database-url",
+                f"sqlite:///{tmp_path / 'server.db'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={k: v for k, v in os.environ.items() if not k.startswith("VT_")},
+        )
+        assert second.returncode == 1
+        assert f"is in use by another server process (pid {server.proc.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
 

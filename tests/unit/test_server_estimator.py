@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from tests.unit.test_server_store import T0, new_job
 from translation_server.app import Runtime
+from translation_server.db import make_engine
 from translation_server.estimator import (
     MAX_POLL_S,
     MAX_VIEW_AGE_S,
@@ -16,7 +18,7 @@ from translation_server.estimator import (
     estimated_progress,
 )
 from translation_server.states import State
-from translation_server.store import Store
+from translation_server.store import jobs
 
 
 def test_processing_estimate_uses_the_distortion_factor_not_the_duration(runtime: Runtime) -> None:
@@ -171,12 +173,15 @@ def test_queue_view_ages_out_for_writes_of_another_instance(runtime: Runtime) ->
     est = Estimator(store, workers=1, mean_duration=10.0, max_view_age=0.2, clock=clock)
     store.create_job(new_job(duration_s=10), now=T0)
     job = store.create_job(new_job(duration_s=10), now=T0)[0]
+    behind = store.create_job(new_job(duration_s=10), now=T0)[0]
     assert completion(est, job, T0) == pytest.approx(T0 + 20)
-    other = Store(runtime.settings.database_url)  # a second server on the same database
+    # Another instance (on a shared database) moves a job ahead: a write this store never saw.
+    other = make_engine(runtime.settings.database_url)
     try:
-        other.create_job(new_job(duration_s=10, priority=5), now=T0)
+        with other.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == behind.id).values(priority=5))
     finally:
-        other.close()
+        other.dispose()
     clock.now += 0.19
     assert completion(est, job, T0) == pytest.approx(T0 + 20)
     clock.now += 0.02

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from translation_server.app import Runtime
+from translation_server.db import DatabaseInUse
+from translation_server.jobcache import JobCache
 from translation_server.states import TRANSITIONS, InvalidTransition, State, sources_of
 from translation_server.store import (
     IDEMPOTENCY_WINDOW_S,
@@ -287,7 +290,7 @@ def reads_of(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return opened
 
 
-def test_final_jobs_are_answered_from_memory_pending_ones_never(
+def test_jobs_are_answered_from_memory_until_the_store_writes_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done = store.create_job(new_job(duration_s=1), now=T0)[0]
@@ -299,24 +302,80 @@ def test_final_jobs_are_answered_from_memory_pending_ones_never(
     for _ in range(3):
         assert state_of(store.get_job(done.id, client_id="cli_a")) is State.COMPLETED
         assert state_of(store.get_job(pending.id)) is State.QUEUED
-    assert len(opened) == 4  # the final job once, the pending one every time
+    assert len(opened) == 2  # each job once: this store is the database's only writer
     assert store.get_job(done.id, client_id="cli_other") is None  # isolation holds in memory
     assert [j.id for j in store.get_jobs("cli_a", [pending.id, done.id])] == [pending.id, done.id]
     assert store.get_jobs("cli_other", [done.id]) == []
-    store.claim(now=T0 + 1, limit=1)
-    assert store.get_jobs("cli_a", [pending.id])[0].state is State.PROCESSING
-
-
-def test_final_jobs_kept_in_memory_are_bounded(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("translation_server.store.FINAL_JOBS_KEPT", 2)
-    ids = [store.create_job(new_job(), now=T0)[0].id for _ in range(3)]
-    for job_id in ids:
-        store.cancel(job_id, now=T0 + 1)
-    opened = reads_of(store, monkeypatch)
-    assert [j.state for j in store.get_jobs("cli_a", ids)] == [State.CANCELLED] * 3
-    assert [state_of(store.get_job(i)) for i in ids[1:]] == [State.CANCELLED] * 2
-    assert len(opened) == 1  # the last two stayed in memory
-    assert state_of(store.get_job(ids[0])) is State.CANCELLED  # the first went out
     assert len(opened) == 2
+    store.claim(now=T0 + 1, limit=1)  # a write: the job is read again, in its new state
+    assert store.get_jobs("cli_a", [pending.id])[0].state is State.PROCESSING
+    assert state_of(store.get_job(pending.id)) is State.PROCESSING
+    assert len(opened) == 3
+    store.cancel(pending.id, now=T0 + 2)
+    assert state_of(store.get_job(pending.id)) is State.CANCELLED
+    assert len(opened) == 4
+
+
+def test_job_cache_refuses_a_read_that_overlapped_a_write() -> None:
+    cache = JobCache(pending=True)
+    old = job_record(State.QUEUED)
+    token = cache.reading()  # a read begins, and sees the row before ...
+    cache.written([old.id])  # ... a write commits
+    cache.keep([old], token)
+    assert cache.get(old.id) is None  # not kept: it may be older than the write
+    cache.keep([old], cache.reading())
+    assert cache.get(old.id) is old
+    cache.written([old.id])
+    assert cache.get(old.id) is None
+
+
+def test_job_cache_keeps_pending_jobs_only_for_the_sole_writer() -> None:
+    shared = JobCache(pending=False)  # a database other instances write too (PostgreSQL)
+    queued, done = job_record(State.QUEUED, "job_q"), job_record(State.COMPLETED, "job_d")
+    shared.keep([queued, done], shared.reading())
+    assert shared.get(queued.id) is None and shared.get(done.id) is done
+    assert not shared.keeps_pending
+
+
+def test_job_cache_is_bounded_oldest_out_first() -> None:
+    cache = JobCache(pending=True, final_kept=2, pending_kept=2)
+    finals = [job_record(State.CANCELLED, f"job_f{n}") for n in range(3)]
+    pendings = [job_record(State.PROCESSING, f"job_p{n}") for n in range(3)]
+    for job in [*finals, *pendings]:
+        cache.keep([job], cache.reading())
+    assert [cache.get(j.id) for j in finals] == [None, finals[1], finals[2]]
+    assert [cache.get(j.id) for j in pendings] == [None, pendings[1], pendings[2]]
+    assert len(cache) == 4
+
+
+def test_a_sqlite_database_takes_one_store_at_a_time(runtime: Runtime) -> None:
+    url = runtime.settings.database_url
+    with pytest.raises(DatabaseInUse) as caught:
+        Store(url)
+    assert f"pid {os.getpid()}" in str(caught.value) and "one server" in str(caught.value)
+    runtime.close()
+    again = Store(url)  # released by close (and by the kernel when a process dies)
+    try:
+        assert again.jobs.keeps_pending
+    finally:
+        again.close()
+
+
+def job_record(state: State, job_id: str = "job_x") -> JobRecord:
+    """A job record as read, in ``state``."""
+    fields: dict[str, Any] = dataclasses.asdict(new_job())
+    fields.update(
+        id=job_id,
+        state=state,
+        seq=1,
+        version=1,
+        attempts=1,
+        created_at=T0,
+        started_at=None,
+        finished_at=None,
+        due_at=None,
+        progress=None,
+        result=None,
+        error=None,
+    )
+    return JobRecord(**fields)
