@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -44,6 +45,11 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
 )
 def main(log_level: str, **values: Any) -> None:
     """Run the simulated video translation server."""
+    # The format uses none of these: not looking them up saves time on every record, and
+    # the access log writes one per request.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -59,6 +65,10 @@ def main(log_level: str, **values: Any) -> None:
         threads=settings.threads,
         ident="vt-translation-server",
     )
+    # What start-up made (modules, the app, its tables and caches) lives as long as the
+    # process: out of the collector's sight, a full collection takes microseconds instead of
+    # ~30 ms of every request thread's time.
+    gc.freeze()
     port = int(server.effective_port)
     url = f"http://{settings.host}:{port}"
     log.info(

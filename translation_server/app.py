@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from flask import Flask
@@ -11,7 +12,7 @@ from .callbacks import CallbackPolicy
 from .config import Settings
 from .delivery import Dispatcher
 from .errors import register_error_handlers
-from .estimator import Estimator
+from .estimator import MAX_VIEW_AGE_S, Estimator
 from .metrics import ServerMetrics
 from .observe import RequestObserver, note_route
 from .ratelimit import RateLimiter
@@ -35,6 +36,8 @@ class Runtime:
             self.store,
             workers=settings.workers,
             mean_duration=(settings.duration_min + settings.duration_max) / 2,
+            # only another writer's changes would go unseen, and a sole writer has none
+            max_view_age=math.inf if self.store.sole_writer else MAX_VIEW_AGE_S,
         )
         self.metrics = ServerMetrics(self.store.counts_by_state)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)

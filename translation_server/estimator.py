@@ -10,7 +10,8 @@ the busy slots' estimated ends), not with three queries per request. The view is
 once this server's own writes have moved the queue (``Store.queue_version``), but not sooner
 than ``min_view_age`` after the last read, so a busy queue costs at most a few reads a second;
 and at the latest when it is ``max_view_age`` old, which bounds how long the writes of another
-instance go unseen.
+instance go unseen (a store that is its database's only writer has none: the app then lets
+the view age without bound).
 """
 
 from __future__ import annotations

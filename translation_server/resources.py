@@ -13,29 +13,31 @@ from .estimator import Estimate, estimated_progress
 if TYPE_CHECKING:
     from .store import JobRecord
 
-# A job's created/started/finished times never change once set and every poll renders them
-# again: remember their text (strftime is the costliest part of rendering a job).
-_fixed_time = functools.lru_cache(maxsize=4096)(format_time)
+# The same instants are rendered again and again: a job's created/started/finished times on
+# every poll, and its estimate until the queue moves. Remember their text (strftime is the
+# costliest part of rendering a job).
+_time_text = functools.lru_cache(maxsize=8192)(format_time)
 
 
 def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
     """The job resource of API.md section 1."""
-    final = job.state.is_final
-    if final:
+    state = job.state
+    if estimate is None or state.is_final:
         progress = job.progress if job.progress is not None else 0.0
+        completion = None
     else:
-        progress = estimate.progress if estimate else 0.0
+        progress = estimate.progress
+        completion = _time_text(estimate.completion_at)
+    stage = state.stage
     return {
         "id": job.id,
-        "status": job.state.status.value,
-        "stage": job.state.stage.value if job.state.stage else None,
+        "status": state.status.value,
+        "stage": stage.value if stage else None,
         "progress": progress,
-        "created_at": _fixed_time(job.created_at),
-        "started_at": _fixed_time(job.started_at),
-        "finished_at": _fixed_time(job.finished_at),
-        "estimated_completion_at": (
-            format_time(estimate.completion_at) if estimate and not final else None
-        ),
+        "created_at": _time_text(job.created_at),
+        "started_at": _time_text(job.started_at),
+        "finished_at": _time_text(job.finished_at),
+        "estimated_completion_at": completion,
         "priority": job.priority,
         "target_language": job.target_language,
         "source_url": job.source_url,

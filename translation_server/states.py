@@ -23,20 +23,18 @@ class State(StrEnum):
 
     @property
     def status(self) -> JobStatus:
-        """The public status."""
-        if self in (State.QUEUED, State.PROCESSING):
-            return JobStatus.PENDING
-        return JobStatus(self.value)
+        """The public status: ``pending`` while queued or processing, else the state itself."""
+        return _STATUS[self]
 
     @property
     def stage(self) -> Stage | None:
         """The public stage (only while pending)."""
-        return Stage(self.value) if self.status is JobStatus.PENDING else None
+        return _STAGE[self]
 
     @property
     def is_final(self) -> bool:
         """True when no transition leaves this state."""
-        return not TRANSITIONS[self]
+        return self in _FINAL
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -47,6 +45,15 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.ERROR: frozenset(),
     State.CANCELLED: frozenset(),
 }
+
+
+# Looked up on every job rendered: worked out once.
+_STATUS = {
+    s: JobStatus.PENDING if s in (State.QUEUED, State.PROCESSING) else JobStatus(s.value)
+    for s in State
+}
+_STAGE = {s: Stage(s.value) if _STATUS[s] is JobStatus.PENDING else None for s in State}
+_FINAL = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 
 
 def sources_of(target: State) -> list[str]:

@@ -389,7 +389,7 @@ class Store:
         # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
         self._point = point_reader(self.engine)
         self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
-        self.jobs = JobCache(pending=self._lock is not None)
+        self.jobs = JobCache(pending=self.sole_writer)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
         self._change_counter = itertools.count(1)
@@ -406,6 +406,11 @@ class Store:
             point.close()
         if self._lock is not None:
             self._lock.release()
+
+    @property
+    def sole_writer(self) -> bool:
+        """Whether every write to the database is this store's (a SQLite file it locked)."""
+        return self._lock is not None
 
     def _jobs_written(self, job_ids: Iterable[str]) -> None:
         """Note, after its commit, a write that changed these jobs (or created them).
