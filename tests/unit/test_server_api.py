@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -185,6 +187,27 @@ def test_new_client_secret_is_standard_webhooks_shaped(tenant: dict[str, str]) -
 
     assert tenant["id"].startswith("cli_") and tenant["api_key"].startswith("vt_")
     assert len(base64.b64decode(tenant["webhook_secret"].removeprefix("whsec_"))) == 32
+
+
+def test_every_request_is_logged_counted_and_given_an_id(
+    client: FlaskClient, tenant: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    job = create(client, tenant).get_json()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="translation_server.access"):
+        ok = client.get(f"/v1/jobs/{job['id']}", headers={**auth(tenant), "X-Request-ID": "r-1"})
+        lost = client.get("/no/such/path", headers={"X-Request-ID": "bad\u0007id"})
+    assert ok.status_code == 200 and ok.headers["X-Request-ID"] == "r-1"
+    assert lost.status_code == 404
+    fresh = lost.headers["X-Request-ID"]  # an unprintable id is replaced, never echoed
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh) and lost.get_json()["request_id"] == fresh
+    lines = [r.getMessage() for r in caplog.records if r.name == "translation_server.access"]
+    assert re.fullmatch(rf"GET /v1/jobs/{job['id']} 200 \d+\.\dms request_id=r-1", lines[0])
+    assert re.fullmatch(rf"GET /no/such/path 404 \d+\.\dms request_id={fresh}", lines[1])
+    assert "vt_" not in " ".join(lines)  # no API key in the log
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/v1/jobs/<job_id>",status="200"} 1.0' in metrics
+    assert 'vt_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in metrics
 
 
 def test_ops_endpoints(client: FlaskClient, tenant: dict[str, str]) -> None:
