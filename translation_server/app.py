@@ -31,6 +31,14 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.database_url)
+        try:
+            self._build(settings)
+        except BaseException:
+            self.store.close()  # lets go of the database: a retry in this process may take it
+            raise
+        self._started = False
+
+    def _build(self, settings: Settings) -> None:
         self.simulator = Simulator(self.store, settings, on_final=self.on_final)
         self.estimator = Estimator(
             self.store,
@@ -47,7 +55,6 @@ class Runtime:
         )
         self.admin_token, self.demo_client_id = bootstrap_local_setup(self.store, settings)
         self.demo_job_id = self._create_demo_job() if settings.demo_job else None
-        self._started = False
 
     def _create_demo_job(self) -> str:
         if self.store.get_client(SYSTEM_CLIENT_ID) is None:

@@ -158,24 +158,29 @@ class DatabaseLock:
 
     A server answers pending jobs from memory only because every write to its jobs goes
     through its own store; a second server process on the same file would break that, so it
-    is refused at start. The lock is an ``flock`` on ``<database>.lock``: the kernel releases
-    it when the process ends in any way, kill -9 included, so a restart never finds it stale.
+    is refused at start. The lock is an ``flock`` on ``<database>.lock`` next to the file's
+    real path (two spellings of one file meet the same lock): the kernel releases it when the
+    process ends in any way, kill -9 included, so a restart never finds it stale. It is
+    advisory: it keeps out servers, not a sqlite3 shell writing the file by hand.
     """
 
     def __init__(self, database: str) -> None:
-        self.path = Path(f"{database}.lock")
+        self.path = Path(f"{os.path.realpath(database)}.lock")
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DatabaseInUse(
-                f"{database} is in use by another server process (pid {holder}); a SQLite "
-                "database takes one server (several instances need PostgreSQL)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                raise DatabaseInUse(
+                    f"{database} is in use by another server process (pid {holder}); a SQLite "
+                    "database takes one server (several instances need PostgreSQL)"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)  # drops the lock too, if it was taken
+            raise
         self._fd: int | None = fd
 
     def release(self) -> None:

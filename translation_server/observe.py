@@ -75,7 +75,11 @@ class RequestObserver:
             headers.append(("X-Request-ID", rid))
             return start_response(status, headers, exc_info)
 
-        body = self._app(environ, start)
+        try:
+            body = self._app(environ, start)
+        except BaseException:  # Flask answers errors itself; this is its own failure: a 500
+            self.record(environ, 500, time.perf_counter() - started, rid)
+            raise
         # Flask has built the whole answer by now; what remains is waitress sending it.
         self.record(environ, int(status_line[:3]), time.perf_counter() - started, rid)
         return body
@@ -89,7 +93,8 @@ class RequestObserver:
             access_log.info(
                 "%s %s %d %.1fms request_id=%s",
                 method,
-                environ.get("PATH_INFO", ""),
+                # WSGI hands the path over as latin-1 text of the raw bytes: show it as UTF-8
+                environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"),
                 status,
                 seconds * 1000,
                 rid,

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 # The same instants are rendered again and again: a job's created/started/finished times on
 # every poll, and its estimate until the queue moves. Remember their text (strftime is the
-# costliest part of rendering a job).
-_time_text = functools.lru_cache(maxsize=8192)(format_time)
+# costliest part of rendering a job); estimates in a cache of their own, since an overdue
+# job's moves on with every poll and must not push the fixed times out.
+_fixed_time = functools.lru_cache(maxsize=8192)(format_time)
+_estimate_time = functools.lru_cache(maxsize=4096)(format_time)
 
 
 def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
@@ -27,16 +29,16 @@ def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
         completion = None
     else:
         progress = estimate.progress
-        completion = _time_text(estimate.completion_at)
+        completion = _estimate_time(estimate.completion_at)
     stage = state.stage
     return {
         "id": job.id,
         "status": state.status.value,
         "stage": stage.value if stage else None,
         "progress": progress,
-        "created_at": _time_text(job.created_at),
-        "started_at": _time_text(job.started_at),
-        "finished_at": _time_text(job.finished_at),
+        "created_at": _fixed_time(job.created_at),
+        "started_at": _fixed_time(job.started_at),
+        "finished_at": _fixed_time(job.finished_at),
         "estimated_completion_at": completion,
         "priority": job.priority,
         "target_language": job.target_language,

@@ -383,12 +383,12 @@ class Store:
             self.writer = Writer(self.engine)
             self._reader = reader(self.engine)
             metadata.create_all(self.engine)
+            # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
+            self._point = point_reader(self.engine)
+            self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
         except BaseException:
             self.close()
             raise
-        # The job-by-id read, on SQLite files, goes straight to sqlite3 (see PointReader).
-        self._point = point_reader(self.engine)
-        self._job_by_id_sql = compiled_sql(self.engine, _JOB_BY_ID)
         self.jobs = JobCache(pending=self.sole_writer)
         self._client_cache: dict[str, tuple[float, ClientRecord | None]] = {}
         self._cache_lock = threading.Lock()
@@ -655,8 +655,8 @@ class Store:
             rows = [row for row in outbox if row is not None]
             if rows:
                 conn.execute(insert(webhook_events), rows)
-        if changed:
-            self._jobs_written(j.id for j in changed)
+        if due:  # every job read for update, moved or not: the cache must not keep any of them
+            self._jobs_written(j.id for j in due)
         return changed
 
     def _transition_many(

@@ -13,6 +13,8 @@ from flask.testing import FlaskClient
 
 from tests.conftest import ADMIN_TOKEN, auth
 from translation_server.app import Runtime
+from translation_server.metrics import ServerMetrics
+from translation_server.observe import RequestObserver
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -196,18 +198,32 @@ def test_every_request_is_logged_counted_and_given_an_id(
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="translation_server.access"):
         ok = client.get(f"/v1/jobs/{job['id']}", headers={**auth(tenant), "X-Request-ID": "r-1"})
-        lost = client.get("/no/such/path", headers={"X-Request-ID": "bad\u0007id"})
+        lost = client.get("/no/such/päth", headers={"X-Request-ID": "bad\u0007id"})
     assert ok.status_code == 200 and ok.headers["X-Request-ID"] == "r-1"
     assert lost.status_code == 404
     fresh = lost.headers["X-Request-ID"]  # an unprintable id is replaced, never echoed
     assert re.fullmatch(r"[0-9a-f]{32}", fresh) and lost.get_json()["request_id"] == fresh
     lines = [r.getMessage() for r in caplog.records if r.name == "translation_server.access"]
     assert re.fullmatch(rf"GET /v1/jobs/{job['id']} 200 \d+\.\dms request_id=r-1", lines[0])
-    assert re.fullmatch(rf"GET /no/such/path 404 \d+\.\dms request_id={fresh}", lines[1])
+    assert re.fullmatch(rf"GET /no/such/päth 404 \d+\.\dms request_id={fresh}", lines[1])
     assert "vt_" not in " ".join(lines)  # no API key in the log
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'route="/v1/jobs/<job_id>",status="200"} 1.0' in metrics
     assert 'vt_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in metrics
+
+
+def test_a_failure_of_flask_itself_is_counted_as_a_500() -> None:
+    metrics = ServerMetrics(lambda: {})
+
+    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("an error handler that fails")
+
+    observed = RequestObserver(broken, metrics)  # type: ignore[arg-type]
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/jobs/x"}
+    with pytest.raises(RuntimeError):
+        observed(environ, lambda *args: None)  # type: ignore[arg-type]
+    text = metrics.render().decode()
+    assert 'vt_http_requests_total{method="GET",route="<unmatched>",status="500"} 1.0' in text
 
 
 def test_ops_endpoints(client: FlaskClient, tenant: dict[str, str]) -> None:

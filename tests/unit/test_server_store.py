@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from translation_server.app import Runtime
-from translation_server.db import DatabaseInUse
+from translation_server.db import DatabaseInUse, DatabaseLock
 from translation_server.jobcache import JobCache
 from translation_server.states import TRANSITIONS, InvalidTransition, State, sources_of
 from translation_server.store import (
@@ -379,3 +380,46 @@ def job_record(state: State, job_id: str = "job_x") -> JobRecord:
         error=None,
     )
     return JobRecord(**fields)
+
+
+def test_a_read_overlapping_a_write_is_answered_but_not_kept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = store.create_job(new_job(), now=T0)[0]
+    point = store._point
+    assert point is not None
+    real_first = point.first
+
+    def first_then_a_write(sql: str, params: Any) -> Any:
+        row = real_first(sql, params)  # the row as it was ...
+        monkeypatch.setattr(point, "first", real_first)
+        store.claim(now=T0, limit=1)  # ... then the job moves on before the read is kept
+        return row
+
+    monkeypatch.setattr(point, "first", first_then_a_write)
+    assert state_of(store.get_job(job.id)) is State.QUEUED  # what was read, at the time
+    assert state_of(store.get_job(job.id)) is State.PROCESSING  # not the stale row
+
+
+def test_a_failed_start_lets_go_of_the_database(
+    make_app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'failed.db'}"
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("simulated start-up failure")
+
+    monkeypatch.setattr("translation_server.app.Simulator", broken)
+    with pytest.raises(RuntimeError, match="simulated start-up failure"):
+        make_app(database_url=url)
+    monkeypatch.undo()
+    assert make_app(database_url=url).extensions["vt"].store.sole_writer  # taken again
+
+
+def test_a_refused_lock_leaves_no_descriptor_open(runtime: Runtime) -> None:
+    url = runtime.settings.database_url
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(DatabaseInUse):
+            DatabaseLock(url.removeprefix("sqlite:///"))
+    assert len(os.listdir("/proc/self/fd")) == before
