@@ -78,6 +78,15 @@ class Writer:
             yield conn
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The path of the SQLite file behind ``engine``; None for any other database (a server
+    database, or an in-memory SQLite one)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return str(database)
+
+
 def reader(engine: Engine) -> Engine:
     """The engine for reads of ONE statement, which need no transaction around them.
 
@@ -86,9 +95,7 @@ def reader(engine: Engine) -> Engine:
     snapshot by itself. Reads of several statements that must agree use ``engine``. Elsewhere
     (PostgreSQL, an in-memory SQLite) the engine itself.
     """
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
-        return engine
-    return _sqlite_engine(engine.url)
+    return engine if sqlite_file(engine) is None else _sqlite_engine(engine.url)
 
 
 class PointReader:
@@ -138,10 +145,8 @@ class PointReader:
 
 def point_reader(engine: Engine) -> PointReader | None:
     """A ``PointReader`` for a SQLite file; None elsewhere (use the engine)."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-        return None
-    return PointReader(str(database))
+    database = sqlite_file(engine)
+    return None if database is None else PointReader(database)
 
 
 def compiled_sql(engine: Engine, statement: Any) -> str:
@@ -197,7 +202,5 @@ def lock_database(engine: Engine) -> DatabaseLock | None:
     nothing is locked and the store never assumes it is the only writer; nor does it for an
     in-memory SQLite database (tests only), which has no file to lock.
     """
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-        return None
-    return DatabaseLock(str(database))
+    database = sqlite_file(engine)
+    return None if database is None else DatabaseLock(database)
