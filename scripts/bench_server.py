@@ -8,8 +8,11 @@ multi-process Python generator; see ``bench_common``):
   log off (``--log-level WARNING``);
 - ``server+log``: the same server and data with its default ``--log-level INFO``, one
   access-log line per request written to a file;
-- ``bare``: a bare Flask app on waitress answering the same paths with a fixed JSON body
-  copied from one real answer of the server.
+- ``bare``: a bare Flask app on stock waitress answering the same paths with a fixed JSON
+  body copied from one real answer of the server: the issue's baseline;
+- ``bare+one-send``: the same bare app with the server's one change to waitress
+  (``translation_server/onesend.py``: header and body leave in one ``send``), so that the
+  table shows what that change gives any app and what the server costs over it.
 
 The servers get a fresh SQLite database each, one client and ``--jobs`` jobs: half pending (a
 pinned hour-long duration, so most are queued behind the worker slots and their estimates are
@@ -26,7 +29,7 @@ profiles the GET in-process with Flask's test client (cProfile) and prints the t
 
     .venv/bin/python scripts/bench_server.py [--rounds 5] [--duration 5] [--connections 16]
 
-The goal (issue 2): the server reaches >= 60 % of the bare endpoint's requests/s, with p99
+The goal (issue 2): the server reaches >= 60 % of the (stock) bare endpoint's requests/s, with p99
 under 20 ms at 16 connections. ``--check`` exits 1 when it does not.
 """
 
@@ -107,11 +110,16 @@ def serve_bare(argv: Sequence[str]) -> None:
     parser.add_argument("--body-file", type=Path, required=True)
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--one-send", action="store_true")
     args = parser.parse_args(argv)
     app = create_bare_app(args.body_file.read_bytes())
     server: Any = create_server(
         app, host="127.0.0.1", port=0, threads=args.threads, ident="bench-bare"
     )
+    if args.one_send:
+        from translation_server.onesend import send_answers_whole
+
+        send_answers_whole(server)
     port = int(server.effective_port)
     write_ready_file(args.ready_file, f"http://127.0.0.1:{port}", port)
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -203,8 +211,9 @@ def start_server(workdir: Path, threads: int, log_level: str) -> ChildService:
     return start_translation_server(workdir, "--threads", str(threads), "--log-level", log_level)
 
 
-def start_bare(workdir: Path, threads: int, body: bytes) -> ChildService:
-    """The bare Flask+waitress app serving ``body``."""
+def start_bare(workdir: Path, threads: int, body: bytes, *, one_send: bool) -> ChildService:
+    """The bare Flask+waitress app serving ``body`` (``one_send``: with the server's change)."""
+    name = "bare+one-send" if one_send else "bare"
     body_file = workdir / "bare-body.json"
     body_file.write_bytes(body)
     cmd = [
@@ -214,14 +223,15 @@ def start_bare(workdir: Path, threads: int, body: bytes) -> ChildService:
         "--body-file",
         str(body_file),
         "--ready-file",
-        str(workdir / "bare.ready"),
+        str(workdir / f"{name}.ready"),
         "--threads",
         str(threads),
+        *(["--one-send"] if one_send else []),
     ]
-    return start_child("bare", cmd, workdir / "bare.ready", workdir / "bare.log")
+    return start_child(name, cmd, workdir / f"{name}.ready", workdir / f"{name}.log")
 
 
-TARGETS = ("server", "server+log", "bare")
+TARGETS = ("server", "server+log", "bare", "bare+one-send")
 LOG_LEVEL = {"server": "WARNING", "server+log": "INFO"}
 
 
@@ -263,8 +273,9 @@ def run_benchmark(
                 duration_s=args.duration,
             )
             _, sample = get(paths[1], dict(headers))  # a pending job: the larger body
-        started.append(start_bare(workdir, args.threads, sample))
-        specs["bare"] = dataclasses.replace(specs["server"], url=started[-1].url)
+        for one_send in (False, True):
+            started.append(start_bare(workdir, args.threads, sample, one_send=one_send))
+            specs[started[-1].name] = dataclasses.replace(specs["server"], url=started[-1].url)
         child = {target: started[n] for n, target in enumerate(TARGETS)}
         results: dict[str, list[LoadResult]] = {name: [] for name in TARGETS}
         for round_no in range(args.rounds):
@@ -291,11 +302,11 @@ def median_of(runs: list[LoadResult]) -> dict[str, float]:
     }
 
 
-def ratios(results: dict[str, list[LoadResult]], name: str) -> list[float]:
-    """Round by round: the target's requests/s over the bare endpoint's in the same round."""
+def ratios(results: dict[str, list[LoadResult]], name: str, base: str = "bare") -> list[float]:
+    """Round by round: the target's requests/s over ``base``'s in the same round."""
     return [
         r.requests_per_s / b.requests_per_s if b.requests_per_s else 0.0
-        for r, b in zip(results[name], results["bare"], strict=True)
+        for r, b in zip(results[name], results[base], strict=True)
     ]
 
 
@@ -314,6 +325,11 @@ def markdown_table(results: dict[str, list[LoadResult]]) -> str:
             f"| {name} | {m['requests_per_s']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['errors']:.0f} | {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f}) |"
         )
+    like = ratios(results, "server", "bare+one-send")
+    lines.append(
+        f"\nserver / bare+one-send (both with the one-send change): {statistics.median(like):.2f} "
+        f"({min(like):.2f}-{max(like):.2f})"
+    )
     return "\n".join(lines)
 
 
@@ -377,7 +393,8 @@ def write_json(
             "body_bytes": body_bytes,
         },
         "medians": {name: median_of(runs) for name, runs in results.items()},
-        "ratios_by_round": {name: ratios(results, name) for name in LOG_LEVEL},
+        "ratios_by_round": {name: ratios(results, name) for name in TARGETS},
+        "server_to_bare_one_send_by_round": ratios(results, "server", "bare+one-send"),
         "rounds": {name: [dataclasses.asdict(r) for r in runs] for name, runs in results.items()},
         "goals": goals(results),
         "profile": profile,

@@ -18,6 +18,7 @@ from waitress.server import create_server
 from .app import create_app
 from .config import options, settings_from_options
 from .db import DatabaseInUse
+from .onesend import send_answers_whole
 
 log = logging.getLogger("translation_server")
 
@@ -65,6 +66,7 @@ def main(log_level: str, **values: Any) -> None:
         threads=settings.threads,
         ident="vt-translation-server",
     )
+    send_answers_whole(server)
     # What start-up made (modules, the app, its tables and caches) lives as long as the
     # process: out of the collector's sight, a full collection takes microseconds instead of
     # ~30 ms of every request thread's time. Start-up's garbage goes first.

@@ -1,0 +1,152 @@
+"""Each answer in one send (translation_server/onesend.py), on a real waitress server.
+
+The channel below only records what the task hands to ``write_soon`` (each hand-over is one
+``send`` with waitress's ``send_bytes=1``) and then lets waitress send it as usual; the
+client is ``http.client`` on a real socket, so the answers are checked as they arrive.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from waitress import wasyncore as asyncore
+from waitress.server import create_server
+
+from translation_server.onesend import OneSendChannel, send_answers_whole
+
+BODY = b'{"id":"job_1","status":"pending"}'
+
+
+def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    """A WSGI app with one path per shape of answer."""
+    path = environ["PATH_INFO"]
+    if path == "/json":
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
+        )
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [BODY]  # as Flask does
+    if path == "/two-chunks":
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"abc", b"def"]
+    if path == "/stream":  # no length: waitress sends it chunked
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([b"one", b"two"])
+    if path == "/too-long":  # more than its Content-Length: waitress cuts it
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"abcdefgh"]
+    if path == "/not-modified":
+        start_response("304 Not Modified", [("ETag", 'W/"x"')])
+        return []
+    start_response("404 Not Found", [("Content-Length", "0")])
+    return []
+
+
+class Recorded:
+    """What the channels handed to ``write_soon``, per request path order."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> list[bytes]:
+        with self.lock:
+            taken, self.writes = self.writes, []
+        return taken
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[int, Recorded]]:
+    recorded = Recorded()
+
+    class RecordingChannel(OneSendChannel):  # type: ignore[misc]
+        def write_soon(self, data: bytes) -> int:
+            with recorded.lock:
+                recorded.writes.append(bytes(data))
+            return super().write_soon(data)  # type: ignore[no-any-return]
+
+    server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
+    send_answers_whole(server)
+    assert server.channel_class is OneSendChannel
+    server.channel_class = RecordingChannel
+    stop = threading.Event()
+
+    def serve() -> None:  # waitress's loop, stopped between turns; closed in its own thread
+        while not stop.is_set():
+            asyncore.loop(timeout=0.05, map=server._map, count=1)
+        server.task_dispatcher.shutdown()
+        for channel in list(server._map.values()):
+            channel.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.effective_port), recorded
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def fetch(conn: http.client.HTTPConnection, path: str, method: str = "GET") -> tuple[int, bytes]:
+    conn.request(method, path)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def test_a_json_answer_leaves_in_one_send_and_the_connection_stays_open(
+    served: tuple[int, Recorded],
+) -> None:
+    port, recorded = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for _ in range(3):  # keep-alive: the same socket answers again, each time whole
+        assert fetch(conn, "/json") == (200, BODY)
+        (write,) = recorded.take()
+        head, _, body = write.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert f"Content-Length: {len(BODY)}".encode() in head
+        assert body == BODY
+    conn.close()
+
+
+def test_a_body_of_several_chunks_sends_the_header_with_the_first(
+    served: tuple[int, Recorded],
+) -> None:
+    port, recorded = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    assert fetch(conn, "/two-chunks") == (200, b"abcdef")
+    first, second = recorded.take()
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\nabc")
+    assert second == b"def"
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status", "body", "expected_writes"),
+    [
+        # chunked: the header alone, then waitress's own chunk framing
+        ("/stream", "GET", 200, b"onetwo", [b"3\r\none\r\n", b"3\r\ntwo\r\n", b"0\r\n\r\n"]),
+        # waitress keeps cutting a body to its Content-Length
+        ("/too-long", "GET", 200, b"abcd", [b"abcd"]),
+        # no body at all: the header alone
+        ("/not-modified", "GET", 304, b"", []),
+        ("/json", "HEAD", 200, b"", []),
+    ],
+)
+def test_other_answers_go_through_waitress_unchanged(
+    served: tuple[int, Recorded],
+    path: str,
+    method: str,
+    status: int,
+    body: bytes,
+    expected_writes: list[bytes],
+) -> None:
+    port, recorded = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    assert fetch(conn, path, method) == (status, body)
+    header, *rest = recorded.take()
+    assert header.startswith(f"HTTP/1.1 {status} ".encode()) and header.endswith(b"\r\n\r\n")
+    assert rest == expected_writes
+    conn.close()
