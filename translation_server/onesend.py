@@ -23,6 +23,10 @@ from waitress.task import WSGITask
 class OneSendTask(WSGITask):  # type: ignore[misc]
     """A WSGI task whose header leaves with the first chunk of the body."""
 
+    wrote_header: bool  # waitress's (untyped) own attributes, as this class uses them
+    content_length: int | None
+    content_bytes_written: int
+
     def write(self, data: bytes) -> None:
         if self.wrote_header or not data or not self.complete:
             super().write(data)  # the body's later chunks, and waitress's own errors
