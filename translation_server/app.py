@@ -14,7 +14,7 @@ from .delivery import Dispatcher
 from .errors import register_error_handlers
 from .estimator import MAX_VIEW_AGE_S, Estimator
 from .metrics import ServerMetrics
-from .observe import RequestObserver, note_route
+from .observe import RequestObserver, RoutedRequest
 from .ratelimit import RateLimiter
 from .simulation import Simulator
 from .store import JobRecord, NewJob, Store
@@ -95,11 +95,12 @@ class Runtime:
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:
-    """Build the app: defaults, then the given settings, then blueprints and hooks."""
+    """Build the app: defaults, then the given settings, then blueprints and middleware."""
     from . import api, openapi, ops, tenants
 
     settings = settings or Settings()
     app = Flask(__name__)
+    app.request_class = RoutedRequest  # the route label for RequestObserver
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     runtime = Runtime(settings)
@@ -109,7 +110,6 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.register_blueprint(tenants.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(openapi.bp)
-    app.before_request(note_route)
     app.wsgi_app = RequestObserver(app.wsgi_app, runtime.metrics)  # type: ignore[method-assign]
     if start:
         runtime.start()

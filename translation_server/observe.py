@@ -2,8 +2,8 @@
 
 Every request passes through it, so it is written for the hot path: it reads the WSGI environ
 directly, adds its header in ``start_response`` and costs no Flask hook dispatch or context
-lookup. Code inside the app finds the request id with ``request_id()``; the app's one hook,
-``note_route``, tells the middleware which route answered (the metrics' label).
+lookup. Code inside the app finds the request id with ``request_id()``; the app's request
+class, ``RoutedRequest``, tells the middleware which route answered (the metrics' label).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from flask import request
+from flask import Request, request
+from werkzeug.routing import Rule
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -46,11 +47,24 @@ def request_id() -> str | None:
     return request.environ.get(REQUEST_ID_KEY) if request else None
 
 
-def note_route() -> None:
-    """A ``before_request`` hook: leave the matched URL rule where the middleware reads it."""
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
+class RoutedRequest(Request):
+    """Flask's request, which leaves its matched URL rule where the middleware reads it.
+
+    Flask sets ``url_rule`` once, when routing matches; doing the work there costs nothing
+    per request that a ``before_request`` hook (dispatch, coroutine check) would.
+    """
+
+    _rule: Rule | None = None
+
+    @property  # type: ignore[override]
+    def url_rule(self) -> Rule | None:
+        return self._rule
+
+    @url_rule.setter
+    def url_rule(self, rule: Rule | None) -> None:
+        self._rule = rule
+        if rule is not None:
+            self.environ[ROUTE_KEY] = rule.rule
 
 
 class RequestObserver:
