@@ -8,8 +8,8 @@ the wake-ups of the client, which reads the header, then waits again for the bod
 
 This task builds the header as waitress does and hands it over together with the body's first
 chunk when that chunk is all or the start of a body of known length (what Flask gives for
-every JSON answer). Anything else (chunked bodies, no body, HEAD, an application that writes
-more than its Content-Length) goes through waitress's own code unchanged.
+every JSON answer). Anything else (chunked bodies, no body, HEAD, a first chunk longer than
+its Content-Length, every later chunk) goes through waitress's own code unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
 
@@ -32,7 +33,6 @@ class OneSendTask(WSGITask):  # type: ignore[misc]
             super().write(data)  # the body's later chunks, and waitress's own errors
             return
         header: bytes = self.build_response_header()
-        self.wrote_header = True
         length = self.content_length
         if (
             self.has_body
@@ -40,10 +40,13 @@ class OneSendTask(WSGITask):  # type: ignore[misc]
             and length is not None
             and len(data) <= length
         ):
+            whole = header + data  # fails on a non-bytes chunk before anything is sent
+            self.channel.write_soon(whole)
+            self.wrote_header = True
             self.content_bytes_written += len(data)
-            self.channel.write_soon(header + data)
             return
         self.channel.write_soon(header)
+        self.wrote_header = True
         super().write(data)  # the header is out: waitress handles the body as it would
 
 
@@ -54,5 +57,12 @@ class OneSendChannel(HTTPChannel):  # type: ignore[misc]
 
 
 def send_answers_whole(server: Any) -> None:
-    """Make a waitress server (from ``create_server``) send header and body together."""
-    server.channel_class = OneSendChannel
+    """Make a waitress server (from ``create_server``) send header and body together.
+
+    ``create_server`` gives one listener, or several in a ``MultiSocketServer`` (a host name
+    with more than one address): each gets the channel.
+    """
+    listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = OneSendChannel

@@ -8,13 +8,14 @@ client is ``http.client`` on a real socket, so the answers are checked as they a
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 from waitress import wasyncore as asyncore
-from waitress.server import create_server
+from waitress.server import BaseWSGIServer, create_server
 
 from translation_server.onesend import OneSendChannel, send_answers_whole
 
@@ -38,6 +39,15 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     if path == "/too-long":  # more than its Content-Length: waitress cuts it
         start_response("200 OK", [("Content-Length", "4")])
         return [b"abcdefgh"]
+    if path == "/too-short":  # fewer bytes than its Content-Length: waitress closes after
+        start_response("200 OK", [("Content-Length", "10")])
+        return [b"abc"]
+    if path == "/str-chunk":  # an application bug: waitress answers 500 in its place
+        start_response("200 OK", [("Content-Length", "3")])
+        return ["abc"]
+    if path == "/no-content-with-body":  # waitress drops a body a 204 may not have
+        start_response("204 No Content", [])
+        return [b"ignored"]
     if path == "/not-modified":
         start_response("304 Not Modified", [("ETag", 'W/"x"')])
         return []
@@ -132,6 +142,7 @@ def test_a_body_of_several_chunks_sends_the_header_with_the_first(
         ("/too-long", "GET", 200, b"abcd", [b"abcd"]),
         # no body at all: the header alone
         ("/not-modified", "GET", 304, b"", []),
+        ("/no-content-with-body", "GET", 204, b"", []),
         ("/json", "HEAD", 200, b"", []),
     ],
 )
@@ -150,3 +161,57 @@ def test_other_answers_go_through_waitress_unchanged(
     assert header.startswith(f"HTTP/1.1 {status} ".encode()) and header.endswith(b"\r\n\r\n")
     assert rest == expected_writes
     conn.close()
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send a raw request; everything the server sends until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GET /json HTTP/1.0\r\n\r\n", b"GET /json HTTP/1.1\r\nConnection: close\r\n\r\n"],
+)
+def test_an_answer_that_closes_the_connection_is_whole_too(
+    served: tuple[int, Recorded], request_line: bytes
+) -> None:
+    port, recorded = served
+    received = exchange(port, request_line)  # returns only once the server has closed
+    (write,) = recorded.take()
+    assert received == write and write.endswith(b"\r\n\r\n" + BODY)
+
+
+def test_too_few_bytes_still_close_the_connection(served: tuple[int, Recorded]) -> None:
+    port, recorded = served
+    received = exchange(port, b"GET /too-short HTTP/1.1\r\n\r\n")  # keep-alive asked
+    (write,) = recorded.take()
+    assert received == write  # one send, then waitress closed the connection
+    head, _, body = write.partition(b"\r\n\r\n")
+    assert b"Content-Length: 10" in head and body == b"abc"
+
+
+def test_a_chunk_that_is_not_bytes_gets_waitress_500_not_a_half_answer(
+    served: tuple[int, Recorded],
+) -> None:
+    port, recorded = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    status, body = fetch(conn, "/str-chunk")
+    assert status == 500 and b"Internal Server Error" in body
+    assert not any(w.startswith(b"HTTP/1.1 200") for w in recorded.take())
+    conn.close()
+
+
+def test_every_listener_of_a_multi_socket_server_gets_the_channel() -> None:
+    server: Any = create_server(app, listen="127.0.0.1:0 127.0.0.1:0")
+    try:
+        listeners = [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
+        assert len(listeners) == 2
+        send_answers_whole(server)
+        assert all(listener.channel_class is OneSendChannel for listener in listeners)
+    finally:
+        server.close()
