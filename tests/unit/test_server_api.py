@@ -199,6 +199,9 @@ def test_every_request_is_logged_counted_and_given_an_id(
     with caplog.at_level(logging.INFO, logger="translation_server.access"):
         ok = client.get(f"/v1/jobs/{job['id']}", headers={**auth(tenant), "X-Request-ID": "r-1"})
         lost = client.get("/no/such/päth", headers={"X-Request-ID": "bad\u0007id"})
+    wrong_method = client.delete(f"/v1/jobs/{job['id']}", headers=auth(tenant))
+    refused = client.get(f"/v1/jobs/{job['id']}")  # the route matched, the view said 401
+    assert wrong_method.status_code == 405 and refused.status_code == 401
     assert ok.status_code == 200 and ok.headers["X-Request-ID"] == "r-1"
     assert lost.status_code == 404
     fresh = lost.headers["X-Request-ID"]  # an unprintable id is replaced, never echoed
@@ -210,6 +213,8 @@ def test_every_request_is_logged_counted_and_given_an_id(
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'route="/v1/jobs/<job_id>",status="200"} 1.0' in metrics
     assert 'vt_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in metrics
+    assert 'vt_http_requests_total{method="DELETE",route="<unmatched>",status="405"} 1.0' in metrics
+    assert 'method="GET",route="/v1/jobs/<job_id>",status="401"} 1.0' in metrics
 
 
 def test_a_failure_of_flask_itself_is_counted_as_a_500() -> None:
