@@ -16,7 +16,7 @@ import click
 from waitress.server import create_server
 
 from .app import create_app
-from .config import options, settings_from_options
+from .config import Settings, options, settings_from_options
 from .db import DatabaseInUse
 from .onesend import send_answers_whole
 
@@ -28,6 +28,19 @@ def write_ready_file(path: Path, url: str, port: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid()}))
     os.replace(tmp, path)
+
+
+def build_server(app: Any, settings: Settings) -> Any:
+    """The waitress server for ``app``, listening, its answers sent whole (``onesend``)."""
+    server = create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        ident="vt-translation-server",
+    )
+    send_answers_whole(server)
+    return server
 
 
 def _raise_exit(signum: int, _frame: FrameType | None) -> None:
@@ -59,14 +72,7 @@ def main(log_level: str, **values: Any) -> None:
         app = create_app(settings)
     except DatabaseInUse as exc:
         raise click.ClickException(str(exc)) from None
-    server: Any = create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        ident="vt-translation-server",
-    )
-    send_answers_whole(server)
+    server = build_server(app, settings)
     # What start-up made (modules, the app, its tables and caches) lives as long as the
     # process: out of the collector's sight, a full collection takes microseconds instead of
     # ~30 ms of every request thread's time. Start-up's garbage goes first.

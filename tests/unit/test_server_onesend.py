@@ -17,6 +17,8 @@ import pytest
 from waitress import wasyncore as asyncore
 from waitress.server import BaseWSGIServer, create_server
 
+from translation_server.__main__ import build_server
+from translation_server.config import Settings
 from translation_server.onesend import OneSendChannel, send_answers_whole
 
 BODY = b'{"id":"job_1","status":"pending"}'
@@ -213,5 +215,14 @@ def test_every_listener_of_a_multi_socket_server_gets_the_channel() -> None:
         assert len(listeners) == 2
         send_answers_whole(server)
         assert all(listener.channel_class is OneSendChannel for listener in listeners)
+    finally:
+        server.close()
+
+
+def test_the_server_process_sends_its_answers_whole() -> None:
+    settings = Settings(host="127.0.0.1", port=0, threads=1)
+    server = build_server(app, settings)  # what ``python -m translation_server`` serves with
+    try:
+        assert server.channel_class is OneSendChannel
     finally:
         server.close()
