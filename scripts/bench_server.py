@@ -29,8 +29,8 @@ profiles the GET in-process with Flask's test client (cProfile) and prints the t
 
     .venv/bin/python scripts/bench_server.py [--rounds 5] [--duration 5] [--connections 16]
 
-The goal (issue 2): the server reaches >= 60 % of the (stock) bare endpoint's requests/s, with p99
-under 20 ms at 16 connections. ``--check`` exits 1 when it does not.
+The goal (issue 2): the server reaches >= 60 % of the (stock) bare endpoint's requests/s,
+with p99 under 20 ms at 16 connections. ``--check`` exits 1 when it does not.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 class Recorded:
-    """What the channels handed to ``write_soon``, per request path order."""
+    """What the channels handed to ``write_soon``, in the order handed; ``take`` empties it."""
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
