@@ -18,7 +18,7 @@ from waitress.server import create_server
 from .app import create_app
 from .config import Settings, options, settings_from_options
 from .db import DatabaseInUse
-from .onesend import send_answers_whole
+from .serving import serve_with_server_channel, summarize_queue_warnings
 
 log = logging.getLogger("translation_server")
 
@@ -31,7 +31,7 @@ def write_ready_file(path: Path, url: str, port: int) -> None:
 
 
 def build_server(app: Any, settings: Settings) -> Any:
-    """The waitress server for ``app``, listening, its answers sent whole (``onesend``)."""
+    """The waitress server for ``app``, listening, serving as ``serving`` describes."""
     server = create_server(
         app,
         host=settings.host,
@@ -39,7 +39,8 @@ def build_server(app: Any, settings: Settings) -> Any:
         threads=settings.threads,
         ident="vt-translation-server",
     )
-    send_answers_whole(server)
+    serve_with_server_channel(server)
+    summarize_queue_warnings(server)
     return server
 
 

@@ -1,15 +1,22 @@
-"""Each answer in one send (translation_server/onesend.py), on a real waitress server.
+"""The server's waitress channel (translation_server/serving.py), on a real waitress server.
 
-The channel below only records what the task hands to ``write_soon`` (each hand-over is one
-``send`` with waitress's ``send_bytes=1``) and then lets waitress send it as usual; the
-client is ``http.client`` on a real socket, so the answers are checked as they arrive.
+Each answer in one send: the channel below only records what the task hands to ``write_soon``
+(each hand-over is one ``send`` with waitress's ``send_bytes=1``) and then lets waitress send
+it as usual; the client is ``http.client`` or a raw socket, so answers are checked as they
+arrive.
+
+No wake-up the loop does not need: the fixture counts the trigger's real pulls, and its loop
+waits up to a minute in ``select`` (waitress's own waits a second), so a wake-up skipped when
+it was needed leaves a client without its answer and the test fails on the client's timeout.
 """
 
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,9 +26,17 @@ from waitress.server import BaseWSGIServer, create_server
 
 from translation_server.__main__ import build_server
 from translation_server.config import Settings
-from translation_server.onesend import OneSendChannel, send_answers_whole
+from translation_server.serving import (
+    LOOKAHEAD,
+    QueueDepthLog,
+    ServerChannel,
+    serve_with_server_channel,
+)
 
 BODY = b'{"id":"job_1","status":"pending"}'
+BIG = 8 * 1024 * 1024  # far more than a socket's send buffer: the loop sends the rest
+LOOP_WAIT_S = 60.0
+CLIENT_TIMEOUT_S = 5.0
 
 
 def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -32,6 +47,9 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
         )
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [BODY]  # as Flask does
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(BIG))])
+        return [b"x" * BIG]
     if path == "/two-chunks":
         start_response("200 OK", [("Content-Length", "6")])
         return [b"abc", b"def"]
@@ -58,11 +76,15 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
 
 
 class Recorded:
-    """What the channels handed to ``write_soon``, in the order handed; ``take`` empties it."""
+    """What the channels handed to ``write_soon``, in the order handed; ``take`` empties it.
+
+    ``pulls`` counts the trigger's real pulls (a byte written to wake the loop).
+    """
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.lock = threading.Lock()
+        self.pulls = 0
 
     def take(self) -> list[bytes]:
         with self.lock:
@@ -74,21 +96,30 @@ class Recorded:
 def served() -> Iterator[tuple[int, Recorded]]:
     recorded = Recorded()
 
-    class RecordingChannel(OneSendChannel):  # type: ignore[misc]
+    class RecordingChannel(ServerChannel):  # type: ignore[misc]
         def write_soon(self, data: bytes) -> int:
             with recorded.lock:
                 recorded.writes.append(bytes(data))
             return super().write_soon(data)  # type: ignore[no-any-return]
 
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
-    send_answers_whole(server)
-    assert server.channel_class is OneSendChannel
+    real_pull = server.trigger.pull_trigger
+
+    def counted_pull(thunk: Any = None) -> None:
+        with recorded.lock:
+            recorded.pulls += 1
+        real_pull(thunk)
+
+    server.trigger.pull_trigger = counted_pull
+    serve_with_server_channel(server)
+    assert server.channel_class is ServerChannel
+    assert server.adj.channel_request_lookahead == LOOKAHEAD
     server.channel_class = RecordingChannel
     stop = threading.Event()
 
     def serve() -> None:  # waitress's loop, stopped between turns; closed in its own thread
         while not stop.is_set():
-            asyncore.loop(timeout=0.05, map=server._map, count=1)
+            asyncore.loop(timeout=LOOP_WAIT_S, map=server._map, count=1)
         server.task_dispatcher.shutdown()
         for channel in list(server._map.values()):
             channel.close()
@@ -99,6 +130,7 @@ def served() -> Iterator[tuple[int, Recorded]]:
         yield int(server.effective_port), recorded
     finally:
         stop.set()
+        real_pull()  # wakes the loop to see ``stop``
         thread.join(timeout=5)
 
 
@@ -112,7 +144,7 @@ def test_a_json_answer_leaves_in_one_send_and_the_connection_stays_open(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
     for _ in range(3):  # keep-alive: the same socket answers again, each time whole
         assert fetch(conn, "/json") == (200, BODY)
         (write,) = recorded.take()
@@ -127,7 +159,7 @@ def test_a_body_of_several_chunks_sends_the_header_with_the_first(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
     assert fetch(conn, "/two-chunks") == (200, b"abcdef")
     first, second = recorded.take()
     assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\nabc")
@@ -157,7 +189,7 @@ def test_other_answers_go_through_waitress_unchanged(
     expected_writes: list[bytes],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
     assert fetch(conn, path, method) == (status, body)
     header, *rest = recorded.take()
     assert header.startswith(f"HTTP/1.1 {status} ".encode()) and header.endswith(b"\r\n\r\n")
@@ -167,7 +199,7 @@ def test_other_answers_go_through_waitress_unchanged(
 
 def exchange(port: int, request: bytes) -> bytes:
     """Send a raw request; everything the server sends until it closes the connection."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S) as sock:
         sock.sendall(request)
         received = b""
         while chunk := sock.recv(65536):
@@ -201,10 +233,63 @@ def test_a_chunk_that_is_not_bytes_gets_waitress_500_not_a_half_answer(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
     status, body = fetch(conn, "/str-chunk")
     assert status == 500 and b"Internal Server Error" in body
     assert not any(w.startswith(b"HTTP/1.1 200") for w in recorded.take())
+    conn.close()
+
+
+def test_keep_alive_answers_do_not_wake_the_loop(served: tuple[int, Recorded]) -> None:
+    port, recorded = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
+    assert fetch(conn, "/json") == (200, BODY)  # the loop has seen the connection since
+    before = recorded.pulls
+    answers = [fetch(conn, "/json") for _ in range(50)]
+    assert answers == [(200, BODY)] * 50
+    # stock waitress pulls once per answer; a pull is left only where the loop happened to
+    # look at the connection while an answer was on its way out
+    assert recorded.pulls - before <= 5
+    conn.close()
+
+
+def read_answers(sock: socket.socket, count: int, length: int) -> list[bytes]:
+    """Read ``count`` answers of ``length``-byte bodies off ``sock``; their bodies."""
+    received, bodies = b"", []
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while len(bodies) < count:
+        head_end = received.find(b"\r\n\r\n")
+        if head_end >= 0 and len(received) >= head_end + 4 + length:
+            bodies.append(received[head_end + 4 : head_end + 4 + length])
+            received = received[head_end + 4 + length :]
+            continue
+        assert time.monotonic() < deadline, f"{len(bodies)} of {count} answers arrived"
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        received += chunk
+    return bodies
+
+
+def test_requests_pipelined_past_the_lookahead_are_all_answered(
+    served: tuple[int, Recorded],
+) -> None:
+    port, _ = served
+    count = LOOKAHEAD + 3  # the loop stops reading them; each answer must wake it again
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S) as sock:
+        sock.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+        assert read_answers(sock, count, len(BODY)) == [BODY] * count
+        sock.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")  # and it still listens
+        assert read_answers(sock, 1, len(BODY)) == [BODY]
+
+
+def test_an_answer_larger_than_the_send_buffer_is_finished_by_the_loop(
+    served: tuple[int, Recorded],
+) -> None:
+    port, _ = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
+    status, body = fetch(conn, "/big")
+    assert status == 200 and len(body) == BIG
+    assert fetch(conn, "/json") == (200, BODY)  # the connection is watched again afterwards
     conn.close()
 
 
@@ -213,16 +298,56 @@ def test_every_listener_of_a_multi_socket_server_gets_the_channel() -> None:
     try:
         listeners = [s for s in server.map.values() if isinstance(s, BaseWSGIServer)]
         assert len(listeners) == 2
-        send_answers_whole(server)
-        assert all(listener.channel_class is OneSendChannel for listener in listeners)
+        serve_with_server_channel(server)
+        assert all(listener.channel_class is ServerChannel for listener in listeners)
+        assert all(listener.adj.channel_request_lookahead == LOOKAHEAD for listener in listeners)
     finally:
         server.close()
 
 
-def test_the_server_process_sends_its_answers_whole() -> None:
+def test_the_server_process_serves_with_the_channel() -> None:
     settings = Settings(host="127.0.0.1", port=0, threads=1)
     server = build_server(app, settings)  # what ``python -m translation_server`` serves with
     try:
-        assert server.channel_class is OneSendChannel
+        assert server.channel_class is ServerChannel
+        assert server.adj.channel_request_lookahead == LOOKAHEAD
+    finally:
+        server.close()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_queue_warnings_become_one_summary_line_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    log = QueueDepthLog(logging.getLogger("test.queue"), interval_s=10.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="test.queue"):
+        log.warning("Task queue depth is %d", 1)  # the first one is told at once
+        for depth in (3, 7, 2):
+            clock.now += 1
+            log.warning("Task queue depth is %d", depth)
+        clock.now += 7  # 10 s after the first line
+        log.warning("Task queue depth is %d", 4)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 requests waited for a request thread in the last 10 s (queue depth up to 1)",
+        "4 requests waited for a request thread in the last 10 s (queue depth up to 7)",
+    ]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_the_server_process_summarizes_its_queue_warnings() -> None:
+    settings = Settings(host="127.0.0.1", port=0, threads=1)
+    server = build_server(app, settings)
+    try:
+        assert isinstance(server.task_dispatcher.queue_logger, QueueDepthLog)
     finally:
         server.close()

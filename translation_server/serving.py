@@ -1,0 +1,196 @@
+"""How the server's waitress serves: each answer in one send, no wake-up the loop does not need,
+and the request queue's warnings summed up instead of one per request.
+
+waitress serves with one I/O thread (a ``select`` loop over every connection) and a pool of
+request threads. Three of its habits cost a small API more than its own code does, and a poll
+of ``GET /v1/jobs/{id}`` (a few hundred bytes, the bulk of our traffic) pays all three:
+
+**Header and body in two sends.** waitress's task writes the status line and headers with one
+``send`` and then the body with another (it sets ``TCP_NODELAY``, so each is a TCP segment of
+its own): twice the system calls and, worse on a small machine, twice the wake-ups of the
+client, which reads the header, then waits again for the body. ``OneSendTask`` builds the
+header as waitress does and hands it over together with the body's first chunk when that chunk
+is all or the start of a body of known length (what Flask gives for every JSON answer).
+Anything else (chunked bodies, no body, HEAD, a first chunk longer than its Content-Length,
+every later chunk) goes through waitress's own code unchanged.
+
+**A wake-up of the I/O thread after every answer.** The request thread sends the answer
+itself, then pulls the loop's trigger (a byte down a pipe) so that the loop looks at the
+connection again: by default waitress stops watching a connection for reading while one of
+its requests is being served. That is one more thread woken, one more pass over every
+connection and two more system calls per request, all under the GIL the request threads want.
+``ServerChannel`` keeps watching a connection while its request is served (waitress's own
+``channel_request_lookahead``, which also tells the app when a client has gone) and remembers
+what the loop last decided about it; at the end of a request, when everything is sent, nothing
+is to be closed and the loop is already waiting to read from it, the trigger is not pulled.
+Any other time (a partial send, a connection to close, requests pipelined past the lookahead,
+a decision the loop has not made yet) it is pulled exactly as waitress pulls it.
+
+**A warning per queued request.** waitress logs "Task queue depth is N" each time a request
+finds every request thread busy. With few threads (the server's default is one: with the
+GIL, more threads add contention, not speed) that is every request under load, each a log
+record built and written. ``QueueDepthLog`` keeps the signal, at most one line per interval,
+with the deepest queue and the number of queued requests since the last line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.task import WSGITask
+
+# Requests read ahead while one is served. With 1 the loop would keep watching an idle
+# keep-alive connection (and notice a client that hung up), but a quick client's next request
+# often arrives while the request thread is still finishing the answer it just sent: with 2
+# the loop still watches then, and only a client that pipelines more needs a wake-up.
+LOOKAHEAD = 2
+
+
+class OneSendTask(WSGITask):  # type: ignore[misc]
+    """A WSGI task whose header leaves with the first chunk of the body."""
+
+    wrote_header: bool  # waitress's (untyped) own attributes, as this class uses them
+    content_length: int | None
+    content_bytes_written: int
+
+    def write(self, data: bytes) -> None:
+        if self.wrote_header or not data or not self.complete:
+            super().write(data)  # the body's later chunks, and waitress's own errors
+            return
+        header: bytes = self.build_response_header()
+        length = self.content_length
+        if (
+            self.has_body
+            and not self.chunked_response
+            and length is not None
+            and len(data) <= length
+        ):
+            whole = header + data  # fails on a non-bytes chunk before anything is sent
+            self.channel.write_soon(whole)
+            self.wrote_header = True
+            self.content_bytes_written += len(data)
+            return
+        self.channel.write_soon(header)
+        self.wrote_header = True
+        super().write(data)  # the header is out: waitress handles the body as it would
+
+
+# The channel a request thread is serving right now, for the server's ``pull_trigger``.
+_serving = threading.local()
+
+
+class ServerChannel(HTTPChannel):  # type: ignore[misc]
+    """An HTTP channel that sends each answer whole and wakes the I/O loop only when needed."""
+
+    task_class = OneSendTask
+
+    # waitress's (untyped) own attributes, as this class uses them
+    connected: bool
+    will_close: bool
+    close_when_flushed: bool
+    total_outbufs_len: int
+
+    # Whether the I/O loop, when it last looked, chose to wait for this connection's next
+    # request. Written by the loop's thread only; read by the request thread.
+    watched_for_reading = False
+
+    def readable(self) -> bool:
+        watched: bool = super().readable()
+        self.watched_for_reading = watched
+        return watched
+
+    def service(self) -> None:
+        _serving.channel = self
+        try:
+            super().service()
+        finally:
+            _serving.channel = None
+
+    def loop_must_look(self) -> bool:
+        """Whether the I/O loop has something to do for this connection that it would miss.
+
+        Nothing, when everything is sent, nothing is to be closed, and the loop is waiting
+        to read from it already (then the client's next request wakes it, as it should).
+        """
+        return not (
+            self.watched_for_reading
+            and self.connected
+            and not self.will_close
+            and not self.close_when_flushed
+            and not self.total_outbufs_len
+        )
+
+
+def _quiet_trigger(pull: Callable[[], None]) -> Callable[[], None]:
+    """The server's ``pull_trigger``, skipped when the serving channel needs no new look."""
+
+    def pull_trigger() -> None:
+        channel: ServerChannel | None = getattr(_serving, "channel", None)
+        if channel is None or channel.loop_must_look():
+            pull()
+
+    return pull_trigger
+
+
+def serve_with_server_channel(server: Any) -> None:
+    """Make a waitress server (from ``create_server``) use ``ServerChannel``.
+
+    ``create_server`` gives one listener, or several in a ``MultiSocketServer`` (a host name
+    with more than one address): each gets the channel, the lookahead and the trigger.
+    """
+    listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = ServerChannel
+            adj = listener.adj
+            adj.channel_request_lookahead = max(LOOKAHEAD, adj.channel_request_lookahead)
+            listener.pull_trigger = _quiet_trigger(listener.pull_trigger)
+
+
+class QueueDepthLog:
+    """Stands in for waitress's ``waitress.queue`` logger: one summary line per interval.
+
+    waitress calls ``warning("Task queue depth is %d", depth)`` under its dispatcher's lock,
+    so the counting here needs none of its own.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next_line_at = float("-inf")
+        self._deepest = 0
+        self._queued = 0
+
+    def warning(self, _msg: str, depth: int, *_args: Any) -> None:
+        """Count one request that waited behind ``depth`` others; maybe write the summary."""
+        self._deepest = max(self._deepest, depth)
+        self._queued += 1
+        now = self._clock()
+        if now < self._next_line_at:
+            return
+        self._logger.warning(
+            "%d requests waited for a request thread in the last %.0f s (queue depth up to %d)",
+            self._queued,
+            self._interval_s,
+            self._deepest,
+        )
+        self._next_line_at = now + self._interval_s
+        self._deepest = self._queued = 0
+
+
+def summarize_queue_warnings(server: Any, interval_s: float = 10.0) -> None:
+    """Give a waitress server's dispatcher a ``QueueDepthLog`` for its queue warnings."""
+    dispatcher = server.task_dispatcher
+    dispatcher.queue_logger = QueueDepthLog(dispatcher.queue_logger, interval_s)
