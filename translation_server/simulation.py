@@ -44,6 +44,9 @@ class Simulator:
         self._rng_lock = threading.Lock()
         self._loop = Loop("vt-scheduler", lambda: self.step(time.time()))
         self._on_final = on_final or (lambda jobs: None)
+        # the scheduler thread's own view of the next due time (see ``step``)
+        self._next_due: float | None = None
+        self._due_known = False
 
     # --------------------------------------------------------------- planning
 
@@ -120,17 +123,35 @@ class Simulator:
         self._loop.wake()
 
     def step(self, now: float) -> float:
-        """End due attempts, fill free slots; returns how long to sleep until the next due."""
-        while True:
-            finished = self._store.finish_due(now=now, fault=self.webhook_fault, batch=FINISH_BATCH)
-            final = [j for j in finished if j.state.is_final]
-            if final:
-                self._on_final(final)
-            if len(finished) < FINISH_BATCH:
-                break
+        """End due attempts, fill free slots; returns how long to sleep until the next due.
+
+        Every new job wakes this step. When the store is its database's only writer, every
+        due time is set by the claims below, so none can come before the earliest this step
+        last saw (a cancel only takes one away): until then a step skips ending attempts (a
+        write transaction that would find nothing) and reading the next due time back.
+        """
+        known = self._store.sole_writer and self._due_known
+        ends = not known or (self._next_due is not None and self._next_due <= now)
+        if ends:
+            while True:
+                finished = self._store.finish_due(
+                    now=now, fault=self.webhook_fault, batch=FINISH_BATCH
+                )
+                final = [j for j in finished if j.state.is_final]
+                if final:
+                    self._on_final(final)
+                if len(finished) < FINISH_BATCH:
+                    break
         free = self._settings.workers - self._store.count_in_state(State.PROCESSING)
-        self._store.claim(now=now, limit=free)
-        next_due = self._store.next_due_at()
+        started = self._store.claim(now=now, limit=free)
+        if ends:
+            next_due = self._store.next_due_at()
+        else:
+            dues = [j.due_at for j in started if j.due_at is not None]
+            next_due = min(
+                [*dues, self._next_due] if self._next_due is not None else dues, default=None
+            )
+        self._next_due, self._due_known = next_due, True
         if next_due is None:
             return IDLE_WAIT_S
         return max(0.0, next_due - time.time())

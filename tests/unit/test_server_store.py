@@ -217,6 +217,34 @@ def test_scheduler_step_fills_slots_and_sleeps_until_next_due(runtime: Runtime) 
     assert counts["completed"] == 1 and counts["processing"] == 4 and counts["queued"] == 1
 
 
+def test_a_sole_writer_ends_attempts_only_once_one_is_due(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    assert store.sole_writer
+    ends: list[float] = []
+    finish_due = store.finish_due
+
+    def counted(**kwargs: Any) -> list[JobRecord]:
+        ends.append(kwargs["now"])
+        return finish_due(**kwargs)
+
+    monkeypatch.setattr(store, "finish_due", counted)
+    first = store.create_job(new_job(duration_s=5), now=T0)[0]
+    assert runtime.simulator.step(T0) >= 0 and ends == [T0]  # the first step knows nothing
+    store.create_job(new_job(duration_s=3), now=T0 + 1)  # a new job wakes the scheduler
+    runtime.simulator.step(T0 + 1)
+    store.cancel(first.id, now=T0 + 2)
+    runtime.simulator.step(T0 + 2)
+    assert ends == [T0]  # nothing was due: no write transaction that would find nothing
+    assert store.count_in_state(State.PROCESSING) == 1
+    runtime.simulator.step(T0 + 4)  # the second job's attempt ends (1 + 3)
+    assert ends == [T0, T0 + 4]
+    assert store.counts_by_state()["completed"] == 1
+    runtime.simulator.step(T0 + 5)  # the cancelled job's due time: nothing is due any more
+    assert ends == [T0, T0 + 4]
+
+
 def test_plan_is_seeded_and_pins_win(make_app: Any) -> None:
     plans = [make_app(seed=7).extensions["vt"].simulator.plan({}) for _ in range(2)]
     assert plans[0] == plans[1]
