@@ -31,7 +31,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     admin_token: str | None = None
     seed: int | None = None
-    threads: int = 8
+    threads: int = 1
     workers: int = 4
     duration_min: float = 5.0
     duration_max: float = 15.0
@@ -117,7 +117,12 @@ OPTIONS: list[Callable[[Any], Any]] = [
         "Without it, the local set-up's token from the credentials file is used.",
     ),
     _opt("--seed", default=None, type=int, help="Seed of the one random source."),
-    _opt("--threads", default=_D.threads, type=int, help="waitress request threads."),
+    _opt(
+        "--threads",
+        default=_D.threads,
+        type=int,
+        help="waitress request threads (one is fastest on a database of its own; see README).",
+    ),
     _opt("--workers", default=_D.workers, type=int, help="Simulated worker slots."),
     _opt(
         "--duration-min",
