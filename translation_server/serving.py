@@ -81,10 +81,6 @@ class OneSendTask(WSGITask):  # type: ignore[misc]
         super().write(data)  # the header is out: waitress handles the body as it would
 
 
-# The channel a request thread is serving right now, for the server's ``pull_trigger``.
-_serving = threading.local()
-
-
 class ServerChannel(HTTPChannel):  # type: ignore[misc]
     """An HTTP channel that sends each answer whole and wakes the I/O loop only when needed."""
 
@@ -106,11 +102,12 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
         return watched
 
     def service(self) -> None:
-        _serving.channel = self
+        serving: threading.local = self.server.vt_serving  # see serve_with_server_channel
+        serving.channel = self
         try:
             super().service()
         finally:
-            _serving.channel = None
+            serving.channel = None
 
     def loop_must_look(self) -> bool:
         """Whether the I/O loop has something to do for this connection that it would miss.
@@ -127,11 +124,14 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
         )
 
 
-def _quiet_trigger(pull: Callable[[], None]) -> Callable[[], None]:
-    """The server's ``pull_trigger``, skipped when the serving channel needs no new look."""
+def _quiet_trigger(pull: Callable[[], None], serving: threading.local) -> Callable[[], None]:
+    """The server's ``pull_trigger``, skipped when the serving channel needs no new look.
+
+    ``serving.channel`` is the channel the calling thread is serving, if any.
+    """
 
     def pull_trigger() -> None:
-        channel: ServerChannel | None = getattr(_serving, "channel", None)
+        channel: ServerChannel | None = getattr(serving, "channel", None)
         if channel is None or channel.loop_must_look():
             pull()
 
@@ -150,7 +150,8 @@ def serve_with_server_channel(server: Any) -> None:
             listener.channel_class = ServerChannel
             adj = listener.adj
             adj.channel_request_lookahead = max(LOOKAHEAD, adj.channel_request_lookahead)
-            listener.pull_trigger = _quiet_trigger(listener.pull_trigger)
+            listener.vt_serving = threading.local()  # which channel each request thread serves
+            listener.pull_trigger = _quiet_trigger(listener.pull_trigger, listener.vt_serving)
 
 
 class QueueDepthLog:
