@@ -2,6 +2,7 @@
 
 Each script prints its own markdown table and writes its raw numbers to bench-results/:
   bench_server.py      GET /v1/jobs/{id} against a bare Flask+waitress endpoint (ratio)
+  bench_threads.py     the same GET with 1, 2, 4 and 8 request threads, under three neighbours
   bench_webhooks.py    webhook dispatch latency and burst delivery rate
   bench_receiver.py    the callback receiver: arrival-to-feed latency of a waiting long-poll
   bench_strategies.py  this library vs the usual polling clients: lag and requests per job
@@ -23,7 +24,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("bench_server", "bench_webhooks", "bench_receiver", "bench_strategies", "bench_scale")
+SCRIPTS = (
+    "bench_server",
+    "bench_threads",
+    "bench_webhooks",
+    "bench_receiver",
+    "bench_strategies",
+    "bench_scale",
+)
 
 
 def machine() -> dict[str, object]:
