@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from bench_server import (
     WAITRESS_DEFAULT_THREADS,
     _raise_exit,
     http_client,
+    median_of,
     populate,
     start_bare,
     start_server,
@@ -120,16 +120,6 @@ def run(args: argparse.Namespace, generator: str) -> dict[str, dict[str, list[Lo
         return results
 
 
-def medians(runs: list[LoadResult]) -> dict[str, float]:
-    """Requests/s, p50 and p99: medians over the rounds."""
-    return {
-        "requests_per_s": statistics.median(r.requests_per_s for r in runs),
-        "p50_ms": statistics.median(r.p50_ms for r in runs),
-        "p99_ms": statistics.median(r.p99_ms for r in runs),
-        "errors": sum(r.errors for r in runs),
-    }
-
-
 def table(kind: str, by_target: dict[str, list[LoadResult]]) -> str:
     """One neighbour's markdown table."""
     first = next(iter(by_target.values()))[0]
@@ -140,7 +130,7 @@ def table(kind: str, by_target: dict[str, list[LoadResult]]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for name, runs in by_target.items():
-        m = medians(runs)
+        m = median_of(runs)
         lines.append(
             f"| {name} | {m['requests_per_s']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['errors']:.0f} |"
@@ -190,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "medians": {
-            kind: {name: medians(runs) for name, runs in by_target.items()}
+            kind: {name: median_of(runs) for name, runs in by_target.items()}
             for kind, by_target in results.items()
         },
         "rounds": {
