@@ -24,7 +24,11 @@ connection and two more system calls per request, all under the GIL the request 
 what the loop last decided about it; at the end of a request, when everything is sent, nothing
 is to be closed and the loop is already waiting to read from it, the trigger is not pulled.
 Any other time (a partial send, a connection to close, requests pipelined past the lookahead,
-a decision the loop has not made yet) it is pulled exactly as waitress pulls it.
+a decision the loop has not made yet) it is pulled exactly as waitress pulls it. Watching a
+connection while its request is served means the loop may read the end of a client's input
+then: waitress would take that for a client gone and close at once, but a client that only
+shut down its sending side still waits for the answer, so the channel stops reading, answers,
+and closes after.
 
 **A warning per queued request.** waitress logs "Task queue depth is N" each time a request
 finds every request thread busy. With few threads (the server's default is one: with the
@@ -36,6 +40,7 @@ with the deepest queue and the number of queued requests since the last line.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -91,15 +96,47 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
     will_close: bool
     close_when_flushed: bool
     total_outbufs_len: int
+    requests: list[Any]
+    requests_lock: threading.Lock
+    socket: socket.socket
 
     # Whether the I/O loop, when it last looked, chose to wait for this connection's next
-    # request. Written by the loop's thread only; read by the request thread.
+    # request, or for room to send on it (then it looks again at once). Written by the
+    # loop's thread only; read by the request thread.
     watched_for_reading = False
+    watched_for_writing = False
+    # The client has finished sending (shut its side down) while a request of its was being
+    # served: it still waits for the answer, which is sent before the connection closes.
+    half_closed = False
 
     def readable(self) -> bool:
-        watched: bool = super().readable()
+        watched: bool = not self.half_closed and super().readable()
         self.watched_for_reading = watched
         return watched
+
+    def writable(self) -> bool:
+        watched = bool(super().writable())
+        self.watched_for_writing = watched
+        return watched
+
+    def handle_read(self) -> None:
+        # Watching a connection while its request is served means the loop may meet the end
+        # of the client's input there. waitress would take it for a client gone and close
+        # at once, dropping the answer; a client that half-closes still reads it.
+        if self.requests and not self._peek():
+            with self.requests_lock:  # against service() finishing the last request
+                self.half_closed = True
+                if not self.requests:  # answered meanwhile: close once what is left is sent
+                    self.close_when_flushed = True
+            return
+        super().handle_read()
+
+    def _peek(self) -> bytes:
+        """The next byte waiting on the socket, left there; b"" at the end of the input."""
+        try:
+            return self.socket.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return b"?"  # waitress's own read meets the error and handles it
 
     def service(self) -> None:
         serving: threading.local = self.server.vt_serving  # see serve_with_server_channel
@@ -108,15 +145,21 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
             super().service()
         finally:
             serving.channel = None
+        if self.half_closed and self.connected:
+            with self.requests_lock:
+                if not self.requests:  # the last request answered: close once it is sent
+                    self.close_when_flushed = True
+            self.server.pull_trigger()
 
     def loop_must_look(self) -> bool:
         """Whether the I/O loop has something to do for this connection that it would miss.
 
         Nothing, when everything is sent, nothing is to be closed, and the loop is waiting
-        to read from it already (then the client's next request wakes it, as it should).
+        to read from it already (then the client's next request wakes it, as it should) or
+        to send on it (then it looks again as soon as the socket has room, at once).
         """
         return not (
-            self.watched_for_reading
+            (self.watched_for_reading or self.watched_for_writing)
             and self.connected
             and not self.will_close
             and not self.close_when_flushed
@@ -157,8 +200,10 @@ def serve_with_server_channel(server: Any) -> None:
 class QueueDepthLog:
     """Stands in for waitress's ``waitress.queue`` logger: one summary line per interval.
 
-    waitress calls ``warning("Task queue depth is %d", depth)`` under its dispatcher's lock,
-    so the counting here needs none of its own.
+    The first queued request is told at once; the ones after it are counted, and told with
+    the next one to queue once the interval has passed (so the tail of a burst waits for the
+    next burst). waitress calls ``warning("Task queue depth is %d", depth)`` under its
+    dispatcher's lock, so the counting here needs none of its own.
     """
 
     def __init__(
@@ -171,6 +216,7 @@ class QueueDepthLog:
         self._interval_s = interval_s
         self._clock = clock
         self._next_line_at = float("-inf")
+        self._since = clock()
         self._deepest = 0
         self._queued = 0
 
@@ -184,10 +230,11 @@ class QueueDepthLog:
         self._logger.warning(
             "%d requests waited for a request thread in the last %.0f s (queue depth up to %d)",
             self._queued,
-            self._interval_s,
+            now - self._since,
             self._deepest,
         )
         self._next_line_at = now + self._interval_s
+        self._since = now
         self._deepest = self._queued = 0
 
 

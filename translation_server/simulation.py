@@ -131,6 +131,7 @@ class Simulator:
         write transaction that would find nothing) and reading the next due time back.
         """
         known = self._store.sole_writer and self._due_known
+        self._due_known = False  # until this step has seen every due time again (or failed)
         ends = not known or (self._next_due is not None and self._next_due <= now)
         if ends:
             while True:

@@ -12,6 +12,7 @@ it was needed leaves a client without its answer and the test fails on the clien
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import logging
 import socket
@@ -39,9 +40,16 @@ LOOP_WAIT_S = 60.0
 CLIENT_TIMEOUT_S = 5.0
 
 
+# ``/held`` answers once this is set (a request still being served, for as long as a test needs)
+HELD = threading.Event()
+
+
 def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     """A WSGI app with one path per shape of answer."""
     path = environ["PATH_INFO"]
+    if path == "/held":
+        assert HELD.wait(CLIENT_TIMEOUT_S), "the test never released the request"
+        path = "/json"
     if path == "/json":
         start_response(
             "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
@@ -85,6 +93,8 @@ class Recorded:
         self.writes: list[bytes] = []
         self.lock = threading.Lock()
         self.pulls = 0
+        self.half_closed = threading.Event()  # a channel met a client's half-close
+        self.reads_after_half_close: bool | None = None  # whether it went on reading then
 
     def take(self) -> list[bytes]:
         with self.lock:
@@ -101,6 +111,12 @@ def served() -> Iterator[tuple[int, Recorded]]:
             with recorded.lock:
                 recorded.writes.append(bytes(data))
             return super().write_soon(data)  # type: ignore[no-any-return]
+
+        def handle_read(self) -> None:
+            super().handle_read()
+            if self.half_closed and not recorded.half_closed.is_set():
+                recorded.reads_after_half_close = self.readable()
+                recorded.half_closed.set()
 
     server: Any = create_server(app, host="127.0.0.1", port=0, threads=2)
     real_pull = server.trigger.pull_trigger
@@ -282,6 +298,40 @@ def test_requests_pipelined_past_the_lookahead_are_all_answered(
         assert read_answers(sock, 1, len(BODY)) == [BODY]
 
 
+def test_a_client_that_half_closes_while_served_still_gets_its_answer(
+    served: tuple[int, Recorded],
+) -> None:
+    port, recorded = served
+    HELD.clear()
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S) as sock:
+        sock.sendall(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)  # done sending; still reading
+        assert recorded.half_closed.wait(CLIENT_TIMEOUT_S)  # the loop saw it mid-request
+        assert recorded.reads_after_half_close is False  # and stopped reading (no busy loop)
+        HELD.set()
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes the connection
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\n" + BODY)
+
+
+def test_several_connections_at_once_on_two_threads_are_all_answered(
+    served: tuple[int, Recorded],
+) -> None:
+    port, _ = served
+
+    def client() -> list[tuple[int, bytes]]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
+        try:
+            return [fetch(conn, "/json") for _ in range(40)]
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: client(), range(6)))
+    assert answers == [[(200, BODY)] * 40] * 6
+
+
 def test_an_answer_larger_than_the_send_buffer_is_finished_by_the_loop(
     served: tuple[int, Recorded],
 ) -> None:
@@ -331,15 +381,19 @@ def test_queue_warnings_become_one_summary_line_per_interval(
     clock = Clock()
     log = QueueDepthLog(logging.getLogger("test.queue"), interval_s=10.0, clock=clock)
     with caplog.at_level(logging.WARNING, logger="test.queue"):
+        clock.now += 30  # the server ran 30 s before a request had to wait
         log.warning("Task queue depth is %d", 1)  # the first one is told at once
         for depth in (3, 7, 2):
             clock.now += 1
             log.warning("Task queue depth is %d", depth)
         clock.now += 7  # 10 s after the first line
         log.warning("Task queue depth is %d", 4)
+        clock.now += 60  # a quiet minute, then the next burst tells the last one's tail
+        log.warning("Task queue depth is %d", 2)
     assert [r.getMessage() for r in caplog.records] == [
-        "1 requests waited for a request thread in the last 10 s (queue depth up to 1)",
+        "1 requests waited for a request thread in the last 30 s (queue depth up to 1)",
         "4 requests waited for a request thread in the last 10 s (queue depth up to 7)",
+        "1 requests waited for a request thread in the last 60 s (queue depth up to 2)",
     ]
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 

@@ -245,6 +245,26 @@ def test_a_sole_writer_ends_attempts_only_once_one_is_due(
     assert ends == [T0, T0 + 4]
 
 
+def test_a_step_that_fails_after_its_claim_forgets_what_it_knew(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    runtime.simulator.step(T0)  # the scheduler now knows that nothing is due
+    store.create_job(new_job(duration_s=1), now=T0)
+    claim = store.claim
+
+    def claim_then_fail(**kwargs: Any) -> list[JobRecord]:
+        claim(**kwargs)  # committed: the job is processing, due at T0 + 1
+        raise RuntimeError("failed after the claim")
+
+    monkeypatch.setattr(store, "claim", claim_then_fail)
+    with pytest.raises(RuntimeError):
+        runtime.simulator.step(T0)
+    monkeypatch.setattr(store, "claim", claim)
+    runtime.simulator.step(T0 + 1)  # must not trust a view the failed step never updated
+    assert store.counts_by_state()["completed"] == 1
+
+
 def test_plan_is_seeded_and_pins_win(make_app: Any) -> None:
     plans = [make_app(seed=7).extensions["vt"].simulator.plan({}) for _ in range(2)]
     assert plans[0] == plans[1]
