@@ -13,6 +13,7 @@ it was needed leaves a client without its answer and the test fails on the clien
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import http.client
 import logging
 import socket
@@ -150,6 +151,16 @@ def served() -> Iterator[tuple[int, Recorded]]:
         thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def connection(port: int) -> Iterator[http.client.HTTPConnection]:
+    """A keep-alive connection to the test server, closed afterwards (on a failure too)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def fetch(conn: http.client.HTTPConnection, path: str, method: str = "GET") -> tuple[int, bytes]:
     conn.request(method, path)
     resp = conn.getresponse()
@@ -160,27 +171,25 @@ def test_a_json_answer_leaves_in_one_send_and_the_connection_stays_open(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    for _ in range(3):  # keep-alive: the same socket answers again, each time whole
-        assert fetch(conn, "/json") == (200, BODY)
-        (write,) = recorded.take()
-        head, _, body = write.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert f"Content-Length: {len(BODY)}".encode() in head
-        assert body == BODY
-    conn.close()
+    with connection(port) as conn:
+        for _ in range(3):  # keep-alive: the same socket answers again, each time whole
+            assert fetch(conn, "/json") == (200, BODY)
+            (write,) = recorded.take()
+            head, _, body = write.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert f"Content-Length: {len(BODY)}".encode() in head
+            assert body == BODY
 
 
 def test_a_body_of_several_chunks_sends_the_header_with_the_first(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    assert fetch(conn, "/two-chunks") == (200, b"abcdef")
-    first, second = recorded.take()
-    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\nabc")
-    assert second == b"def"
-    conn.close()
+    with connection(port) as conn:
+        assert fetch(conn, "/two-chunks") == (200, b"abcdef")
+        first, second = recorded.take()
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(b"\r\n\r\nabc")
+        assert second == b"def"
 
 
 @pytest.mark.parametrize(
@@ -205,12 +214,11 @@ def test_other_answers_go_through_waitress_unchanged(
     expected_writes: list[bytes],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    assert fetch(conn, path, method) == (status, body)
-    header, *rest = recorded.take()
-    assert header.startswith(f"HTTP/1.1 {status} ".encode()) and header.endswith(b"\r\n\r\n")
-    assert rest == expected_writes
-    conn.close()
+    with connection(port) as conn:
+        assert fetch(conn, path, method) == (status, body)
+        header, *rest = recorded.take()
+        assert header.startswith(f"HTTP/1.1 {status} ".encode()) and header.endswith(b"\r\n\r\n")
+        assert rest == expected_writes
 
 
 def exchange(port: int, request: bytes) -> bytes:
@@ -249,24 +257,22 @@ def test_a_chunk_that_is_not_bytes_gets_waitress_500_not_a_half_answer(
     served: tuple[int, Recorded],
 ) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    status, body = fetch(conn, "/str-chunk")
-    assert status == 500 and b"Internal Server Error" in body
-    assert not any(w.startswith(b"HTTP/1.1 200") for w in recorded.take())
-    conn.close()
+    with connection(port) as conn:
+        status, body = fetch(conn, "/str-chunk")
+        assert status == 500 and b"Internal Server Error" in body
+        assert not any(w.startswith(b"HTTP/1.1 200") for w in recorded.take())
 
 
 def test_keep_alive_answers_do_not_wake_the_loop(served: tuple[int, Recorded]) -> None:
     port, recorded = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    assert fetch(conn, "/json") == (200, BODY)  # the loop has seen the connection since
-    before = recorded.pulls
-    answers = [fetch(conn, "/json") for _ in range(50)]
-    assert answers == [(200, BODY)] * 50
-    # stock waitress pulls once per answer; a pull is left only where the loop happened to
-    # look at the connection while an answer was on its way out
-    assert recorded.pulls - before <= 5
-    conn.close()
+    with connection(port) as conn:
+        assert fetch(conn, "/json") == (200, BODY)  # the loop has seen the connection since
+        before = recorded.pulls
+        answers = [fetch(conn, "/json") for _ in range(50)]
+        assert answers == [(200, BODY)] * 50
+        # stock waitress pulls once per answer; a pull is left only where the loop happened to
+        # look at the connection while an answer was on its way out
+        assert recorded.pulls - before <= 5
 
 
 def read_answers(sock: socket.socket, count: int, length: int) -> list[bytes]:
@@ -321,11 +327,8 @@ def test_several_connections_at_once_on_two_threads_are_all_answered(
     port, _ = served
 
     def client() -> list[tuple[int, bytes]]:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-        try:
+        with connection(port) as conn:
             return [fetch(conn, "/json") for _ in range(40)]
-        finally:
-            conn.close()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         answers = list(pool.map(lambda _: client(), range(6)))
@@ -336,11 +339,10 @@ def test_an_answer_larger_than_the_send_buffer_is_finished_by_the_loop(
     served: tuple[int, Recorded],
 ) -> None:
     port, _ = served
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-    status, body = fetch(conn, "/big")
-    assert status == 200 and len(body) == BIG
-    assert fetch(conn, "/json") == (200, BODY)  # the connection is watched again afterwards
-    conn.close()
+    with connection(port) as conn:
+        status, body = fetch(conn, "/big")
+        assert status == 200 and len(body) == BIG
+        assert fetch(conn, "/json") == (200, BODY)  # the connection is watched again afterwards
 
 
 def test_every_listener_of_a_multi_socket_server_gets_the_channel() -> None:
