@@ -20,7 +20,7 @@ connection again: by default waitress stops watching a connection for reading wh
 its requests is being served. That is one more thread woken, one more pass over every
 connection and two more system calls per request, all under the GIL the request threads want.
 ``ServerChannel`` keeps watching a connection while its request is served (waitress's own
-``channel_request_lookahead``, which also tells the app when a client has gone) and remembers
+``channel_request_lookahead``) and remembers
 what the loop last decided about it; at the end of a request, when everything is sent, nothing
 is to be closed and the loop is already waiting to read from it, the trigger is not pulled.
 Any other time (a partial send, a connection to close, requests pipelined past the lookahead,
@@ -51,7 +51,7 @@ from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
 # Requests read ahead while one is served. With 1 the loop would keep watching an idle
-# keep-alive connection (and notice a client that hung up), but a quick client's next request
+# keep-alive connection, but a quick client's next request
 # often arrives while the request thread is still finishing the answer it just sent: with 2
 # the loop still watches then, and only a client that pipelines more needs a wake-up.
 LOOKAHEAD = 2
@@ -124,10 +124,8 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
         # of the client's input there. waitress would take it for a client gone and close
         # at once, dropping the answer; a client that half-closes still reads it.
         if self.requests and not self._peek():
-            with self.requests_lock:  # against service() finishing the last request
-                self.half_closed = True
-                if not self.requests:  # answered meanwhile: close once what is left is sent
-                    self.close_when_flushed = True
+            self.half_closed = True
+            self._close_once_answered()  # service() may have finished the last one meanwhile
             return
         super().handle_read()
 
@@ -146,10 +144,18 @@ class ServerChannel(HTTPChannel):  # type: ignore[misc]
         finally:
             serving.channel = None
         if self.half_closed and self.connected:
-            with self.requests_lock:
-                if not self.requests:  # the last request answered: close once it is sent
-                    self.close_when_flushed = True
+            self._close_once_answered()
             self.server.pull_trigger()
+
+    def _close_once_answered(self) -> None:
+        """After a half-close: once no request is left, close when what is left is sent.
+
+        Under the requests lock, against the loop's thread and the request thread both
+        getting here at the end of the last request.
+        """
+        with self.requests_lock:
+            if not self.requests:
+                self.close_when_flushed = True
 
     def loop_must_look(self) -> bool:
         """Whether the I/O loop has something to do for this connection that it would miss.

@@ -277,7 +277,7 @@ def test_keep_alive_answers_do_not_wake_the_loop(served: tuple[int, Recorded]) -
 
 def read_answers(sock: socket.socket, count: int, length: int) -> list[bytes]:
     """Read ``count`` answers of ``length``-byte bodies off ``sock``; their bodies."""
-    received, bodies = b"", []
+    received, bodies = b"", list[bytes]()
     deadline = time.monotonic() + CLIENT_TIMEOUT_S
     while len(bodies) < count:
         head_end = received.find(b"\r\n\r\n")
