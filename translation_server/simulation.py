@@ -149,9 +149,9 @@ class Simulator:
             next_due = self._store.next_due_at()
         else:
             dues = [j.due_at for j in started if j.due_at is not None]
-            next_due = min(
-                [*dues, self._next_due] if self._next_due is not None else dues, default=None
-            )
+            if self._next_due is not None:
+                dues.append(self._next_due)
+            next_due = min(dues, default=None)
         self._next_due, self._due_known = next_due, True
         if next_due is None:
             return IDLE_WAIT_S
