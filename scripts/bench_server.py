@@ -219,8 +219,10 @@ def start_server(workdir: Path, threads: int, log_level: str) -> ChildService:
     return start_translation_server(workdir, "--threads", str(threads), "--log-level", log_level)
 
 
-def start_bare(name: str, workdir: Path, threads: int, body: bytes) -> ChildService:
-    """The bare Flask+waitress app serving ``body`` (``bare+serving``: as the server serves)."""
+def start_bare(
+    name: str, workdir: Path, threads: int, body: bytes, *, serving: bool = False
+) -> ChildService:
+    """The bare Flask+waitress app serving ``body`` (``serving``: as the server serves)."""
     body_file = workdir / "bare-body.json"
     body_file.write_bytes(body)
     stem = name.replace(", ", "-").replace(" ", "-")
@@ -234,13 +236,19 @@ def start_bare(name: str, workdir: Path, threads: int, body: bytes) -> ChildServ
         str(workdir / f"{stem}.ready"),
         "--threads",
         str(threads),
-        *(["--serving"] if name == "bare+serving" else []),
+        *(["--serving"] if serving else []),
     ]
     return start_child(name, cmd, workdir / f"{stem}.ready", workdir / f"{stem}.log")
 
 
-TARGETS = ("server", "server+log", "bare", "bare, waitress defaults", "bare+serving")
 WAITRESS_DEFAULT_THREADS = 4
+# the bare targets: their own thread count (None: --threads), and served as the server is
+BARE_TARGETS = {
+    "bare": (None, False),
+    "bare, waitress defaults": (WAITRESS_DEFAULT_THREADS, False),
+    "bare+serving": (None, True),
+}
+TARGETS = ("server", "server+log", *BARE_TARGETS)
 LOG_LEVEL = {"server": "WARNING", "server+log": "INFO"}
 
 
@@ -282,9 +290,10 @@ def run_benchmark(
                 duration_s=args.duration,
             )
             _, sample = get(paths[1], dict(headers))  # a pending job: the larger body
-        for name in TARGETS[2:]:
-            threads = WAITRESS_DEFAULT_THREADS if "defaults" in name else args.threads
-            started.append(start_bare(name, workdir, threads, sample))
+        for name, (threads, serving) in BARE_TARGETS.items():
+            started.append(
+                start_bare(name, workdir, threads or args.threads, sample, serving=serving)
+            )
             specs[name] = dataclasses.replace(specs["server"], url=started[-1].url)
         child = {target: started[n] for n, target in enumerate(TARGETS)}
         results: dict[str, list[LoadResult]] = {name: [] for name in TARGETS}
