@@ -219,6 +219,37 @@ def start_server(workdir: Path, threads: int, log_level: str) -> ChildService:
     return start_translation_server(workdir, "--threads", str(threads), "--log-level", log_level)
 
 
+@dataclasses.dataclass(frozen=True)
+class PopulatedServer:
+    """A started server with the benchmark's client and jobs, and the load that polls them."""
+
+    url: str
+    api_key: str
+    spec: LoadSpec
+    pending_body: bytes  # one real answer for a pending job (the larger body)
+
+
+def start_populated_server(
+    started: list[ChildService],
+    workdir: Path,
+    threads: int,
+    log_level: str,
+    args: argparse.Namespace,
+) -> PopulatedServer:
+    """Start a server (registered in ``started`` at once, so it is always stopped), populate
+    it with ``args.jobs`` jobs, and describe the load: ``args.connections`` for
+    ``args.duration`` seconds over every job."""
+    started.append(start_server(workdir, threads, log_level))
+    url = started[-1].url
+    post, get = http_client(url)
+    api_key, ids = populate(post, get, args.jobs)
+    headers = (("Authorization", f"Bearer {api_key}"),)
+    paths = tuple(f"/v1/jobs/{j}" for j in ids)
+    spec = LoadSpec(url, paths, headers, args.connections, args.duration)
+    _, pending_body = get(paths[1], dict(headers))
+    return PopulatedServer(url, api_key, spec, pending_body)
+
+
 def start_bare(
     name: str, workdir: Path, threads: int, body: bytes, *, serving: bool = False
 ) -> ChildService:
@@ -277,19 +308,8 @@ def run_benchmark(
         specs: dict[str, LoadSpec] = {}
         sample = b""
         for name, level in LOG_LEVEL.items():
-            started.append(start_server(workdir / name, args.threads, level))
-            post, get = http_client(started[-1].url)
-            api_key, ids = populate(post, get, args.jobs)
-            headers = (("Authorization", f"Bearer {api_key}"),)
-            paths = tuple(f"/v1/jobs/{j}" for j in ids)
-            specs[name] = LoadSpec(
-                url=started[-1].url,
-                paths=paths,
-                headers=headers,
-                connections=args.connections,
-                duration_s=args.duration,
-            )
-            _, sample = get(paths[1], dict(headers))  # a pending job: the larger body
+            server = start_populated_server(started, workdir / name, args.threads, level, args)
+            specs[name], sample = server.spec, server.pending_body
         for name, (threads, serving) in BARE_TARGETS.items():
             started.append(
                 start_bare(name, workdir, threads or args.threads, sample, serving=serving)

@@ -51,12 +51,10 @@ from bench_common import LoadResult, LoadSpec, children, pick_generator, python_
 from bench_server import (
     WAITRESS_DEFAULT_THREADS,
     _raise_exit,
-    http_client,
     job_request,
     median_of,
-    populate,
     start_bare,
-    start_server,
+    start_populated_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,14 +164,10 @@ def run(args: argparse.Namespace, generator: str) -> tuple[Results, WriteResults
         sample = b""
         for threads in SERVER_THREADS:
             name = server_name(threads)
-            started.append(start_server(workdir / f"server-{threads}", threads, "WARNING"))
-            post, get = http_client(started[-1].url)
-            api_key, ids = populate(post, get, args.jobs)
-            keys[name] = api_key
-            headers = (("Authorization", f"Bearer {api_key}"),)
-            paths = tuple(f"/v1/jobs/{j}" for j in ids)
-            specs[name] = LoadSpec(started[-1].url, paths, headers, args.connections, args.duration)
-            _, sample = get(paths[1], dict(headers))  # a pending job: the larger body
+            server = start_populated_server(
+                started, workdir / f"server-{threads}", threads, "WARNING", args
+            )
+            specs[name], keys[name], sample = server.spec, server.api_key, server.pending_body
         started.append(start_bare("bare", workdir, WAITRESS_DEFAULT_THREADS, sample))
         specs[BARE] = dataclasses.replace(next(iter(specs.values())), url=started[-1].url)
         names = list(specs)
