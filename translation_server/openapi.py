@@ -95,6 +95,7 @@ def document() -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {
                     "duration_s": {"type": "number", "minimum": 0},
+                    "estimate_factor": {"type": "number", "minimum": 0.3, "maximum": 5.0},
                     "outcome": {"enum": [o.value for o in Outcome]},
                     "webhook": {"enum": [m.value for m in WebhookMode]},
                 },

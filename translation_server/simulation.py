@@ -58,6 +58,7 @@ class Simulator:
             if duration is None:
                 duration = self._rng.uniform(s.duration_min, s.duration_max)
             factor = max(MIN_ESTIMATE_FACTOR, self._rng.gauss(1.0, s.estimate_noise))
+            factor = simulate.get("estimate_factor", factor)  # drawn either way: seeds hold
             outcome = simulate.get("outcome", Outcome.RANDOM.value)
             if outcome == Outcome.COMPLETED:
                 failures = 0

@@ -20,9 +20,11 @@ CREATE_FIELDS = {
     "metadata",
     "simulate",
 }
-SIMULATE_FIELDS = {"duration_s", "outcome", "webhook"}
+SIMULATE_FIELDS = {"duration_s", "estimate_factor", "outcome", "webhook"}
 MAX_URL_LENGTH = 2048
 MAX_SIMULATED_DURATION_S = 24 * 3600
+# the estimator sees duration x factor; a pinned factor outside this range is refused
+MIN_ESTIMATE_FACTOR, MAX_ESTIMATE_FACTOR = 0.3, 5.0
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 JOB_ID_RE = re.compile(r"^job_[A-Za-z0-9_-]{1,64}$")
 DEFAULT_TARGET_LANGUAGE = "es"
@@ -121,6 +123,13 @@ def _simulate(value: Any) -> dict[str, Any]:
     if "duration_s" in value:
         out["duration_s"] = _number(
             "simulate.duration_s", value["duration_s"], low=0, high=MAX_SIMULATED_DURATION_S
+        )
+    if "estimate_factor" in value:
+        out["estimate_factor"] = _number(
+            "simulate.estimate_factor",
+            value["estimate_factor"],
+            low=MIN_ESTIMATE_FACTOR,
+            high=MAX_ESTIMATE_FACTOR,
         )
     if "outcome" in value:
         out["outcome"] = _choice("simulate.outcome", value["outcome"], [o.value for o in Outcome])
