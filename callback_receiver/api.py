@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,12 @@ def list_events() -> Response:
             headers={"Retry-After": "1"},
         ) from exc
     cursor = str(found[-1].seq) if found else str(after)
-    return jsonify({"events": [e.to_wire() for e in found], "cursor": cursor})
+    page: dict[str, Any] = {"events": [e.to_wire() for e in found], "cursor": cursor}
+    now = time.time()
+    channels = [c.to_wire(now) for c in receiver.store.channels(now)]
+    if channels:  # webhook channels heard from lately (docs/api.md)
+        page["channels"] = channels
+    return jsonify(page)
 
 
 @bp.get("/v1/events/<job_id>")

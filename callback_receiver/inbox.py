@@ -7,19 +7,22 @@ the caller gets 204 only then, so a receiver restart never loses an acknowledged
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from client_lib.models import EventType, JobStatus
+from client_lib.models import HEARTBEAT_TYPE, EventType, Heartbeat, JobStatus, parse_time
 
 from .feed import Feed
 from .metrics import Metrics
 from .problems import APIProblem, invalid
 from .signatures import HEADER_ID, SecretSource, WebhookRejected, verify_webhook
-from .store import ID_LENGTH, TYPE_LENGTH, Store
+from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Store
+
+HEARTBEAT_EVENTS_MAX = 1000
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class ParsedEvent:
     type: str
     job_id: str
     final_status: JobStatus | None
+    heartbeat: Heartbeat | None = None
 
 
 def parse_event(text: str) -> ParsedEvent:
@@ -44,12 +48,47 @@ def parse_event(text: str) -> ParsedEvent:
     if not isinstance(doc, dict):
         raise invalid("body", "must be a JSON object")
     type_ = _short_text(doc.get("type"), "type", TYPE_LENGTH)
+    if type_ == HEARTBEAT_TYPE:
+        return ParsedEvent(type_, "", None, heartbeat=_heartbeat(doc.get("data")))
     data = doc.get("data")
     if not isinstance(data, dict):
         raise invalid("data", "must be the job object")
     job_id = _short_text(data.get("id"), "data.id", ID_LENGTH)
     # Unknown event types are stored and fed (the API may grow) but never make a job final.
     return ParsedEvent(type=type_, job_id=job_id, final_status=_FINAL_TYPES.get(type_))
+
+
+def _heartbeat(data: Any) -> Heartbeat:
+    """A heartbeat's ``data``, checked field by field."""
+    if not isinstance(data, dict):
+        raise invalid("data", "must be the heartbeat object")
+    _short_text(data.get("endpoint"), "data.endpoint", ENDPOINT_LENGTH)
+    _count(data.get("seq"), "data.seq")
+    entries = data.get("events", [])
+    if not isinstance(entries, list) or len(entries) > HEARTBEAT_EVENTS_MAX:
+        raise invalid("data.events", f"must be a list of at most {HEARTBEAT_EVENTS_MAX} entries")
+    for n, entry in enumerate(entries):
+        field = f"data.events[{n}]"
+        if not isinstance(entry, dict) or entry.get("state") not in ("pending", "sent"):
+            raise invalid(field, "must be an object whose state is pending or sent")
+        _count(entry.get("seq"), f"{field}.seq")
+        _short_text(entry.get("job_id"), f"{field}.job_id", ID_LENGTH)
+        when = entry.get("next_attempt_at")
+        if when is not None:
+            try:
+                parse_time(_short_text(when, f"{field}.next_attempt_at", 40))
+            except ValueError as exc:
+                raise invalid(f"{field}.next_attempt_at", "must be an RFC 3339 time") from exc
+    try:
+        return Heartbeat.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise invalid("data", f"not a heartbeat: {exc}") from exc
+
+
+def _count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise invalid(field, "must be a non-negative integer")
+    return value
 
 
 def _short_text(value: Any, field: str, max_len: int) -> str:
@@ -95,6 +134,8 @@ class Inbox:
         except APIProblem as exc:
             self._reject(msg_id, exc.code, exc.status, now)
             raise
+        if event.heartbeat is not None:
+            return self._keep_heartbeat(verified.msg_id, event.heartbeat, verified.body, now)
         seq = self._store.add_event(
             webhook_id=verified.msg_id,
             job_id=event.job_id,
@@ -118,6 +159,25 @@ class Inbox:
             event.type,
             seq,
         )
+        return True
+
+    def _keep_heartbeat(self, msg_id: str, beat: Heartbeat, body: str, now: float) -> bool:
+        """Refresh the channel; a heartbeat with news also enters the feed and wakes it."""
+        news = [(e.seq, e.sent, e.next_attempt_at) for e in beat.events]
+        digest = hashlib.sha256(json.dumps([beat.seq, news]).encode()).hexdigest()
+        cursor = self._store.add_heartbeat(
+            webhook_id=msg_id,
+            endpoint=beat.endpoint,
+            seq=beat.seq,
+            digest=digest,
+            payload=body,
+            received_at=now,
+        )
+        self._metrics.webhooks.labels(result="heartbeat").inc()
+        if cursor is None:
+            return False
+        self._feed.notify()
+        log.debug("channel %s: heartbeat seq %d fed as cursor %d", beat.endpoint, beat.seq, cursor)
         return True
 
     def _reject(self, msg_id: str | None, code: str, status: int, now: float) -> None:

@@ -41,12 +41,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import CursorResult, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 
-from client_lib.models import JobStatus, format_time
+from client_lib.models import HEARTBEAT_TYPE, JobStatus, format_time
 
 RECEIPTS_KEPT = 1000
 RECEIPTS_PRUNE_EVERY = 50
 ID_LENGTH = 255
 TYPE_LENGTH = 100
+ENDPOINT_LENGTH = 2048
+CHANNELS_SHOWN_S = 300.0  # the feed lists channels heard from this recently
 
 metadata = MetaData()
 
@@ -87,6 +89,17 @@ receipts = Table(
     Column("duplicate", Boolean, nullable=False),
 )
 
+# The latest heartbeat of each webhook channel (an endpoint of the translation server's). A
+# heartbeat that says something new (its ``digest`` differs) is also stored as a feed event.
+channel_heartbeats = Table(
+    "channel_heartbeats",
+    metadata,
+    Column("endpoint", String(ENDPOINT_LENGTH), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
 feed_lock = Table(
     "feed_lock",
     metadata,
@@ -119,14 +132,35 @@ class StoredEvent:
         )
 
     def to_wire(self) -> dict[str, Any]:
-        """The feed's JSON form (API.md section 4)."""
-        data = json.loads(self.payload).get("data")
-        return {
+        """The feed's JSON form (docs/api.md): ``seq`` only on numbered channel events."""
+        body = json.loads(self.payload)
+        out = {
             "cursor": str(self.seq),
             "webhook_id": self.webhook_id,
             "received_at": format_time(self.received_at),
             "type": self.type,
-            "data": data,
+            "data": body.get("data"),
+        }
+        if isinstance(body.get("seq"), int):
+            out["seq"] = body["seq"]
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChannelState:
+    """The latest heartbeat of one webhook channel."""
+
+    endpoint: str
+    seq: int
+    received_at: float
+
+    def to_wire(self, now: float) -> dict[str, Any]:
+        """The feed's ``channels`` entry."""
+        return {
+            "endpoint": self.endpoint,
+            "seq": self.seq,
+            "received_at": format_time(self.received_at),
+            "age_s": round(max(0.0, now - self.received_at), 3),
         }
 
 
@@ -251,6 +285,50 @@ class Store:
                 ),
             )
         return seq
+
+    def add_heartbeat(
+        self,
+        *,
+        webhook_id: str,
+        endpoint: str,
+        seq: int,
+        digest: str,
+        payload: str,
+        received_at: float,
+    ) -> int | None:
+        """Keep a channel's latest heartbeat; when it says something new, feed it too.
+
+        Returns the feed cursor it was stored at, or None when it only refreshed the channel.
+        """
+        key = channel_heartbeats.c.endpoint == endpoint
+        with self._writer.begin() as conn:
+            known = conn.execute(select(channel_heartbeats.c.digest).where(key)).scalar()
+            fresh = {"seq": seq, "digest": digest, "received_at": received_at}
+            if known is None:
+                conn.execute(insert(channel_heartbeats).values(endpoint=endpoint, **fresh))
+            else:
+                conn.execute(update(channel_heartbeats).where(key).values(**fresh))
+            if known == digest:
+                return None
+            conn.execute(
+                update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
+            )
+            return self._insert_event(
+                conn,
+                webhook_id=webhook_id,
+                job_id="",
+                type=HEARTBEAT_TYPE,
+                received_at=received_at,
+                payload=payload,
+            )
+
+    def channels(self, now: float) -> list[ChannelState]:
+        """The channels heard from in the last ``CHANNELS_SHOWN_S`` seconds."""
+        query = select(channel_heartbeats).where(
+            channel_heartbeats.c.received_at > now - CHANNELS_SHOWN_S
+        )
+        with self._engine.connect() as conn:
+            return [ChannelState(r.endpoint, r.seq, r.received_at) for r in conn.execute(query)]
 
     def add_rejection(
         self,

@@ -50,6 +50,9 @@ class EventType(StrEnum):
         return cls(f"job.{JobStatus(status).value}")
 
 
+HEARTBEAT_TYPE = "channel.heartbeat"
+
+
 class Outcome(StrEnum):
     """A pinned simulation outcome (``simulate.outcome``)."""
 
@@ -160,6 +163,44 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ChannelEntry:
+    """One job event a heartbeat describes: its number, its job, and whether it was sent."""
+
+    seq: int
+    job_id: str
+    sent: bool  # an attempt concluded (delivered or given up); False: not yet, or retrying
+    next_attempt_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A ``channel.heartbeat``: which job events of an endpoint exist (docs/api.md)."""
+
+    endpoint: str
+    seq: int  # the last sequence number given out to a job event for this endpoint
+    interval_s: float
+    events: tuple[ChannelEntry, ...]  # the most recent numbers, oldest first
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Heartbeat:
+        """Build a heartbeat from its ``data`` object."""
+        return cls(
+            endpoint=str(data["endpoint"]),
+            seq=int(data["seq"]),
+            interval_s=float(data.get("interval_s") or 1.0),
+            events=tuple(
+                ChannelEntry(
+                    seq=int(e["seq"]),
+                    job_id=str(e["job_id"]),
+                    sent=e["state"] == "sent",
+                    next_attempt_at=parse_time(e.get("next_attempt_at")),
+                )
+                for e in data.get("events") or ()
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Event:
     """One webhook as the callback receiver's change feed returns it."""
 
@@ -168,17 +209,23 @@ class Event:
     received_at: str
     type: str  # an EventType value; unknown types are kept, not refused (the API may grow)
     data: Job | None
+    seq: int | None = None  # the endpoint's sequence number (channel endpoints only)
+    heartbeat: Heartbeat | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Event:
         """Build an event from its feed JSON."""
-        job = data.get("data")
+        body = data.get("data")
+        is_heartbeat = data["type"] == HEARTBEAT_TYPE and isinstance(body, Mapping)
+        seq = data.get("seq")
         return cls(
             cursor=str(data["cursor"]),
             webhook_id=data["webhook_id"],
             received_at=data["received_at"],
             type=str(data["type"]),
-            data=Job.from_dict(job) if isinstance(job, Mapping) and "id" in job else None,
+            data=Job.from_dict(body) if isinstance(body, Mapping) and "id" in body else None,
+            seq=seq if isinstance(seq, int) else None,
+            heartbeat=Heartbeat.from_dict(body) if is_heartbeat else None,  # type: ignore[arg-type]
         )
 
     @property
@@ -188,3 +235,17 @@ class Event:
         if self.type in known and self.data is not None and self.data.is_final:
             return self.data
         return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    """A feed page's word on one channel: its last number, and how long ago it was heard."""
+
+    endpoint: str
+    seq: int
+    age_s: float
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChannelStatus:
+        """Build from a feed page's ``channels`` entry."""
+        return cls(endpoint=str(data["endpoint"]), seq=int(data["seq"]), age_s=float(data["age_s"]))

@@ -146,10 +146,14 @@ def create_job() -> Response:
     body = parse_json_object(raw)
     fields = validate_create(body, rt.callback_policy.check)
     plan = rt.simulator.plan(fields.pop("simulate"))
+    channel = fields.pop("channel_events")
     idem = _idempotency(client, body)
     try:
         job, created = rt.store.create_job(
-            NewJob(client_id=client.id, **fields, **plan), now=time.time(), idempotency=idem
+            NewJob(client_id=client.id, **fields, **plan),
+            now=time.time(),
+            idempotency=idem,
+            channel=channel,
         )
     except IdempotencyConflict:
         raise APIProblem(

@@ -9,6 +9,7 @@ import time
 from flask import Flask
 
 from .callbacks import CallbackPolicy
+from .channel import Heartbeats
 from .config import Settings
 from .delivery import Dispatcher
 from .errors import register_error_handlers
@@ -51,7 +52,18 @@ class Runtime:
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self.callback_policy = CallbackPolicy(settings.callback_allow)
         self.dispatcher = Dispatcher(
-            self.store, settings, self.metrics, self.callback_policy, rng=self.simulator.fraction
+            self.store,
+            settings,
+            self.metrics,
+            self.callback_policy,
+            rng=self.simulator.fraction,
+            on_recorded=lambda events: self.heartbeats.concluded(events),
+        )
+        self.heartbeats = Heartbeats(
+            self.store,
+            self.dispatcher.post_once,
+            interval=settings.heartbeat_interval,
+            linger=settings.heartbeat_linger,
         )
         self.admin_token, self.demo_client_id = bootstrap_local_setup(self.store, settings)
         self.demo_job_id = self._create_demo_job() if settings.demo_job else None
@@ -86,10 +98,12 @@ class Runtime:
             self._started = True
             self.simulator.start()
             self.dispatcher.start()
+            self.heartbeats.start()
 
     def close(self) -> None:
         """Stop the background threads and release the database."""
         self.simulator.stop()
+        self.heartbeats.stop()
         self.dispatcher.stop()
         self.store.close()
 

@@ -49,6 +49,8 @@ class Settings:
     webhook_senders: int = 16
     webhook_per_host: int = 0  # 0: three quarters of the senders
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    heartbeat_interval: float = 1.0  # channel heartbeats; 0: none
+    heartbeat_linger: float = 10.0
     callback_allow: tuple[str, ...] = DEFAULT_CALLBACK_ALLOW
     secret_grace: float = 86400.0
     rate_limit: float = 0.0
@@ -72,6 +74,8 @@ class Settings:
             problems.append("workers, threads and webhook-senders must be at least 1")
         if self.max_attempts < 1:
             problems.append("max-attempts must be at least 1")
+        if self.heartbeat_interval < 0 or self.heartbeat_linger < 0:
+            problems.append("heartbeat-interval and heartbeat-linger must be >= 0")
         if self.estimate_noise < 0:
             problems.append("estimate-noise must be >= 0")
         if problems:
@@ -212,6 +216,18 @@ OPTIONS: list[Callable[[Any], Any]] = [
         "--webhook-retry-schedule",
         default=",".join(f"{s:g}" for s in DEFAULT_RETRY_SCHEDULE),
         help="Delays between webhook attempts, comma-separated seconds.",
+    ),
+    _opt(
+        "--heartbeat-interval",
+        default=_D.heartbeat_interval,
+        type=float,
+        help="Seconds between channel heartbeats to an endpoint with jobs in flight (0: none).",
+    ),
+    _opt(
+        "--heartbeat-linger",
+        default=_D.heartbeat_linger,
+        type=float,
+        help="Seconds an endpoint still gets heartbeats after its last job event.",
     ),
     _opt(
         "--callback-allow",

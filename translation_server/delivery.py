@@ -131,8 +131,10 @@ class Dispatcher:
         policy: CallbackPolicy,
         *,
         rng: Callable[[], float] | None = None,
+        on_recorded: Callable[[list[OutboxEvent]], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_recorded = on_recorded or (lambda events: None)
         self._outbox = Outbox(store.engine, store.writer)
         self._settings = settings
         self._metrics = metrics
@@ -215,6 +217,8 @@ class Dispatcher:
             except Exception:
                 # not recorded: their leases expire and they are sent again (at-least-once)
                 log.exception("recording %d webhook attempts failed", len(batch))
+                return
+            self._on_recorded([event for event, _ in batch])
 
     def _deliver(self, event: OutboxEvent) -> None:
         try:
@@ -251,24 +255,8 @@ class Dispatcher:
         client = self._client(event.client_id)
         status, error, retry_after, forbidden = None, None, None, False
         try:
-            stamp = int(started)
-            headers = {
-                "webhook-id": event.id,
-                "webhook-timestamp": str(stamp),
-                "webhook-signature": sign(
-                    client.signing_secrets(started) if client else [],
-                    event.id,
-                    stamp,
-                    event.payload,
-                ),
-            }
-            resp = self._http.request(
-                "POST",
-                event.callback_url,
-                body=event.payload.encode(),
-                headers={**HEADERS, **headers},
-                redirect=False,
-                timeout=self._timeout,
+            resp = self._signed_post(
+                client, event.callback_url, event.id, event.payload, started, self._timeout
             )
             status = resp.status
             retry_after = (
@@ -295,6 +283,42 @@ class Dispatcher:
             latency,
         )
         return result
+
+    def _signed_post(
+        self,
+        client: ClientRecord | None,
+        url: str,
+        msg_id: str,
+        payload: str,
+        now: float,
+        timeout: Timeout,
+    ) -> Any:
+        """POST one body, signed Standard Webhooks style with the tenant's active secrets."""
+        stamp = int(now)
+        secrets = client.signing_secrets(now) if client else []
+        headers = {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(secrets, msg_id, stamp, payload),
+        }
+        return self._http.request(
+            "POST",
+            url,
+            body=payload.encode(),
+            headers={**HEADERS, **headers},
+            redirect=False,
+            timeout=timeout,
+        )
+
+    def post_once(self, client_id: str, url: str, msg_id: str, payload: str, timeout: float) -> Any:
+        """Send one signed body once, unrecorded (heartbeats); the status, or the error text."""
+        try:
+            resp = self._signed_post(
+                self._client(client_id), url, msg_id, payload, time.time(), Timeout(timeout)
+            )
+        except (HTTPError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
+        return resp.status
 
     def _decide(
         self,

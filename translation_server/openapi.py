@@ -90,6 +90,12 @@ def document() -> dict[str, Any]:
                 "description": "http(s), host in the callback allow-list",
             },
             "metadata": {"type": "object", "description": f"At most {METADATA_MAX_BYTES} bytes"},
+            "channel_events": {
+                "type": "boolean",
+                "default": False,
+                "description": "Also send the callback endpoint channel events: a sequence "
+                "number on every job event and channel.heartbeat events (needs callback_url)",
+            },
             "simulate": {
                 "type": "object",
                 "additionalProperties": False,

@@ -36,6 +36,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -123,6 +125,30 @@ webhook_events = Table(
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_webhook_events_state_next", "state", "next_attempt_at"),
+)
+
+# The webhook channel of an endpoint (a client's callback URL) that asked for channel events:
+# every job event to it carries the next number of ``last_seq``, and ``channel_events`` maps
+# each number to its outbox event, which is what the heartbeats of ``channel.py`` report.
+channels = Table(
+    "channels",
+    metadata,
+    Column("client_id", String(40), primary_key=True),
+    Column("callback_url", Text, primary_key=True),
+    Column("last_seq", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("last_event_at", Float),
+)
+
+channel_events = Table(
+    "channel_events",
+    metadata,
+    Column("client_id", String(40), primary_key=True),
+    Column("callback_url", Text, primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", String(40), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 delivery_attempts = Table(
@@ -371,6 +397,65 @@ def _outbox_row(final: JobRecord, now: float, fault: WebhookFault) -> dict[str, 
     }
 
 
+def _open_channel(conn: Connection, client_id: str, callback_url: str, now: float) -> None:
+    """Subscribe an endpoint to channel events (a no-op when it already is)."""
+    dialect = conn.dialect.name
+    values = {
+        "client_id": client_id,
+        "callback_url": callback_url,
+        "last_seq": 0,
+        "created_at": now,
+    }
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+        conn.execute(module.insert(channels).values(**values).on_conflict_do_nothing())
+        return
+    found = conn.execute(
+        select(channels.c.last_seq).where(
+            channels.c.client_id == client_id, channels.c.callback_url == callback_url
+        )
+    ).first()
+    if found is None:
+        conn.execute(insert(channels).values(**values))
+
+
+def _number_channel_events(conn: Connection, rows: list[dict[str, Any]], now: float) -> None:
+    """Give each outbox row bound for a channel endpoint the endpoint's next sequence number.
+
+    The number goes into the signed body (``"seq"``) and into ``channel_events``; rows for
+    endpoints without a channel are left as they are. One UPDATE per endpoint in the batch.
+    """
+    by_endpoint: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_endpoint.setdefault((row["client_id"], row["callback_url"]), []).append(row)
+    links = []
+    for (client_id, url), group in by_endpoint.items():
+        last = conn.execute(
+            update(channels)
+            .where(channels.c.client_id == client_id, channels.c.callback_url == url)
+            .values(last_seq=channels.c.last_seq + len(group), last_event_at=now)
+            .returning(channels.c.last_seq)
+        ).scalar()
+        if last is None:
+            continue
+        for seq, row in enumerate(group, start=last - len(group) + 1):
+            body = json.loads(row["payload"])
+            numbered = {"type": body["type"], "timestamp": body["timestamp"], "seq": seq}
+            row["payload"] = json.dumps({**numbered, "data": body["data"]}, separators=(",", ":"))
+            links.append(
+                {
+                    "client_id": client_id,
+                    "callback_url": url,
+                    "seq": seq,
+                    "event_id": row["id"],
+                    "job_id": row["job_id"],
+                    "created_at": now,
+                }
+            )
+    if links:
+        conn.execute(insert(channel_events), links)
+
+
 class Store:
     """All persistence of the translation server."""
 
@@ -510,21 +595,31 @@ class Store:
     # -------------------------------------------------------------- job writes
 
     def create_job(
-        self, new: NewJob, *, now: float, idempotency: tuple[str, str] | None = None
+        self,
+        new: NewJob,
+        *,
+        now: float,
+        idempotency: tuple[str, str] | None = None,
+        channel: bool = False,
     ) -> tuple[JobRecord, bool]:
-        """Insert a job; with (key, request hash) a repeat returns the first job and False."""
+        """Insert a job; with (key, request hash) a repeat returns the first job and False.
+
+        ``channel``: the job's callback endpoint asks for channel events (see ``channel.py``).
+        """
         try:
-            return self._create_job(new, now=now, idempotency=idempotency)
+            return self._create_job(new, now=now, idempotency=idempotency, channel=channel)
         except IntegrityError:
             # A concurrent request with the same key won the race: answer as a repeat.
             if idempotency is None:
                 raise
-            return self._create_job(new, now=now, idempotency=idempotency)
+            return self._create_job(new, now=now, idempotency=idempotency, channel=channel)
 
     def _create_job(
-        self, new: NewJob, *, now: float, idempotency: tuple[str, str] | None
+        self, new: NewJob, *, now: float, idempotency: tuple[str, str] | None, channel: bool
     ) -> tuple[JobRecord, bool]:
         with self.writer.begin() as conn:
+            if channel and new.callback_url:
+                _open_channel(conn, new.client_id, new.callback_url, now)
             if idempotency is not None:
                 existing = self._idempotent_replay(conn, new.client_id, idempotency, now)
                 if existing is not None:
@@ -654,6 +749,7 @@ class Store:
             outbox = [_outbox_row(j, now, fault) for j in changed if j.state.is_final]
             rows = [row for row in outbox if row is not None]
             if rows:
+                _number_channel_events(conn, rows, now)
                 conn.execute(insert(webhook_events), rows)
         if due:  # every job read for update, moved or not: the cache must not keep any of them
             self._jobs_written(j.id for j in due)
@@ -724,6 +820,7 @@ class Store:
         )
         row = _outbox_row(final, now, fault)
         if row is not None:
+            _number_channel_events(conn, [row], now)
             conn.execute(insert(webhook_events), [row])
         return final
 

@@ -19,6 +19,7 @@ CREATE_FIELDS = {
     "callback_url",
     "metadata",
     "simulate",
+    "channel_events",
 }
 SIMULATE_FIELDS = {"duration_s", "estimate_factor", "outcome", "webhook"}
 MAX_URL_LENGTH = 2048
@@ -100,6 +101,12 @@ def validate_create(body: dict[str, Any], check_callback: Callable[[str], None])
         check_callback(callback)
     out["callback_url"] = callback
     out["metadata"] = _metadata(body.get("metadata", {}))
+    channel = body.get("channel_events", False)
+    if not isinstance(channel, bool):
+        raise invalid("channel_events", "must be true or false")
+    if channel and callback is None:
+        raise invalid("channel_events", "needs a callback_url to send the channel events to")
+    out["channel_events"] = channel
     out["simulate"] = _simulate(body.get("simulate", {}))
     return out
 
