@@ -18,11 +18,21 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from .errors import JobCancelled, JobFailed, JobNotFound, TranslationError, WaitTimeout
+from .clock import Clock, SystemClock
+from .errors import JobCancelled, JobFailed, TranslationError, WaitTimeout
 from .localsetup import LocalSetup, load_local_setup
-from .models import BULK_IDS_MAX, Event, Job, JobStatus
+from .models import BULK_IDS_MAX, ChannelStatus, Event, Job, JobStatus
 from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
-from .waiting import Clock, Detection, SystemClock, Waiter, WaitPolicy, WaitStats
+from .waiting import (
+    Action,
+    Detection,
+    PinFeed,
+    ReadFeed,
+    Sleep,
+    WaitCore,
+    WaitPolicy,
+    WaitStats,
+)
 
 _UNSET: Any = object()
 _ETAG_CACHE_MAX = 256
@@ -54,7 +64,7 @@ class ClientStats:
             "status_requests": self.status_requests,
             "webhooks_used": w.webhooks_used,
             "polls_resolved": w.polls_resolved,
-            "fallback_polls": w.fallback_polls,
+            "lost_webhooks": w.lost_webhooks,
             "duplicate_reports_dropped": w.duplicate_reports_dropped,
             "receiver_outages": w.receiver_outages,
             "mode_changes": [{"at": at, "mode": m, "reason": r} for at, m, r in w.mode_changes],
@@ -95,14 +105,12 @@ class TranslationClient:
         self.timeout = timeout
         self._transport = transport or RequestsTransport()
         self._clock = clock or SystemClock()
-        self._waiter = Waiter(_Backend(self), clock=self._clock, policy=policy, seed=seed)
-        self.stats = ClientStats(self._waiter.stats)
+        self._backend = _Backend(self)
+        self._core = WaitCore(endpoint=self.default_callback_url, policy=policy, seed=seed)
+        self._lock = threading.RLock()  # guards the core; I/O happens outside it
+        self.stats = ClientStats(self._core.stats)
         self._driving = False
         self._cond = threading.Condition()
-        # jobs this client created: waiting on them needs no first request, and their
-        # webhooks cannot precede the feed position pinned before their creation
-        self._created: dict[str, Job] = {}
-        self._fresh: set[str] = set()
         self._etags: dict[str, tuple[str, list[Job]]] = {}
 
     def __enter__(self) -> TranslationClient:
@@ -181,16 +189,16 @@ class TranslationClient:
             }.items()
             if v is not None
         }
-        if callback_url:
-            self._waiter.ensure_cursor()  # so the feed cannot miss this job's event
+        if callback_url and callback_url == self.default_callback_url:
+            body["channel_events"] = True  # numbered events and heartbeats (see waiting.py)
+            self._pin_feed()  # so the feed cannot miss this job's events
         key = idempotency_key or f"vt-{uuid.uuid4()}"
         data = self._server(
             "POST", "/v1/jobs", "POST /v1/jobs", json=body, headers={"Idempotency-Key": key}
         )
         job = Job.from_dict(data)
-        self._created[job.id] = job
-        if callback_url and self._waiter.cursor_pinned:
-            self._fresh.add(job.id)
+        with self._lock:  # followed from now on: its events are kept until it is waited on
+            self._core.track(job, self._clock.now())
         return job
 
     def get_job(self, job_id: str) -> Job:
@@ -336,20 +344,24 @@ class TranslationClient:
         ids = list(dict.fromkeys(job_ids))
         started = self._clock.now()
         deadline = None if timeout is None else started + timeout
-        mark = self._waiter.finished_since(0)[1]
-        self._watch(ids, None)
+        with self._lock:
+            mark = self._core.finished_since(0)[1]
+        self._track_ids(ids)
         remaining = set(ids)
-        ready = [i for i in ids if self._waiter.result(i) is not None]  # ended before
+        ready = list(ids)  # some may have ended before
         while True:
             for job_id in ready:
-                if job_id in remaining:
+                if job_id not in remaining:
+                    continue
+                with self._lock:
+                    detection = self._core.result(job_id)  # raises if it vanished
+                if detection is not None:
                     remaining.discard(job_id)
-                    detection = self._waiter.result(job_id)  # raises if it vanished
-                    assert detection is not None
                     yield detection.job
             if not remaining:
                 return
-            ready, mark = self._waiter.finished_since(mark)
+            with self._lock:
+                ready, mark = self._core.finished_since(mark)
             if ready:
                 continue
             now = self._clock.now()
@@ -359,64 +371,107 @@ class TranslationClient:
 
     def detection(self, job_id: str) -> Detection | None:
         """How and when waiting learned that this job ended (path and lag)."""
-        return self._waiter.stats.detections.get(job_id)
+        return self._core.stats.detections.get(job_id)
 
-    def _watch(self, ids: Sequence[str], on_update: Callable[[Job], None] | None) -> None:
-        """Hand jobs to the waiter; only jobs this client did not create cost a first GET.
+    def forget(self, job_id: str) -> None:
+        """Stop following a job this client created or waited on, and drop what it kept."""
+        with self._lock:
+            self._core.forget(job_id)
 
-        Once handed over, a created job is the waiter's to remember, not ``_created``'s.
-        """
-        unknown = [i for i in ids if i not in self._created and self._waiter.last_known(i) is None]
-        fetched = {j.id: j for j in (self.get_jobs(unknown) if unknown else [])}
-        for job_id in ids:
-            job = (
-                self._created.pop(job_id, None)
-                or fetched.get(job_id)
-                or self._waiter.last_known(job_id)
-            )
-            if job is None:
-                # not visible to this client: let get_job raise JobNotFound with context
-                self.get_job(job_id)
-                continue
-            fresh = job_id in self._fresh
-            self._fresh.discard(job_id)
-            self._waiter.watch(job, on_update=on_update, fresh=fresh)
+    def _pin_feed(self) -> None:
+        """Pin the feed position before creating a job, so none of its events is missed."""
+        with self._lock:
+            needed = self._core.needs_pin(self._clock.now())
+        if needed:
+            self._run(PinFeed())
+
+    def _track_ids(self, ids: Sequence[str]) -> None:
+        """Follow these jobs; only those the client never saw cost a first request."""
+        with self._lock:
+            unknown = [i for i in ids if not self._core.knows(i, self._clock.now())]
+        if not unknown:
+            return
+        self._pin_feed()  # before the look-up: an end after it is then in the feed
+        fetched = {j.id: j for j in self.get_jobs(unknown)}
+        for job_id in unknown:
+            if job_id not in fetched:
+                self.get_job(job_id)  # not visible to this client: raises JobNotFound
+        with self._lock:
+            for job in fetched.values():
+                self._core.track(job, self._clock.now())
 
     def _wait_for(
         self, job_id: str, *, timeout: float | None, on_update: Callable[[Job], None] | None
     ) -> Detection:
-        """Drive or await the waiter until the job ended."""
+        """Drive, or wait for whoever drives, until the job ended."""
         started = self._clock.now()
         deadline = None if timeout is None else started + timeout
-        self._watch([job_id], on_update)
-        while (detection := self._waiter.result(job_id)) is None:
+        self._track_ids([job_id])
+        shown: tuple[Any, ...] | None = None
+        while True:
+            with self._lock:
+                detection = self._core.result(job_id)
+                last = self._core.last_known(job_id)
+            if on_update is not None and last is not None:
+                state = (last.status, last.stage, round(last.progress, 2))
+                if state != shown:
+                    shown = state
+                    on_update(last)
+            if detection is not None:
+                return detection
             now = self._clock.now()
             if deadline is not None and now >= deadline:
                 self._timeout(job_id, now - started)
             self._drive(None if deadline is None else deadline - now)
-        return detection
 
     def _timeout(self, job_id: str, waited: float) -> NoReturn:
-        last = self._waiter.last_known(job_id)
+        with self._lock:
+            last = self._core.last_known(job_id)
         raise WaitTimeout(job_id, last.status if last else None, waited)
 
     def _drive(self, budget: float | None) -> None:
-        """Run one waiter step, unless another thread is already driving: then wait for it."""
+        """Carry out the core's next action, unless another thread is already driving it."""
         with self._cond:
             if self._driving:
                 self._cond.wait(timeout=min(budget or 1.0, 1.0))
                 return
             self._driving = True
         try:
-            self._waiter.step(
-                self._waiter.policy.long_poll_s
-                if budget is None
-                else min(budget, self._waiter.policy.long_poll_s)
-            )
+            with self._lock:
+                action = self._core.next_action(self._clock.now(), max_block=budget)
+            self._run(action)
         finally:
             with self._cond:
                 self._driving = False
                 self._cond.notify_all()
+
+    def _run(self, action: Action) -> None:
+        """One action of the core, its I/O here, its outcome fed back."""
+        backend = self._backend
+        core = self._core
+        try:
+            if isinstance(action, Sleep):
+                self._clock.sleep(action.seconds)
+            elif isinstance(action, PinFeed):
+                cursor = backend.feed_latest()
+                with self._lock:
+                    core.feed_pinned(cursor, self._clock.now())
+            elif isinstance(action, ReadFeed):
+                events, cursor, channels = backend.feed(action.after, action.wait)
+                with self._lock:
+                    core.on_feed(events, cursor, self._clock.now(), channels)
+            else:
+                try:
+                    jobs = backend.status_many(action.job_ids)
+                except TranslationError as exc:
+                    with self._lock:
+                        core.on_status_error(action.job_ids, exc, self._clock.now())
+                    return
+                with self._lock:
+                    core.on_statuses(action.job_ids, jobs, self._clock.now())
+        except TranslationError as exc:  # the receiver's (a status failure is handled above)
+            with self._lock:
+                core.on_feed_error(exc, self._clock.now())
 
 
 def _outcome(job: Job) -> Job:
@@ -449,23 +504,17 @@ class _Backend:
             ]
         )
 
-    def feed(self, after: str, wait: float) -> tuple[list[Event], str]:
-        """Events after the cursor, long-polling up to ``wait`` seconds."""
+    def feed(self, after: str, wait: float) -> tuple[list[Event], str, list[ChannelStatus]]:
+        """Events after the cursor, long-polling up to ``wait`` seconds, and the channels."""
         data = self._receiver(
             "/v1/events",
             "GET receiver /v1/events",
             params={"after": after, "wait": f"{wait:.3f}"},
             timeout=wait + self._client.timeout,
         )
-        return [Event.from_dict(e) for e in data["events"]], str(data["cursor"])
-
-    def final_event(self, job_id: str) -> Job | None:
-        """The final job the receiver has a webhook for."""
-        try:
-            data = self._receiver(f"/v1/events/{job_id}", "GET receiver /v1/events/{job_id}")
-        except JobNotFound:
-            return None
-        return Event.from_dict(data).final_job
+        events = [Event.from_dict(e) for e in data["events"]]
+        channels = [ChannelStatus.from_dict(c) for c in data.get("channels") or ()]
+        return events, str(data["cursor"]), channels
 
     def status_many(self, ids: Sequence[str]) -> list[Job]:
         """One bulk status request (no transport retries: the waiter reschedules itself)."""

@@ -1,22 +1,29 @@
-"""The waiting strategy: learn that jobs ended from webhooks, poll the server only as a fallback.
+"""The waiting core: what to do next to learn that jobs ended, decided without any I/O.
 
-One ``Waiter`` per client follows the callback receiver's change feed (a long-poll, one
-connection for any number of jobs) and keeps, for every job it watches, the time at which it
-would ask the translation server instead. When to ask depends on what the waiter believes
-about webhooks:
+``WaitCore`` is fed what the outside world said (feed pages, status answers, failures, the
+clock) and answers what to do next (``next_action``): pin the feed position, read the feed,
+ask the translation server about some jobs, or sleep. It holds no thread, socket or lock: the
+sync client drives it under its own lock (``client.py``), the async client from a task, and
+the unit tests with a fake clock.
 
-``unknown``     no webhook seen yet: a job is checked once it has run three times its
-                estimated duration, or sooner when a tenth of the jobs are well past their
-                estimates and not one webhook came (webhooks are probably lost);
-``trusted``     webhooks are arriving: a job is checked only at three times its estimate, as a
-                safety net, so a healthy system costs no status requests at all;
-``distrusted``  a job was found final with no webhook, or the receiver is unreachable: jobs
-                are polled from 80 % of their estimate, then as the server's estimate and
-                ``Poll-After-Ms`` suggest, with jitter.
+How a job's end is learned, for a job whose callback is this client's receiver endpoint:
 
-Polls that fall due together go out as one ``GET /v1/jobs?ids=`` call. Whichever path sees a
-final state first wins; a job is reported once. The waiter is driven by ``step()``: the client
-calls it from whichever thread is waiting (see ``client.py``), tests call it with a fake clock.
+- **webhook**: the job's final event arrives in the receiver's change feed. Every event the
+  feed brings is kept, for tracked jobs and (bounded) for any other job, so a job watched
+  later costs nothing when its event already came.
+- **the webhook channel**: the server numbers the job events it sends to the endpoint and
+  sends heartbeats saying which numbers exist, for which job, and whether each was sent or is
+  pending a retry. A number sent but never received is a lost webhook: that job is asked for
+  at once (one ``?ids=`` request). A retry due soon is waited for; one due later is not.
+  While heartbeats come, a job nobody heard of is still running: no status request is made,
+  bar a safety-net check at three times its estimated duration.
+- **polling**: when the receiver is unreachable, the channel has gone silent, or the job's
+  webhooks cannot reach this client at all, jobs are asked for from 90 % of their estimated
+  duration, then every 12 % of it (0.5 to 5 s), batched into ``?ids=`` requests.
+
+Belief about the channel is re-earned continuously: the next heartbeat or feed page after an
+outage puts jobs back on the quiet path. Each job is reported once, with its final state,
+whatever arrives twice, late or out of order.
 """
 
 from __future__ import annotations
@@ -25,96 +32,76 @@ import collections
 import dataclasses
 import heapq
 import logging
-import math
 import random
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from enum import StrEnum
-from typing import Protocol
+from collections.abc import Sequence
 
-from .errors import APIError, JobNotFound, TranslationError
-from .models import Event, Job, parse_time
+from .errors import JobNotFound, TranslationError
+from .models import BULK_IDS_MAX, ChannelStatus, Event, Heartbeat, Job, parse_time
 
 log = logging.getLogger(__name__)
 
-MAX_IDS_PER_POLL = 100
 MIN_FEED_WAIT_S = 0.01
-
-
-class Clock(Protocol):
-    """Wall-clock time (comparable with the server's timestamps), and sleeping."""
-
-    def now(self) -> float:
-        """Unix seconds."""
-
-    def sleep(self, seconds: float) -> None:
-        """Block for ``seconds``."""
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> float:
-        """Unix seconds."""
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        """Block for ``seconds``."""
-        if seconds > 0:
-            time.sleep(seconds)
-
-
-class Backend(Protocol):
-    """The calls the waiter makes; the client implements them over HTTP."""
-
-    def feed_latest(self) -> str:
-        """The receiver feed's current end."""
-
-    def feed(self, after: str, wait: float) -> tuple[list[Event], str]:
-        """Events after ``after``, blocking up to ``wait`` seconds for one."""
-
-    def final_event(self, job_id: str) -> Job | None:
-        """The final job the receiver got a webhook for, if any."""
-
-    def status_many(self, ids: Sequence[str]) -> list[Job]:
-        """The current state of these jobs on the translation server (one request)."""
-
-
-class Mode(StrEnum):
-    """What the waiter believes about webhooks."""
-
-    UNKNOWN = "unknown"
-    TRUSTED = "trusted"
-    DISTRUSTED = "distrusted"
+KEPT_EVENTS = 10_000  # final jobs seen in the feed for jobs not tracked (yet)
+KEPT_RESULTS = 10_000  # ended jobs remembered after they were reported
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WaitPolicy:
     """The tunables of the strategy (defaults suit jobs of seconds to minutes)."""
 
-    long_poll_s: float = 5.0  # one feed request at most this long (new jobs join between)
-    # unknown and trusted: a safety-net check at start + 3 x estimated duration + grace (an
-    # estimate can be off by far more than its typical 20 %; polling earlier costs requests
-    # when webhooks work, which is the common case)
+    long_poll_s: float = 5.0  # one feed request at most this long
+    # on the quiet path, a safety-net check at start + 3 x estimated duration + grace
     deadline_factor: float = 3.0
     grace_s: float = 1.0
-    # unknown: once a tenth of the jobs (3 at least) have run 1.25 x their estimated duration
-    # and not one webhook came, check those jobs at once
-    probe_overdue_factor: float = 1.25
-    probe_fraction: float = 0.1
-    probe_quorum: int = 3
-    probe_interval_s: float = 0.25  # how often that is re-assessed
-    early_fraction: float = 0.8  # distrusted: first poll at 80 % of the time to the estimate
-    overdue_fraction: float = 0.1  # past the estimate: poll every 10 % of the estimated duration
+    # polling: first at 90 % of the estimated duration, then every tenth of it, bounded
+    early_fraction: float = 0.9
+    interval_fraction: float = 0.12
     min_poll_s: float = 0.5
-    max_poll_s: float = 30.0
+    max_poll_s: float = 5.0
     jitter: float = 0.1  # +/- 10 % on every poll delay
     batch_window_s: float = 0.5  # polls due within this window go out in one ?ids= request
-    ride_along_fraction: float = 0.6  # distrusted: jobs this far into their estimate join too
-    webhook_in_flight_s: float = 1.0  # a job final for less than this may still get its webhook
-    receiver_retry_s: tuple[float, float] = (1.0, 30.0)  # backoff while the receiver is down
+    ride_along_fraction: float = 0.6  # polling: jobs this far into their estimate join too
+    retry_wait_s: float = 2.0  # a webhook retry due within this is waited for
+    retry_grace_s: float = 1.0  # ... and checked on this long after it was due
+    channel_stale_factor: float = 3.0  # silent after this many heartbeat intervals
+    receiver_retry_s: tuple[float, float] = (0.5, 5.0)  # backoff while the receiver is down
+
+
+# ------------------------------------------------------------------ actions
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PinFeed:
+    """Ask the feed for its current end (``after=latest``), then call ``feed_pinned``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReadFeed:
+    """Read the feed after ``after``, waiting up to ``wait`` s; then ``on_feed``."""
+
+    after: str
+    wait: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Poll:
+    """Ask the translation server for these jobs (one ``?ids=``); then ``on_statuses``."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Sleep:
+    """Nothing to do for ``seconds``."""
+
+    seconds: float
+
+
+Action = PinFeed | ReadFeed | Poll | Sleep
+
+
+# ------------------------------------------------------------ what it knows
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,16 +119,6 @@ class Detection:
         return None if finished is None else max(0.0, self.detected_at - finished)
 
 
-@dataclasses.dataclass(slots=True)
-class _Tracked:
-    job: Job
-    start: float
-    estimate: float | None
-    next_poll: float = 0.0
-    checks: int = 0
-    on_update: Callable[[Job], None] | None = None
-
-
 @dataclasses.dataclass
 class WaitStats:
     """What waiting cost and how jobs were detected (``client.stats.waiting``)."""
@@ -149,7 +126,7 @@ class WaitStats:
     webhooks_used: int = 0
     polls_resolved: int = 0
     duplicate_reports_dropped: int = 0
-    fallback_polls: int = 0
+    lost_webhooks: int = 0  # sent per the channel, never received: asked for
     status_polls: int = 0
     feed_requests: int = 0
     receiver_outages: int = 0
@@ -161,8 +138,22 @@ class WaitStats:
         return Counter(d.path for d in self.detections.values())
 
 
+@dataclasses.dataclass(slots=True)
+class _Tracked:
+    job: Job
+    start: float
+    estimate: float | None  # estimated end (absolute)
+    next_poll: float = 0.0
+    checks: int = 0
+    urgent: bool = False  # the channel says it ended: ask now
+
+    def duration(self, now: float, floor: float) -> float:
+        end = self.estimate if self.estimate is not None else now
+        return max(end - self.start, floor)
+
+
 class _Timeline:
-    """Job ids ordered by a time: O(log n) to set or read the earliest (stale entries are
+    """Job ids ordered by a time, O(log n) to set or read the earliest (stale entries are
     skipped lazily), so waiting on thousands of jobs does not scan them all at every step."""
 
     def __init__(self) -> None:
@@ -187,52 +178,44 @@ class _Timeline:
             heapq.heappop(self._heap)
         return None
 
-    def pop_until(self, t: float) -> list[str]:
-        out = []
-        while (at := self.earliest()) is not None and at <= t:
-            _, job_id = heapq.heappop(self._heap)
-            del self._at[job_id]
-            out.append(job_id)
-        return out
 
-
-class Waiter:
-    """Tracks jobs until they end; ``step()`` does one round of feed reading and polling."""
+class WaitCore:
+    """Tracks jobs until they end and decides, from what it was told, what to do next."""
 
     def __init__(
         self,
-        backend: Backend,
         *,
-        clock: Clock | None = None,
+        endpoint: str | None,
         policy: WaitPolicy | None = None,
         seed: int | None = None,
     ) -> None:
-        self._backend = backend
-        self._clock = clock or SystemClock()
+        """``endpoint``: the callback URL whose events this client's feed shows (None: none)."""
+        self.endpoint = endpoint
         self.policy = policy or WaitPolicy()
+        self.stats = WaitStats()
         self._random = random.Random(seed)
-        self._lock = threading.RLock()
         self._tracked: dict[str, _Tracked] = {}
-        self._polls = _Timeline()  # when each tracked job is next asked about
-        self._overdue = _Timeline()  # unknown webhooks: when a job counts as late
-        self._late: set[str] = set()
-        self._finished: list[str] = []  # ids in the order their end was learned
-        self._webhook_lags: collections.deque[float] = collections.deque(maxlen=200)
-        self._done: dict[str, Detection] = {}
+        self._polls = _Timeline()
+        self._done: collections.OrderedDict[str, Detection] = collections.OrderedDict()
         self._failed: dict[str, TranslationError] = {}
+        self._kept: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._finished: list[str] = []
         self._cursor: str | None = None
-        self._mode = Mode.UNKNOWN
-        self._receiver_up = True
+        self._receiver_up = endpoint is not None
         self._receiver_retry_at = 0.0
         self._receiver_backoff = self.policy.receiver_retry_s[0]
-        self.stats = WaitStats()
+        self._heard_at: float | None = None  # when the channel was last known alive
+        self._waiting_since: float | None = None  # when the first channel job was tracked
+        self._interval = 1.0
+        self._channel_seq: int | None = None  # the highest number a heartbeat accounted for
+        self._regime = self._current_regime(0.0)
 
-    # ------------------------------------------------------------- watching
+    # ------------------------------------------------------------ queries
 
     @property
-    def mode(self) -> Mode:
-        """The current belief about webhooks."""
-        return self._mode
+    def cursor(self) -> str | None:
+        """The feed position (None until pinned)."""
+        return self._cursor
 
     @property
     def receiver_up(self) -> bool:
@@ -240,234 +223,128 @@ class Waiter:
         return self._receiver_up
 
     @property
-    def cursor_pinned(self) -> bool:
-        """Whether the feed position is known (events from now on cannot be missed)."""
-        return self._cursor is not None
+    def regime(self) -> str:
+        """How channel jobs are being followed: ``channel``, ``silent`` or ``receiver down``."""
+        return self._regime
 
-    def ensure_cursor(self) -> None:
-        """Pin the feed position before jobs are created, so none of their events is missed.
-
-        While the receiver is known to be down, this waits for its retry time like the
-        feed does: creating many jobs then costs no receiver request each.
-        """
-        with self._lock:
-            if self._cursor is not None:
-                return
-            if not self._receiver_up and self._clock.now() < self._receiver_retry_at:
-                return
-        try:
-            cursor = self._backend.feed_latest()
-        except TranslationError as exc:
-            self._receiver_failed(exc)
-            return
-        with self._lock:
-            if self._cursor is None:
-                self._cursor = cursor
-
-    def watch(
-        self, job: Job, *, on_update: Callable[[Job], None] | None = None, fresh: bool = True
-    ) -> None:
-        """Track a job. ``fresh``: created after ``ensure_cursor`` (the feed will show it)."""
-        if not fresh and not job.is_final and self._receiver_up:
-            try:
-                final = self._backend.final_event(job.id)
-            except TranslationError:
-                final = None
-            if final is not None:
-                job = final
-        with self._lock:
-            if job.id in self._done or job.id in self._tracked:
-                return
-            if job.is_final:
-                self._resolve(job, "known")
-                return
-            start = parse_time(job.started_at) or parse_time(job.created_at) or self._clock.now()
-            tracked = _Tracked(
-                job, start, parse_time(job.estimated_completion_at), on_update=on_update
-            )
-            self._tracked[job.id] = tracked
-            self._set_poll(tracked, self._schedule(tracked, self._clock.now()))
-            if tracked.estimate is not None:
-                overdue_at = start + self.policy.probe_overdue_factor * (tracked.estimate - start)
-                self._overdue.set(job.id, overdue_at)
+    def tracking(self) -> bool:
+        """Whether any job is still being followed."""
+        return bool(self._tracked)
 
     def result(self, job_id: str) -> Detection | None:
         """The detection of a job, once it ended (raises what made it unobservable)."""
-        with self._lock:
-            if job_id in self._failed:
-                raise self._failed[job_id]
-            return self._done.get(job_id)
+        if job_id in self._failed:
+            raise self._failed[job_id]
+        return self._done.get(job_id)
 
     def last_known(self, job_id: str) -> Job | None:
         """The latest state seen of a job, final or not."""
-        with self._lock:
-            tracked = self._tracked.get(job_id)
-            if tracked is not None:
-                return tracked.job
-            done = self._done.get(job_id)
-            return done.job if done else None
+        tracked = self._tracked.get(job_id)
+        if tracked is not None:
+            return tracked.job
+        done = self._done.get(job_id)
+        return done.job if done else self._kept.get(job_id)
 
     def finished_since(self, mark: int) -> tuple[list[str], int]:
         """Ids whose end was learned (or that failed) after ``mark``, and the new mark."""
-        with self._lock:
-            return self._finished[mark:], len(self._finished)
+        return self._finished[mark:], len(self._finished)
 
-    def _untrack(self, job_id: str) -> _Tracked | None:
-        self._polls.discard(job_id)
-        self._overdue.discard(job_id)
-        self._late.discard(job_id)
-        return self._tracked.pop(job_id, None)
+    def needs_pin(self, now: float) -> bool:
+        """Whether the feed position should be pinned before a job is created."""
+        return (
+            self._cursor is None
+            and self.endpoint is not None
+            and (self._receiver_up or now >= self._receiver_retry_at)
+        )
 
-    def _set_poll(self, tracked: _Tracked, at: float) -> None:
-        tracked.next_poll = at
-        self._polls.set(tracked.job.id, at)
+    # ------------------------------------------------------------- inputs
 
-    # ---------------------------------------------------------------- steps
+    def track(self, job: Job, now: float) -> None:
+        """Follow a job until it ends (created by this client, or asked about)."""
+        if job.id in self._done or job.id in self._failed:
+            return
+        if job.id in self._tracked:
+            self._update(self._tracked[job.id], job, now)
+            return
+        if self.knows(job.id, now):
+            return
+        if job.is_final:
+            self._resolve(job, "known", now)
+            return
+        start = parse_time(job.started_at) or parse_time(job.created_at) or now
+        tracked = _Tracked(job, start, parse_time(job.estimated_completion_at))
+        if self._on_channel(job) and not any(
+            self._on_channel(t.job) for t in self._tracked.values()
+        ):
+            self._waiting_since = now  # a new stretch of waiting on the channel begins
+        self._tracked[job.id] = tracked
+        self._reschedule(tracked, now)
 
-    def step(self, max_block: float) -> list[Detection]:
-        """Poll what is due, then read the feed (or sleep) for at most ``max_block`` seconds."""
-        found = self._poll_due()
-        with self._lock:
-            if not self._tracked:
-                return found
-            now = self._clock.now()
-            wake = self._next_wake(now)
-        block = max(0.0, min(max_block, self.policy.long_poll_s, wake - now))
-        if block < MIN_FEED_WAIT_S:
-            self._clock.sleep(block)  # a feed request for a few ms is not worth it
-        elif self._receiver_up or now >= self._receiver_retry_at:
-            found += self._read_feed(block)
-        else:
-            self._clock.sleep(min(block, max(0.0, self._receiver_retry_at - now)))
+    def knows(self, job_id: str, now: float) -> bool:
+        """Whether the job is followed or ended already (a kept event ends it now)."""
+        kept = self._kept.pop(job_id, None)
+        if kept is not None:
+            self.stats.webhooks_used += 1
+            self._resolve(kept, "webhook", now)
+        return job_id in self._tracked or job_id in self._done or job_id in self._failed
+
+    def forget(self, job_id: str) -> None:
+        """Stop following a job and drop what is known of it."""
+        self._untrack(job_id)
+        self._done.pop(job_id, None)
+        self._kept.pop(job_id, None)
+        self._failed.pop(job_id, None)
+
+    def feed_pinned(self, cursor: str, now: float) -> None:
+        """The feed's end, asked for before creating jobs: none of their events is missed."""
+        if self._cursor is None:
+            self._cursor = cursor
+        self._receiver_ok()
+        self._check_regime(now)
+
+    def on_feed(
+        self,
+        events: Sequence[Event],
+        cursor: str,
+        now: float,
+        channels: Sequence[ChannelStatus] = (),
+    ) -> list[Detection]:
+        """A feed page: every event in order, then the channels' liveness."""
+        self.stats.feed_requests += 1
+        self._cursor = cursor
+        self._receiver_ok()
+        found = []
+        for event in events:
+            if event.heartbeat is not None:
+                self._on_heartbeat(event.heartbeat, now)
+            elif (detection := self._on_event(event, now)) is not None:
+                found.append(detection)
+        for channel in channels:
+            if channel.endpoint == self.endpoint:
+                heard = now - channel.age_s
+                self._heard_at = max(self._heard_at or heard, heard)
+        self._check_regime(now)
         return found
 
-    def _next_wake(self, now: float) -> float:
-        """The next poll, or, while webhooks are unknown and jobs are overdue, a probe check."""
-        wake = self._polls.earliest()
-        wake = now + self.policy.long_poll_s if wake is None else wake
-        if self._mode is Mode.UNKNOWN and self._receiver_up:
-            overdue = self._overdue.earliest()
-            if overdue is not None:
-                wake = min(wake, max(overdue, now + self.policy.probe_interval_s))
-        return wake
+    def on_feed_error(self, exc: TranslationError, now: float) -> None:
+        """A feed request (or pinning it) failed: poll, and try the receiver again later."""
+        self.stats.feed_requests += 1
+        low, high = self.policy.receiver_retry_s
+        retry_after = getattr(exc, "retry_after", None)
+        delay = retry_after if retry_after is not None else self._receiver_backoff
+        self._receiver_retry_at = now + delay * (1 + self._random.uniform(0, 0.2))
+        self._receiver_backoff = min(high, max(low, self._receiver_backoff * 2))
+        if self._receiver_up:
+            self._receiver_up = False
+            self.stats.receiver_outages += 1
+            log.info("receiver unreachable (%s); asking the translation server", exc)
+        self._check_regime(now)
 
-    def _read_feed(self, wait: float) -> list[Detection]:
-        if self._cursor is None:
-            self.ensure_cursor()
-            if self._cursor is None:
-                return []
-        try:
-            self.stats.feed_requests += 1
-            events, cursor = self._backend.feed(self._cursor, wait)
-        except TranslationError as exc:
-            self._receiver_failed(exc)
-            return []
-        with self._lock:
-            self._cursor = cursor
-            if not self._receiver_up:
-                self._receiver_back()
-            return [d for d in (self._on_event(e) for e in events) if d is not None]
-
-    def _on_event(self, event: Event) -> Detection | None:
-        job = event.final_job
-        if job is None:
-            return None
-        if job.id in self._done:
-            self.stats.duplicate_reports_dropped += 1
-            self._note_webhook_lag(event, job)  # still tells that, and how late, webhooks come
-            if self._mode is not Mode.TRUSTED:
-                self._set_mode(Mode.TRUSTED, f"a late webhook arrived for {job.id}")
-            return None
-        tracked = self._tracked.get(job.id)
-        if tracked is None:
-            return None
-        self.stats.webhooks_used += 1
-        if self._mode is not Mode.TRUSTED:
-            self._set_mode(Mode.TRUSTED, f"a webhook arrived for {job.id}")
-        detection = self._resolve(job, "webhook")
-        lag = detection.lag_s
-        self._note_webhook_lag(event, job)
-        log.info(
-            "%s %s: webhook received %s after it ended",
-            job.id,
-            job.status.value,
-            f"{lag * 1000:.0f} ms" if lag is not None else "",
-        )
-        return detection
-
-    def _probe_if_quiet(self, now: float) -> None:
-        """Unknown webhooks, many jobs well past their estimates, not one webhook: ask now.
-
-        One job overrunning its estimate by a quarter says little (estimates are noisy, and
-        the first jobs to pass theirs are those whose estimates were the most too short);
-        a tenth of them all doing so while no webhook at all has come says webhooks are
-        probably lost. One ``?ids=`` request settles it. Simulated over estimates off by
-        20 %, this never fires before the first job really ended (so costs nothing when
-        webhooks work) and fires about two seconds after it when they are lost.
-        """
-        p = self.policy
-        self._late.update(self._overdue.pop_until(now))
-        needed = max(p.probe_quorum, math.ceil(p.probe_fraction * len(self._tracked)))
-        if len(self._late) >= needed:
-            log.info(
-                "%d of %d jobs are 25 %% past their estimates and no webhook came; checking them",
-                len(self._late),
-                len(self._tracked),
-            )
-            for job_id in self._late:
-                tracked = self._tracked.get(job_id)
-                if tracked is not None and tracked.next_poll > now:
-                    self._set_poll(tracked, now)
-
-    def _poll_due(self) -> list[Detection]:
-        with self._lock:
-            now = self._clock.now()
-            if self._mode is Mode.UNKNOWN and self._receiver_up:
-                self._probe_if_quiet(now)
-            earliest = self._polls.earliest()
-            if earliest is None or earliest > now:
-                return []
-            mode = self._effective_mode()
-            due = sorted(
-                (t for t in self._tracked.values() if self._joins_poll(t, now, mode)),
-                key=lambda t: t.next_poll,
-            )
-            ids = [t.job.id for t in due][:MAX_IDS_PER_POLL]
-        if mode is not Mode.DISTRUSTED:
-            self.stats.fallback_polls += 1
-            log.info(
-                "no webhook for %s by its deadline (%s webhooks); asking the server",
-                ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else ""),
-                mode.value,
-            )
-        try:
-            self.stats.status_polls += 1
-            jobs = self._backend.status_many(ids)
-        except TranslationError as exc:
-            self._poll_failed(ids, exc)
-            return []
-        with self._lock:
-            return self._on_poll(ids, jobs)
-
-    def _joins_poll(self, tracked: _Tracked, now: float, mode: Mode) -> bool:
-        """Whether a job rides along in a poll that is going out anyway.
-
-        A job whose own poll is due within the batch window joins. While polling (distrusted),
-        so does any job that may plausibly have ended (60 % of its estimated duration run):
-        one more id costs the server little and costs the caller no extra request, and it
-        catches the jobs whose estimates were too long well before their own poll.
-        """
-        p = self.policy
-        if tracked.next_poll <= now + p.batch_window_s:
-            return True
-        if mode is not Mode.DISTRUSTED or tracked.estimate is None:
-            return False
-        return now - tracked.start >= p.ride_along_fraction * (tracked.estimate - tracked.start)
-
-    def _on_poll(self, ids: list[str], jobs: list[Job]) -> list[Detection]:
-        now = self._clock.now()
+    def on_statuses(self, asked: Sequence[str], jobs: Sequence[Job], now: float) -> list[Detection]:
+        """The server's answer to a ``Poll``."""
+        self.stats.status_polls += 1
         seen = {j.id for j in jobs}
-        for missing in (i for i in ids if i not in seen and i in self._tracked):
+        for missing in (i for i in asked if i not in seen and i in self._tracked):
             self._untrack(missing)
             self._finished.append(missing)
             self._failed[missing] = JobNotFound(
@@ -483,140 +360,221 @@ class Waiter:
             if tracked is None:
                 continue
             if job.is_final:
-                found.append(self._resolve(job, "poll"))
-                self._note_missed_webhook(job, now)
+                found.append(self._resolve(job, "poll", now))
                 continue
-            self._observe(tracked, job)
             tracked.checks += 1
-            self._overdue.discard(job.id)  # known to be running: no longer evidence
-            self._late.discard(job.id)
-            self._set_poll(tracked, self._schedule(tracked, now))
+            tracked.urgent = False
+            self._update(tracked, job, now)
         return found
 
-    def _observe(self, tracked: _Tracked, job: Job) -> None:
-        before = tracked.job
-        tracked.job = job
-        tracked.estimate = parse_time(job.estimated_completion_at) or tracked.estimate
-        if job.started_at and not before.started_at:
-            tracked.start = parse_time(job.started_at) or tracked.start
-        if (job.stage, round(job.progress, 2)) != (before.stage, round(before.progress, 2)):
-            log.info(
-                "%s %s, %s %.0f %%",
-                job.id,
-                job.status.value,
-                job.stage.value if job.stage else "",
-                job.progress * 100,
-            )
-            if tracked.on_update:
-                tracked.on_update(job)
-
-    def _note_webhook_lag(self, event: Event, job: Job) -> None:
-        finished, received = parse_time(job.finished_at), parse_time(event.received_at)
-        if finished is not None and received is not None:
-            self._webhook_lags.append(max(0.0, received - finished))
-
-    def _in_flight_window(self) -> float:
-        """How long a webhook may still be on its way: the policy's floor, or three times
-        the slowest of the recent webhooks (a busy system delivers late, not never)."""
-        slowest = max(self._webhook_lags, default=0.0)
-        return max(self.policy.webhook_in_flight_s, 3 * slowest)
-
-    def _note_missed_webhook(self, job: Job, now: float) -> None:
-        """A poll found a final job: if its webhook should have come by now, it was lost."""
-        finished = parse_time(job.finished_at)
-        if not job.callback_url or finished is None or not self._receiver_up:
-            return
-        age = now - finished
-        if age >= self._in_flight_window() and self._mode is not Mode.DISTRUSTED:
-            self._set_mode(Mode.DISTRUSTED, f"{job.id} ended {age:.1f} s ago and no webhook came")
-
-    # ------------------------------------------------------- state changes
-
-    def _resolve(self, job: Job, path: str) -> Detection:
-        detection = Detection(job=job, path=path, detected_at=self._clock.now())
-        tracked = self._untrack(job.id)
-        self._done[job.id] = detection
-        self._finished.append(job.id)
-        self.stats.detections[job.id] = detection
-        if path == "poll":
-            self.stats.polls_resolved += 1
-            log.info("%s %s: found by polling", job.id, job.status.value)
-        if tracked and tracked.on_update:
-            tracked.on_update(job)
-        return detection
-
-    def _set_mode(self, mode: Mode, reason: str) -> None:
-        log.info("webhooks %s -> %s: %s", self._mode.value, mode.value, reason)
-        self.stats.mode_changes.append((self._clock.now(), mode.value, reason))
-        self._mode = mode
-        self._reschedule_all()
-
-    def _effective_mode(self) -> Mode:
-        return self._mode if self._receiver_up else Mode.DISTRUSTED
-
-    def _receiver_failed(self, exc: TranslationError) -> None:
-        with self._lock:
-            now = self._clock.now()
-            low, high = self.policy.receiver_retry_s
-            retry_after = exc.retry_after if isinstance(exc, APIError) else None
-            delay = retry_after if retry_after is not None else self._receiver_backoff
-            self._receiver_retry_at = now + delay * (1 + self._random.uniform(0, 0.2))
-            self._receiver_backoff = min(high, max(low, self._receiver_backoff * 2))
-            if self._receiver_up:
-                self._receiver_up = False
-                self.stats.receiver_outages += 1
-                log.info("receiver unreachable (%s); polling the translation server", exc)
-                self._reschedule_all()
-
-    def _receiver_back(self) -> None:
-        self._receiver_up = True
-        self._receiver_backoff = self.policy.receiver_retry_s[0]
-        log.info("receiver reachable again; waiting on the feed (%s webhooks)", self._mode.value)
-        self._reschedule_all()
-
-    def _poll_failed(self, ids: list[str], exc: TranslationError) -> None:
-        """A failed poll (429, 503, network): try again later, as the server asked if it did."""
-        retry_after = exc.retry_after if isinstance(exc, APIError) else None
-        with self._lock:
-            now = self._clock.now()
-            for job_id in ids:
-                tracked = self._tracked.get(job_id)
-                if tracked is None:
-                    continue
+    def on_status_error(self, asked: Sequence[str], exc: TranslationError, now: float) -> None:
+        """A ``Poll`` failed (429, 503, network): try again later, as the server asked if it did."""
+        self.stats.status_polls += 1
+        retry_after = getattr(exc, "retry_after", None)
+        for job_id in asked:
+            tracked = self._tracked.get(job_id)
+            if tracked is not None:
                 delay = max(retry_after or 0.0, self._jitter(self.policy.min_poll_s * 2))
                 self._set_poll(tracked, now + delay)
-        log.info("status poll failed (%s); next try in >= %.1f s", exc, retry_after or 1.0)
+        log.info("status request failed (%s); next try in >= %.1f s", exc, retry_after or 1.0)
 
-    def _reschedule_all(self) -> None:
-        """After a change of belief: jobs already past their estimate are asked at once when
-        webhooks can no longer be counted on; the rest follow the new schedule."""
-        now = self._clock.now()
-        polling = self._effective_mode() is Mode.DISTRUSTED
-        for tracked in self._tracked.values():
-            overdue = tracked.estimate is not None and tracked.estimate <= now
-            self._set_poll(tracked, now if polling and overdue else self._schedule(tracked, now))
+    # ------------------------------------------------------------- output
 
-    # ----------------------------------------------------------- scheduling
+    def next_action(self, now: float, *, max_block: float | None = None) -> Action:
+        """What to do now: pin the feed, poll what is due, read the feed, or sleep."""
+        self._check_regime(now)
+        if self._tracked and self.needs_pin(now):
+            return PinFeed()
+        due = self._due(now)
+        if due:
+            return Poll(tuple(due))
+        wake = self._polls.earliest()
+        wake = now + self.policy.long_poll_s if wake is None else wake
+        if self._regime == "channel" and self._waiting_since is not None:
+            wake = min(wake, self._silent_at())  # so the change of regime is noticed
+        block = max(0.0, min(self.policy.long_poll_s, wake - now))
+        if max_block is not None:
+            block = min(block, max_block)
+        if block >= MIN_FEED_WAIT_S and self._cursor is not None:
+            if self._receiver_up or now >= self._receiver_retry_at:
+                return ReadFeed(self._cursor, block)
+            block = min(block, max(0.0, self._receiver_retry_at - now))
+        return Sleep(block)
 
-    def _schedule(self, tracked: _Tracked, now: float) -> float:
-        """When to ask the server about this job, under the current belief about webhooks."""
+    # ------------------------------------------------------------ feed
+
+    def _on_event(self, event: Event, now: float) -> Detection | None:
+        job = event.final_job
+        if job is None:
+            return None
+        if job.id in self._done:
+            self.stats.duplicate_reports_dropped += 1
+            return None
+        if job.id not in self._tracked:
+            self._keep(job)
+            return None
+        self.stats.webhooks_used += 1
+        detection = self._resolve(job, "webhook", now)
+        lag = detection.lag_s
+        log.info(
+            "%s %s: webhook received %s after it ended",
+            job.id,
+            job.status.value,
+            f"{lag * 1000:.0f} ms" if lag is not None else "",
+        )
+        return detection
+
+    def _keep(self, job: Job) -> None:
+        self._kept[job.id] = job
+        self._kept.move_to_end(job.id)
+        while len(self._kept) > KEPT_EVENTS:
+            self._kept.popitem(last=False)
+
+    def _on_heartbeat(self, beat: Heartbeat, now: float) -> None:
+        if beat.endpoint != self.endpoint:
+            return
+        self._heard_at = now
+        self._interval = beat.interval_s
+        accounted = {e.seq for e in beat.events}
+        for entry in beat.events:
+            tracked = self._tracked.get(entry.job_id)
+            if tracked is None:
+                continue
+            if entry.sent:
+                # sent, and the event (fed before this heartbeat) never came: lost
+                if not tracked.urgent:
+                    self.stats.lost_webhooks += 1
+                    log.info("%s: its webhook was sent but never arrived; asking", entry.job_id)
+                tracked.urgent = True
+                self._set_poll(tracked, now)
+            elif entry.next_attempt_at is not None:
+                retry = entry.next_attempt_at
+                if retry - now > self.policy.retry_wait_s:
+                    log.info(
+                        "%s ended; its webhook is retried only in %.0f s", entry.job_id, retry - now
+                    )
+                    tracked.urgent = True
+                    self._set_poll(tracked, now)
+                else:
+                    self._set_poll(tracked, max(now, retry) + self.policy.retry_grace_s)
+        unaccounted = self._channel_seq is not None and any(
+            s not in accounted for s in range(self._channel_seq + 1, beat.seq + 1)
+        )
+        self._channel_seq = max(self._channel_seq or 0, beat.seq)
+        if unaccounted:
+            # events too many or too old for the heartbeat to name: ask for every job that
+            # may plausibly have ended (one request; they ride along in the same ?ids=)
+            for tracked in self._tracked.values():
+                if self._on_channel(tracked.job) and self._plausibly_ended(tracked, now):
+                    tracked.urgent = True
+                    self._set_poll(tracked, now)
+
+    # ------------------------------------------------------------ polling
+
+    def _due(self, now: float) -> list[str]:
+        earliest = self._polls.earliest()
+        if earliest is None or earliest > now:
+            return []
+        horizon = now + self.policy.batch_window_s
+        due = sorted(
+            (t for t in self._tracked.values() if self._joins_poll(t, now, horizon)),
+            key=lambda t: (not t.urgent, t.next_poll),
+        )
+        return [t.job.id for t in due][:BULK_IDS_MAX]
+
+    def _joins_poll(self, tracked: _Tracked, now: float, horizon: float) -> bool:
+        """A job whose own poll is due within the batch window joins; while polling, so does
+        any job that may plausibly have ended: one more id costs no extra request."""
+        if tracked.next_poll <= horizon:
+            return True
+        return self._regime_of(tracked.job) == "poll" and self._plausibly_ended(tracked, now)
+
+    def _plausibly_ended(self, tracked: _Tracked, now: float) -> bool:
+        duration = tracked.duration(now, self.policy.min_poll_s)
+        return now - tracked.start >= self.policy.ride_along_fraction * duration
+
+    def _update(self, tracked: _Tracked, job: Job, now: float) -> None:
+        tracked.job = job
+        tracked.estimate = parse_time(job.estimated_completion_at) or tracked.estimate
+        if job.started_at:
+            tracked.start = parse_time(job.started_at) or tracked.start
+        self._reschedule(tracked, now)
+
+    def _reschedule(self, tracked: _Tracked, now: float) -> None:
+        if tracked.urgent:
+            self._set_poll(tracked, now)
+            return
         p = self.policy
-        estimate = tracked.estimate if tracked.estimate is not None else now + p.max_poll_s
-        duration = max(estimate - tracked.start, p.min_poll_s)
-        mode = self._effective_mode()
-        if mode is Mode.DISTRUSTED:
-            remaining = estimate - now
-            if remaining > p.min_poll_s:
-                fraction = p.early_fraction if tracked.checks == 0 else 1.0
-                delay = fraction * remaining
-            else:
-                delay = p.overdue_fraction * duration
-            delay = min(delay, p.max_poll_s)  # polling cadence: never slower than this
-        else:
+        duration = tracked.duration(now, p.min_poll_s)
+        if self._regime_of(tracked.job) == "quiet":
             at = tracked.start + p.deadline_factor * duration * (1 + tracked.checks) + p.grace_s
-            delay = at - now
-        return now + self._jitter(max(delay, p.min_poll_s))
+            self._set_poll(tracked, max(at, now + p.min_poll_s))
+            return
+        interval = min(p.max_poll_s, max(p.min_poll_s, p.interval_fraction * duration))
+        first = tracked.start + p.early_fraction * duration
+        at = first if tracked.checks == 0 and first > now else now + interval
+        self._set_poll(tracked, now + self._jitter(max(at - now, p.min_poll_s)))
+
+    def _set_poll(self, tracked: _Tracked, at: float) -> None:
+        tracked.next_poll = at
+        self._polls.set(tracked.job.id, at)
 
     def _jitter(self, delay: float) -> float:
         j = self.policy.jitter
         return delay * (1 + self._random.uniform(-j, j))
+
+    # ------------------------------------------------------------ regimes
+
+    def _on_channel(self, job: Job) -> bool:
+        return self.endpoint is not None and job.callback_url == self.endpoint
+
+    def _regime_of(self, job: Job) -> str:
+        """``quiet`` (webhooks and the channel will tell) or ``poll``, for one job."""
+        return "quiet" if self._regime == "channel" and self._on_channel(job) else "poll"
+
+    def _silent_at(self) -> float:
+        """When the channel counts as silent if nothing is heard before."""
+        stale = self.policy.channel_stale_factor * max(self._interval, 1.0)
+        return max(self._heard_at or 0.0, self._waiting_since or 0.0) + stale
+
+    def _current_regime(self, now: float) -> str:
+        if self.endpoint is None or not self._receiver_up:
+            return "receiver down"
+        if self._waiting_since is not None and now >= self._silent_at():
+            return "silent"
+        return "channel"
+
+    def _check_regime(self, now: float) -> None:
+        regime = self._current_regime(now)
+        if regime == self._regime:
+            return
+        log.info("webhook channel: %s -> %s", self._regime, regime)
+        self.stats.mode_changes.append((now, regime, f"was {self._regime}"))
+        self._regime = regime
+        for tracked in self._tracked.values():
+            self._reschedule(tracked, now)
+
+    def _receiver_ok(self) -> None:
+        self._receiver_backoff = self.policy.receiver_retry_s[0]
+        if not self._receiver_up:
+            self._receiver_up = True
+            log.info("receiver reachable again; following the feed")
+
+    # ------------------------------------------------------------ ending
+
+    def _resolve(self, job: Job, path: str, now: float) -> Detection:
+        detection = Detection(job=job, path=path, detected_at=now)
+        self._untrack(job.id)
+        self._done[job.id] = detection
+        while len(self._done) > KEPT_RESULTS:
+            self._done.popitem(last=False)
+        self._finished.append(job.id)
+        self.stats.detections[job.id] = detection
+        if path == "poll":
+            self.stats.polls_resolved += 1
+            log.info("%s %s: found by asking the server", job.id, job.status.value)
+        return detection
+
+    def _untrack(self, job_id: str) -> _Tracked | None:
+        self._polls.discard(job_id)
+        return self._tracked.pop(job_id, None)

@@ -49,10 +49,15 @@ class FakeJob:
     webhook: str  # deliver, drop, duplicate
     callback_url: str | None
     cancelled_at: float | None = None
+    channel: bool = False
 
     @property
     def finish(self) -> float:
         return self.created + self.duration
+
+    @property
+    def ended(self) -> float:
+        return self.cancelled_at if self.cancelled_at is not None else self.finish
 
     def status(self, now: float) -> str:
         if self.cancelled_at is not None and self.cancelled_at <= now:
@@ -90,18 +95,47 @@ class FakeJob:
         }
 
 
+ENDPOINT = f"{RECEIVER}/webhooks"
+RETRY_SCHEDULE = (1.0, 5.0, 30.0, 120.0, 600.0)
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_SOON = 0.05
+HEARTBEAT_LINGER = 10.0
+HEARTBEAT_RECENT = 64
+
+
+@dataclasses.dataclass
+class Delivery:
+    """How the fake server's attempts at one job's webhook went."""
+
+    job: FakeJob
+    created: float  # when the job ended and its event was made
+    seq: int | None
+    failures: list[tuple[float, float]]  # (attempt concluded, next attempt at)
+    concluded: float | None  # delivered, or dropped: an attempt that ended it
+    arrivals: list[float]  # when copies reached the receiver
+
+
 class FakeServices:
-    """The translation server and the receiver, as one transport."""
+    """The translation server and the receiver, as one transport.
+
+    The server side plays the real one's webhook channel too: numbered events for channel
+    jobs, retries on the real schedule (seeded jitter per job) while the receiver is down or
+    answers 503, and heartbeats (every second while active, and soon after each attempt)
+    that the receiver feeds when they say something new.
+    """
 
     def __init__(self, clock: FakeClock, *, webhook_delay: float = 0.01) -> None:
         self.clock = clock
         self.jobs: dict[str, FakeJob] = {}
         self.webhook_delay = webhook_delay
         self.receiver_down: list[tuple[float, float]] = []  # [from, to) intervals
+        self.first_attempt_503 = False  # the receiver answers each webhook's first try 503
+        self.heartbeats = True
         self.status_answers: list[tuple[int, dict[str, str]]] = []  # scripted, then 200
         self.requests: Counter[str] = Counter()
         self.status_poll_times: list[float] = []
-        self._events: list[tuple[float, str, FakeJob]] | None = None
+        self._events: list[tuple[float, str, Any]] | None = None
+        self._heard: list[float] = []
         self.default_factor = 1.0
         self.noise: random.Random | None = None  # set: estimate factors ~ N(1, 0.2), seeded
 
@@ -116,17 +150,20 @@ class FakeServices:
         outcome: str = "completed",
         webhook: str = "deliver",
         callback: bool = True,
+        channel: bool = True,
+        created: float | None = None,
     ) -> FakeJob:
         if factor is None:
             factor = max(0.3, self.noise.gauss(1.0, 0.2)) if self.noise else self.default_factor
         job = FakeJob(
             job_id,
-            self.clock.now(),
+            self.clock.now() if created is None else created,
             duration,
             factor,
             outcome,
             webhook,
-            f"{RECEIVER}/webhooks" if callback else None,
+            ENDPOINT if callback else None,
+            channel=callback and channel,
         )
         self.jobs[job_id] = job
         self._events = None
@@ -135,23 +172,103 @@ class FakeServices:
     def is_down(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.receiver_down)
 
-    def events(self) -> list[tuple[float, str, FakeJob]]:
-        """(arrival time, webhook id, job), in arrival order; a webhook sent while the
-        receiver is down is retried by the 'server' when it is back up."""
-        if self._events is None:
-            out = []
-            for job in self.jobs.values():
-                if job.callback_url is None or job.webhook == "drop":
-                    continue
-                ended = job.cancelled_at if job.cancelled_at is not None else job.finish
-                arrival = ended + self.webhook_delay
-                for _a, b in sorted(self.receiver_down):
-                    if self.is_down(arrival):
-                        arrival = b + 0.5
+    def deliveries(self) -> list[Delivery]:
+        """Every job event, in the order the server made them (its numbering order)."""
+        out, seq = [], 0
+        ended = [j for j in self.jobs.values() if j.callback_url is not None]
+        for job in sorted(ended, key=lambda j: (j.ended, j.id)):
+            if job.channel:
+                seq += 1
+            out.append(self._deliver(job, seq if job.channel else None))
+        return out
+
+    def _deliver(self, job: FakeJob, seq: int | None) -> Delivery:
+        rng = random.Random(job.id)
+        delivery = Delivery(job, job.ended, seq, [], None, [])
+        t = job.ended + self.webhook_delay
+        for n in range(len(RETRY_SCHEDULE) + 1):
+            if job.webhook == "drop":
+                delivery.concluded = t
+                return delivery
+            refused = self.is_down(t) or (self.first_attempt_503 and n == 0)
+            if not refused:
                 copies = 2 if job.webhook == "duplicate" else 1
-                out += [(arrival + i * 0.005, f"msg_{job.id}", job) for i in range(copies)]
+                delivery.arrivals = [t + i * 0.005 for i in range(copies)]
+                delivery.concluded = delivery.arrivals[-1]
+                return delivery
+            if n == len(RETRY_SCHEDULE):
+                delivery.concluded = t  # given up
+                return delivery
+            following = t + rng.random() * RETRY_SCHEDULE[n]
+            delivery.failures.append((t, following))
+            t = following
+        return delivery
+
+    def events(self) -> list[tuple[float, str, Any]]:
+        """The receiver's feed: (arrival time, webhook id, job or heartbeat), in order."""
+        if self._events is None:
+            deliveries = self.deliveries()
+            out: list[tuple[float, str, Any]] = [
+                (arrival, f"msg_{d.job.id}", d)
+                for d in deliveries
+                for arrival in d.arrivals
+                if not self.is_down(arrival)
+            ]
+            out += self._fed_heartbeats(deliveries)
             self._events = sorted(out, key=lambda e: e[0])
         return self._events
+
+    def _fed_heartbeats(self, deliveries: list[Delivery]) -> list[tuple[float, str, Any]]:
+        numbered = [d for d in deliveries if d.seq is not None]
+        channel_jobs = [j for j in self.jobs.values() if j.channel]
+        if not self.heartbeats or not channel_jobs:
+            self._heard = []
+            return []
+        times = {d.concluded + HEARTBEAT_SOON for d in numbered if d.concluded is not None}
+        times |= {at + HEARTBEAT_SOON for d in numbered for at, _ in d.failures}
+        begin = min(j.created for j in channel_jobs)
+        last = max([j.ended for j in channel_jobs] + [d.concluded or 0 for d in numbered])
+        tick = begin + HEARTBEAT_INTERVAL
+        while tick <= last + HEARTBEAT_LINGER:
+            times.add(tick)
+            tick += HEARTBEAT_INTERVAL
+        heard = sorted(t for t in times if not self.is_down(t))
+        self._heard = heard
+        fed, digest = [], None
+        for n, h in enumerate(heard):
+            beat = self._heartbeat(numbered, h)
+            key = json.dumps([beat["seq"], beat["events"]])
+            if key != digest:
+                digest = key
+                fed.append((h, f"msg_hb_{n}", beat))
+        return fed
+
+    @staticmethod
+    def _heartbeat(numbered: list[Delivery], h: float) -> dict[str, Any]:
+        made = [d for d in numbered if d.created <= h]
+        last = made[-1].seq if made else 0
+        assert last is not None
+        entries = []
+        for d in made[-HEARTBEAT_RECENT:]:
+            if d.created < h - 60:
+                continue
+            retry = [nxt for at, nxt in d.failures if at <= h]
+            sent = d.concluded is not None and d.concluded <= h
+            upcoming = None if sent else (retry[-1] if retry else d.created)
+            entries.append(
+                {
+                    "seq": d.seq,
+                    "job_id": d.job.id,
+                    "state": "sent" if sent else "pending",
+                    "next_attempt_at": format_time(upcoming),
+                }
+            )
+        return {
+            "endpoint": ENDPOINT,
+            "seq": last,
+            "interval_s": HEARTBEAT_INTERVAL,
+            "events": entries,
+        }
 
     # ------------------------------------------------------------- transport
 
@@ -181,12 +298,6 @@ class FakeServices:
             self.requests["receiver down"] += 1
             raise TransportError("connection failed", method=request.method, url=request.url)
         events = self.events()
-        if path.startswith("/v1/events/"):
-            job_id = path.rsplit("/", 1)[1]
-            arrived = [e for e in events if e[0] <= now and e[2].id == job_id]
-            if not arrived:
-                return self._json(404, {"code": "event_not_found", "detail": "job_id: none"})
-            return self._json(200, self._event(events.index(arrived[0]), arrived[0]))
         self.requests["feed"] += 1
         if params.get("after") == "latest":
             return self._json(200, {"events": [], "cursor": str(self._count_until(now))})
@@ -203,21 +314,31 @@ class FakeServices:
             )
         )
         cursor = str(found[-1][0] + 1) if found else str(after)
-        return self._json(200, {"events": [self._event(i, e) for i, e in found], "cursor": cursor})
+        page: dict[str, Any] = {"events": [self._event(i, e) for i, e in found], "cursor": cursor}
+        heard = [h for h in self._heard if h <= now]
+        if heard and now - heard[-1] < 300:
+            age = round(now - heard[-1], 3)
+            page["channels"] = [{"endpoint": ENDPOINT, "seq": 0, "age_s": age}]
+        return self._json(200, page)
 
     def _count_until(self, t: float) -> int:
         return sum(1 for e in self.events() if e[0] <= t)
 
-    def _event(self, index: int, event: tuple[float, str, FakeJob]) -> dict[str, Any]:
-        arrival, webhook_id, job = event
-        body = job.body(arrival)
-        return {
+    def _event(self, index: int, event: tuple[float, str, Any]) -> dict[str, Any]:
+        arrival, webhook_id, what = event
+        out = {
             "cursor": str(index + 1),
             "webhook_id": webhook_id,
             "received_at": format_time(arrival),
-            "type": f"job.{body['status']}",
-            "data": body,
         }
+        if isinstance(what, Delivery):
+            body = what.job.body(arrival)
+            out.update(type=f"job.{body['status']}", data=body)
+            if what.seq is not None:
+                out["seq"] = what.seq
+        else:
+            out.update(type="channel.heartbeat", data=what)
+        return out
 
     def _server(self, request: Request, path: str, params: dict[str, str]) -> Response:
         now = self.clock.now()
@@ -243,9 +364,11 @@ class FakeServices:
             job = self.add_job(
                 f"job_{len(self.jobs) + 1}",
                 sim.get("duration_s", 10.0),
+                factor=sim.get("estimate_factor"),
                 outcome=sim.get("outcome", "completed"),
                 webhook=sim.get("webhook", "deliver"),
                 callback=bool(body.get("callback_url")),
+                channel=bool(body.get("channel_events")),
             )
             self.requests["create"] += 1
             return self._json(201, job.body(now))
