@@ -54,7 +54,8 @@ def test_lost_webhooks_resolve_by_polling(stack: Stack) -> None:
         assert all(j.status is JobStatus.COMPLETED for j in ended)
         assert {client.detection(j.id).path for j in jobs} == {"poll"}  # type: ignore
         assert client.stats.status_requests <= 5
-        assert client.stats.waiting.mode_changes[-1][1] == "distrusted"
+        assert client.stats.waiting.lost_webhooks == 5  # the channel said each was sent
+        assert max(client.detection(j.id).lag_s for j in jobs) < 1.5  # type: ignore
 
 
 def test_receiver_down_from_the_start(stack: Stack) -> None:
@@ -80,7 +81,7 @@ def test_receiver_dies_mid_wait_and_comes_back(stack: Stack) -> None:
         client.wait(late.id, timeout=30)
         assert client.detection(late.id).path == "webhook"  # type: ignore[union-attr]
         assert client.stats.waiting.receiver_outages == 1
-        assert client._waiter.receiver_up
+        assert client._core.receiver_up
 
 
 @pytest.mark.server_args("--fault-duplicate-webhook", "1.0")
@@ -102,7 +103,8 @@ def test_duplicate_webhooks_are_reported_once(stack: Stack) -> None:
             )
             assert outcomes == ["delivered", "delivered"]
         feed = requests.get(f"{stack.receiver.url}/v1/events", timeout=5).json()["events"]
-        assert sorted(e["data"]["id"] for e in feed) == sorted(ids_of(jobs))
+        job_events = [e for e in feed if e["type"].startswith("job.")]
+        assert sorted(e["data"]["id"] for e in job_events) == sorted(ids_of(jobs))
 
 
 @pytest.mark.server_args("--rate-limit", "1", "--rate-burst", "1")
