@@ -5,8 +5,9 @@ Each script prints its own markdown table and writes its raw numbers to bench-re
   bench_threads.py     the same GET with 1, 2, 4 and 8 request threads, under three neighbours
   bench_webhooks.py    webhook dispatch latency and burst delivery rate
   bench_receiver.py    the callback receiver: arrival-to-feed latency of a waiting long-poll
-  bench_strategies.py  this library vs the usual polling clients: lag and requests per job
-                       (also bench-results/strategies.png)
+  bench_waiting.py     this library vs the usual pollers, in every shape of calling code and
+                       under every webhook fault: lag and requests per job (also
+                       docs/waiting-benchmark.md and .png)
   bench_scale.py       10,000 jobs in flight: all resolved, server memory, status p99
 ``--only NAME`` (repeatable) runs a subset; the machine and load are printed first, since
 absolute figures depend on them (the ratios are what carry over).
@@ -29,7 +30,7 @@ SCRIPTS = (
     "bench_threads",
     "bench_webhooks",
     "bench_receiver",
-    "bench_strategies",
+    "bench_waiting",
     "bench_scale",
 )
 
