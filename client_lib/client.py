@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from .clock import Clock, SystemClock
-from .errors import JobCancelled, JobFailed, TranslationError, WaitTimeout
+from .errors import JobCancelled, JobFailed, JobNotFound, TranslationError, WaitTimeout
 from .localsetup import LocalSetup, load_local_setup
 from .models import BULK_IDS_MAX, ChannelStatus, Event, Job, JobStatus
 from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
 from .waiting import (
     Action,
     Detection,
+    Lookup,
     PinFeed,
     ReadFeed,
     Sleep,
@@ -460,6 +461,10 @@ class TranslationClient:
                 events, cursor, channels = backend.feed(action.after, action.wait)
                 with self._lock:
                     core.on_feed(events, cursor, self._clock.now(), channels)
+            elif isinstance(action, Lookup):
+                final = backend.final_event(action.job_id)
+                with self._lock:
+                    core.on_lookup(action.job_id, final, self._clock.now())
             else:
                 try:
                     jobs = backend.status_many(action.job_ids)
@@ -515,6 +520,14 @@ class _Backend:
         events = [Event.from_dict(e) for e in data["events"]]
         channels = [ChannelStatus.from_dict(c) for c in data.get("channels") or ()]
         return events, str(data["cursor"]), channels
+
+    def final_event(self, job_id: str) -> Job | None:
+        """The final job the receiver has a webhook for, if any."""
+        try:
+            data = self._receiver(f"/v1/events/{job_id}", "GET receiver /v1/events/{job_id}")
+        except JobNotFound:
+            return None
+        return Event.from_dict(data).final_job
 
     def status_many(self, ids: Sequence[str]) -> list[Job]:
         """One bulk status request (no transport retries: the waiter reschedules itself)."""

@@ -92,13 +92,20 @@ class Poll:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Lookup:
+    """Ask the receiver for the job's final event (``GET /v1/events/{id}``); then ``on_lookup``."""
+
+    job_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sleep:
     """Nothing to do for ``seconds``."""
 
     seconds: float
 
 
-Action = PinFeed | ReadFeed | Poll | Sleep
+Action = PinFeed | ReadFeed | Lookup | Poll | Sleep
 
 
 # ------------------------------------------------------------ what it knows
@@ -146,6 +153,7 @@ class _Tracked:
     next_poll: float = 0.0
     checks: int = 0
     urgent: bool = False  # the channel says it ended: ask now
+    covered: bool = True  # followed from a feed position before its end could be stored
 
     def duration(self, now: float, floor: float) -> float:
         end = self.estimate if self.estimate is not None else now
@@ -200,6 +208,7 @@ class WaitCore:
         self._failed: dict[str, TranslationError] = {}
         self._kept: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._finished: list[str] = []
+        self._lookups: dict[str, None] = {}  # jobs to look up at the receiver, in order
         self._cursor: str | None = None
         self._receiver_up = endpoint is not None
         self._receiver_retry_at = 0.0
@@ -273,6 +282,7 @@ class WaitCore:
             return
         start = parse_time(job.started_at) or parse_time(job.created_at) or now
         tracked = _Tracked(job, start, parse_time(job.estimated_completion_at))
+        tracked.covered = self._cursor is not None
         if self._on_channel(job) and not any(
             self._on_channel(t.job) for t in self._tracked.values()
         ):
@@ -340,6 +350,21 @@ class WaitCore:
             log.info("receiver unreachable (%s); asking the translation server", exc)
         self._check_regime(now)
 
+    def on_lookup(self, job_id: str, final: Job | None, now: float) -> Detection | None:
+        """The receiver's final event for a job (None: it has none): no lost webhook then."""
+        self._lookups.pop(job_id, None)
+        tracked = self._tracked.get(job_id)
+        if tracked is None:
+            return None
+        if final is not None and final.is_final:
+            self.stats.webhooks_used += 1
+            return self._resolve(final, "webhook", now)
+        tracked.covered = True  # nothing before the feed position: the next word is final
+        self.stats.lost_webhooks += 1
+        tracked.urgent = True
+        self._set_poll(tracked, now)
+        return None
+
     def on_statuses(self, asked: Sequence[str], jobs: Sequence[Job], now: float) -> list[Detection]:
         """The server's answer to a ``Poll``."""
         self.stats.status_polls += 1
@@ -385,6 +410,11 @@ class WaitCore:
         self._check_regime(now)
         if self._tracked and self.needs_pin(now):
             return PinFeed()
+        while self._lookups:
+            job_id = next(iter(self._lookups))
+            if job_id in self._tracked:
+                return Lookup(job_id)
+            del self._lookups[job_id]
         due = self._due(now)
         if due:
             return Poll(tuple(due))
@@ -440,7 +470,10 @@ class WaitCore:
             tracked = self._tracked.get(entry.job_id)
             if tracked is None:
                 continue
-            if entry.sent:
+            if entry.sent and not tracked.covered:
+                # its event may have been stored before this client's feed position
+                self._lookups[entry.job_id] = None
+            elif entry.sent:
                 # sent, and the event (fed before this heartbeat) never came: lost
                 if not tracked.urgent:
                     self.stats.lost_webhooks += 1

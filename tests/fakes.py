@@ -298,6 +298,13 @@ class FakeServices:
             self.requests["receiver down"] += 1
             raise TransportError("connection failed", method=request.method, url=request.url)
         events = self.events()
+        if path.startswith("/v1/events/"):
+            job_id = path.rsplit("/", 1)[1]
+            self.requests["lookup"] += 1
+            for i, e in enumerate(events):
+                if e[0] <= now and isinstance(e[2], Delivery) and e[2].job.id == job_id:
+                    return self._json(200, self._event(i, e))
+            return self._json(404, {"code": "event_not_found", "detail": "job_id: none"})
         self.requests["feed"] += 1
         if params.get("after") == "latest":
             return self._json(200, {"events": [], "cursor": str(self._count_until(now))})

@@ -21,7 +21,9 @@ from client_lib import (
     TranslationClient,
     WaitTimeout,
 )
-from tests.fakes import RECEIVER, SERVER, T0, FakeClock, FakeServices
+from client_lib.models import Event, Job
+from client_lib.waiting import Lookup, PinFeed, Poll, WaitCore
+from tests.fakes import ENDPOINT, RECEIVER, SERVER, T0, FakeClock, FakeJob, FakeServices
 
 
 def make_client(services: FakeServices, clock: FakeClock, tmp_path: Any, seed: int = 3) -> Any:
@@ -428,3 +430,46 @@ def test_ten_thousand_jobs_with_webhooks_need_almost_no_polls(
     assert len(list(client.as_completed(ids, timeout=600))) == 2_000
     assert services.requests["status"] <= 10
     assert client.stats.waiting.paths()["webhook"] >= 1_990
+
+
+def test_a_job_followed_before_the_feed_was_pinned_is_looked_up_before_it_is_polled() -> None:
+    """The core alone: a heartbeat says the job's webhook was sent, but the job was followed
+    while the feed position was unknown, so its event may sit in the receiver: look there."""
+    core = WaitCore(endpoint=ENDPOINT, seed=1)
+    job = FakeJob("job_a", T0, 2.0, 1.0, "completed", "deliver", ENDPOINT, channel=True)
+    core.track(Job.from_dict(job.body(T0)), T0)
+    assert isinstance(core.next_action(T0), PinFeed)
+    core.feed_pinned("7", T0)
+    beat = {
+        "endpoint": ENDPOINT,
+        "seq": 1,
+        "interval_s": 1.0,
+        "events": [{"seq": 1, "job_id": "job_a", "state": "sent", "next_attempt_at": None}],
+    }
+    page = [
+        Event.from_dict(
+            {
+                "cursor": "8",
+                "webhook_id": "hb",
+                "received_at": "x",
+                "type": "channel.heartbeat",
+                "data": beat,
+            }
+        )
+    ]
+    core.on_feed(page, "8", T0 + 2.1)
+    assert core.next_action(T0 + 2.1) == Lookup("job_a")
+    detection = core.on_lookup("job_a", Job.from_dict(job.body(T0 + 2.1)), T0 + 2.1)
+    assert detection is not None and detection.path == "webhook"
+    assert core.stats.status_polls == 0 and core.stats.lost_webhooks == 0
+    assert not core.tracking()
+
+
+def test_a_lookup_that_finds_nothing_is_a_lost_webhook() -> None:
+    core = WaitCore(endpoint=ENDPOINT, seed=1)
+    job = FakeJob("job_b", T0, 2.0, 1.0, "completed", "drop", ENDPOINT, channel=True)
+    core.track(Job.from_dict(job.body(T0)), T0)
+    core.feed_pinned("0", T0)
+    assert core.on_lookup("job_b", None, T0 + 2.1) is None
+    assert core.next_action(T0 + 2.1) == Poll(("job_b",))
+    assert core.stats.lost_webhooks == 1
