@@ -1,0 +1,114 @@
+"""The receiver's side of the webhook channel: heartbeats verified, kept, fed when new."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.receiver_support import receiver_app, signed_headers
+
+pytestmark = pytest.mark.timeout(30)
+ENDPOINT = "http://127.0.0.1:8001/webhooks"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    with receiver_app(tmp_path) as app:
+        yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def heartbeat(seq: int = 1, **data: Any) -> dict[str, Any]:
+    """A valid heartbeat body: job 1's event (number 1) sent."""
+    fields: dict[str, Any] = {
+        "endpoint": ENDPOINT,
+        "seq": seq,
+        "interval_s": 1.0,
+        "events": [{"seq": 1, "job_id": "job_1", "state": "sent", "next_attempt_at": None}],
+    }
+    fields.update(data)
+    return {"type": "channel.heartbeat", "timestamp": "2026-12-03T09:00:00.000Z", "data": fields}
+
+
+def post(client: FlaskClient, doc: dict[str, Any]) -> Any:
+    body = json.dumps(doc).encode()
+    return client.post("/webhooks", data=body, headers=signed_headers(body))
+
+
+def test_a_heartbeat_with_news_is_fed_and_a_repeat_only_refreshes(client: FlaskClient) -> None:
+    assert post(client, heartbeat()).status_code == 204
+    assert post(client, heartbeat()).status_code == 204  # same content, another webhook-id
+    page = client.get("/v1/events?after=0").get_json()
+    assert [e["type"] for e in page["events"]] == ["channel.heartbeat"]
+    assert page["events"][0]["data"]["events"][0]["job_id"] == "job_1"
+    (channel,) = page["channels"]
+    assert channel["endpoint"] == ENDPOINT and channel["seq"] == 1 and channel["age_s"] < 5
+    pending = {"seq": 2, "job_id": "job_2", "state": "pending", "next_attempt_at": None}
+    news = heartbeat(2, events=[*heartbeat()["data"]["events"], pending])
+    assert post(client, news).status_code == 204
+    page = client.get("/v1/events?after=0").get_json()
+    assert [e["data"]["seq"] for e in page["events"]] == [1, 2]
+    assert page["channels"][0]["seq"] == 2
+
+
+def test_heartbeats_stay_out_of_a_jobs_own_views(client: FlaskClient) -> None:
+    post(client, heartbeat())
+    assert client.get("/v1/events?after=0&job_id=job_1").get_json()["events"] == []
+    assert client.get("/v1/events/job_1").status_code == 404
+
+
+def test_a_numbered_job_event_keeps_its_number_in_the_feed(client: FlaskClient) -> None:
+    doc = {
+        "type": "job.completed",
+        "timestamp": "2026-12-03T09:00:00.000Z",
+        "seq": 7,
+        "data": {"id": "job_7", "status": "completed"},
+    }
+    assert post(client, doc).status_code == 204
+    (event,) = client.get("/v1/events?after=0").get_json()["events"]
+    assert event["seq"] == 7 and event["data"]["id"] == "job_7"
+
+
+def test_a_feed_with_no_channel_heard_has_no_channels_key(client: FlaskClient) -> None:
+    assert "channels" not in client.get("/v1/events?after=0").get_json()
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"endpoint": 5}, "data.endpoint"),
+        ({"seq": -1}, "data.seq"),
+        ({"seq": True}, "data.seq"),
+        ({"events": "all"}, "data.events"),
+        ({"events": [{"seq": 1, "job_id": "job_1", "state": "lost"}]}, "data.events[0]"),
+        ({"events": [{"seq": "1", "job_id": "job_1", "state": "sent"}]}, "data.events[0].seq"),
+        ({"events": [{"seq": 1, "job_id": "", "state": "sent"}]}, "data.events[0].job_id"),
+        (
+            {"events": [{"seq": 1, "job_id": "j", "state": "pending", "next_attempt_at": "soon"}]},
+            "data.events[0].next_attempt_at",
+        ),
+    ],
+)
+def test_a_malformed_heartbeat_is_422_naming_the_field(
+    client: FlaskClient, data: dict[str, Any], field: str
+) -> None:
+    resp = post(client, heartbeat(**data))
+    assert resp.status_code == 422 and resp.mimetype == "application/problem+json"
+    problem = resp.get_json()
+    assert problem["detail"].startswith(f"{field}:") and problem["status"] == 422
+    assert client.get("/v1/events?after=0").get_json()["events"] == []
+
+
+def test_a_heartbeat_whose_data_is_not_an_object_is_422(client: FlaskClient) -> None:
+    resp = post(client, {"type": "channel.heartbeat", "data": [1]})
+    assert resp.status_code == 422 and resp.get_json()["detail"].startswith("data:")
