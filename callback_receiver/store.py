@@ -300,6 +300,20 @@ class Store:
 
         Returns the feed cursor it was stored at, or None when it only refreshed the channel.
         """
+        try:
+            return self._add_heartbeat(webhook_id, endpoint, seq, digest, payload, received_at)
+        except IntegrityError:  # another writer kept this channel's first heartbeat meanwhile
+            return self._add_heartbeat(webhook_id, endpoint, seq, digest, payload, received_at)
+
+    def _add_heartbeat(
+        self,
+        webhook_id: str,
+        endpoint: str,
+        seq: int,
+        digest: str,
+        payload: str,
+        received_at: float,
+    ) -> int | None:
         key = channel_heartbeats.c.endpoint == endpoint
         with self._writer.begin() as conn:
             known = conn.execute(select(channel_heartbeats.c.digest).where(key)).scalar()
