@@ -62,6 +62,33 @@ def test_webhook_is_standard_webhooks_and_verifies_with_the_reference_package(
     assert completed["timestamp"] == completed["data"]["finished_at"]
 
 
+def test_channel_events_verify_with_the_reference_package_too(server: Service) -> None:
+    """A numbered job event and the heartbeats that follow it, as the endpoint gets them."""
+    tenant = new_tenant(server.url)
+    with Sink([tenant["webhook_secret"]]) as sink:
+        job = create_job(
+            server.url,
+            tenant["auth"],
+            callback_url=sink.url,
+            channel_events=True,
+            simulate=QUICK_JOB,
+        )
+
+        def told_sent() -> list[Any] | None:
+            arrivals = list(sink.arrivals)
+            beats = [a.json() for a in arrivals if a.json()["type"] == "channel.heartbeat"]
+            sent = [b for b in beats if [e["state"] for e in b["data"]["events"]] == ["sent"]]
+            return arrivals if sent else None
+
+        arrivals = wait_until(told_sent, timeout=10, message="a heartbeat saying it was sent")
+    assert all(a.verified_with == [0] for a in arrivals)
+    assert len({a.webhook_id for a in arrivals}) == len(arrivals)  # each heartbeat its own id
+    (event,) = [a.json() for a in arrivals if a.json()["type"] == "job.completed"]
+    assert event["seq"] == 1 and event["data"]["id"] == job["id"]
+    beat = next(a.json()["data"] for a in arrivals if a.json()["type"] == "channel.heartbeat")
+    assert beat["endpoint"] == sink.url and beat["interval_s"] == 1.0
+
+
 def test_500_twice_then_204_gives_three_attempts_with_one_webhook_id(server: Service) -> None:
     tenant = new_tenant(server.url)
     with Sink([tenant["webhook_secret"]]) as sink:
