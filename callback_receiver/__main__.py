@@ -18,7 +18,6 @@ from flask import Flask
 from .app import close_app, create_app
 from .config import Settings
 from .feed import Feed
-from .keepalive import keep_alive_after_204
 from .receiver import get_receiver
 from .signatures import parse_secret
 
@@ -165,7 +164,6 @@ def serve(settings: Settings) -> int:
         threads=settings.threads,
         ident="callback_receiver",
     )
-    keep_alive_after_204(server)
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"
     receiver = get_receiver(app)

@@ -2,7 +2,6 @@
 
 Each script prints its own markdown table and writes its raw numbers to bench-results/:
   bench_server.py      GET /v1/jobs/{id} against a bare Flask+waitress endpoint (ratio)
-  bench_threads.py     the same GET with 1, 2, 4 and 8 request threads, under three neighbours
   bench_webhooks.py    webhook dispatch latency and burst delivery rate
   bench_receiver.py    the callback receiver: arrival-to-feed latency of a waiting long-poll
   bench_waiting.py     this library vs the usual pollers, in every shape of calling code and
@@ -27,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = (
     "bench_server",
-    "bench_threads",
     "bench_webhooks",
     "bench_receiver",
     "bench_waiting",

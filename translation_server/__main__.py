@@ -18,7 +18,6 @@ from waitress.server import create_server
 from .app import create_app
 from .config import Settings, options, settings_from_options
 from .db import DatabaseInUse
-from .serving import serve_with_server_channel, summarize_queue_warnings
 
 log = logging.getLogger("translation_server")
 
@@ -31,17 +30,14 @@ def write_ready_file(path: Path, url: str, port: int) -> None:
 
 
 def build_server(app: Any, settings: Settings) -> Any:
-    """The waitress server for ``app``, listening, serving as ``serving`` describes."""
-    server = create_server(
+    """The waitress server for ``app``, listening; configured through its public settings."""
+    return create_server(
         app,
         host=settings.host,
         port=settings.port,
         threads=settings.threads,
         ident="vt-translation-server",
     )
-    serve_with_server_channel(server)
-    summarize_queue_warnings(server)
-    return server
 
 
 def _raise_exit(signum: int, _frame: FrameType | None) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, request
-from werkzeug.datastructures import Headers
 
 from client_lib.models import LEGACY_RESULT, format_time
 
@@ -48,24 +47,9 @@ def _client(rt: Runtime) -> ClientRecord:
     return authenticate(rt.store, rt.limiter)
 
 
-# Werkzeug checks every header given to a Response for newlines, one ``add`` at a time, and
-# scans the list again to set Content-Type and Content-Length: half the cost of answering a
-# poll. Our headers are built here from ints and hex digests, so when Headers keeps its plain
-# list of pairs (it has for years) the answer's list is handed over whole, in the same order.
-_PLAIN_HEADERS = isinstance(getattr(Headers(), "_list", None), list)
-
-
 def _json(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
     data = _ENCODER.encode(body).encode()
-    if not _PLAIN_HEADERS:
-        return Response(data, status=status, headers=headers, mimetype="application/json")
-    plain = Headers()
-    plain._list = [  # type: ignore[attr-defined]
-        *(headers or ()),
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(data))),
-    ]
-    return Response([data], status=status, headers=plain)
+    return Response(data, status=status, headers=headers, mimetype="application/json")
 
 
 def _maybe_unavailable(rt: Runtime) -> None:

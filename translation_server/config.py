@@ -31,7 +31,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     admin_token: str | None = None
     seed: int | None = None
-    threads: int = 1
+    threads: int = 4
     workers: int = 4
     duration_min: float = 5.0
     duration_max: float = 15.0
@@ -125,7 +125,7 @@ OPTIONS: list[Callable[[Any], Any]] = [
         "--threads",
         default=_D.threads,
         type=int,
-        help="waitress request threads (one is fastest on a database of its own; see README).",
+        help="waitress request threads.",
     ),
     _opt("--workers", default=_D.workers, type=int, help="Simulated worker slots."),
     _opt(
