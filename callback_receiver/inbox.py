@@ -14,12 +14,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from client_lib.errors import WebhookVerificationError
 from client_lib.models import HEARTBEAT_TYPE, EventType, Heartbeat, JobStatus, parse_time
+from client_lib.webhooks import HEADER_ID, verify_signature
 
 from .feed import Feed
 from .metrics import Metrics
 from .problems import APIProblem, invalid
-from .signatures import HEADER_ID, SecretSource, WebhookRejected, verify_webhook
+from .signatures import SecretSource
 from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Store
 
 HEARTBEAT_EVENTS_MAX = 1000
@@ -124,11 +126,11 @@ class Inbox:
         now = time.time()
         msg_id = headers.get(HEADER_ID)
         try:
-            verified = verify_webhook(
+            verified = verify_signature(
                 body, headers, self._secrets.current(), tolerance_s=self._tolerance_s, now=now
             )
             event = parse_event(verified.body)
-        except WebhookRejected as exc:
+        except WebhookVerificationError as exc:
             self._reject(msg_id, exc.code, exc.status, now)
             raise APIProblem(exc.status, exc.code, exc.detail) from exc
         except APIProblem as exc:

@@ -1,26 +1,43 @@
 """Client library for the video translation server: create jobs, learn when they end.
 
-from client_lib import TranslationClient
-with TranslationClient() as client:
-    job = client.create_job(target_language="es")
-    done = client.wait(job.id, timeout=120)
+    from client_lib import TranslationClient
+    with TranslationClient() as client:
+        job = client.create_job(target_language="es")
+        done = client.wait(job.id, timeout=120)
+
+Names are loaded on first use, so the wire contract's modules (``models``, ``errors``,
+``webhooks``, ``localsetup``) import without requests or the clients: the two services
+import only those.
 """
 
-from .client import ClientStats, TranslationClient
-from .errors import (
-    APIError,
-    AuthenticationError,
-    InvalidRequest,
-    JobCancelled,
-    JobFailed,
-    JobNotFound,
-    RateLimited,
-    TranslationError,
-    TransportError,
-    WaitTimeout,
-)
-from .models import Event, EventType, Job, JobError, JobStatus, Stage
-from .waiting import Detection, WaitPolicy
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_HOMES = {
+    "ClientStats": "client",
+    "TranslationClient": "client",
+    "APIError": "errors",
+    "AuthenticationError": "errors",
+    "InvalidRequest": "errors",
+    "JobCancelled": "errors",
+    "JobFailed": "errors",
+    "JobNotFound": "errors",
+    "RateLimited": "errors",
+    "TranslationError": "errors",
+    "TransportError": "errors",
+    "WaitTimeout": "errors",
+    "WebhookVerificationError": "errors",
+    "Event": "models",
+    "EventType": "models",
+    "Job": "models",
+    "JobError": "models",
+    "JobStatus": "models",
+    "Stage": "models",
+    "Detection": "waiting",
+    "WaitPolicy": "waiting",
+}
 
 __all__ = [
     "APIError",
@@ -43,4 +60,37 @@ __all__ = [
     "TransportError",
     "WaitPolicy",
     "WaitTimeout",
+    "WebhookVerificationError",
 ]
+
+if TYPE_CHECKING:
+    from .client import ClientStats, TranslationClient
+    from .errors import (
+        APIError,
+        AuthenticationError,
+        InvalidRequest,
+        JobCancelled,
+        JobFailed,
+        JobNotFound,
+        RateLimited,
+        TranslationError,
+        TransportError,
+        WaitTimeout,
+        WebhookVerificationError,
+    )
+    from .models import Event, EventType, Job, JobError, JobStatus, Stage
+    from .waiting import Detection, WaitPolicy
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'client_lib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -9,7 +9,8 @@
     │   └── RateLimited         429: .retry_after
     ├── JobFailed               the job ended in error: .job
     ├── JobCancelled            the job was cancelled: .job
-    └── WaitTimeout             the caller's deadline passed: .job_id, .last_status
+    ├── WaitTimeout             the caller's deadline passed: .job_id, .last_status
+    └── WebhookVerificationError  a webhook not authentic or malformed: .status, .code
 
 Lower-level errors are translated in one place (``transport.py``) and re-raised ``from`` the
 original, so the cause is never lost and no raw ``requests`` exception reaches the caller.
@@ -119,3 +120,13 @@ def error_for_status(status_code: int, **kwargs: Any) -> APIError:
     if status_code == 429:
         return RateLimited(status_code=status_code, **kwargs)
     return APIError(status_code=status_code, **kwargs)
+
+
+class WebhookVerificationError(TranslationError):
+    """A webhook that is not authentic, stale, or malformed: ``status`` 400 or 401, ``code``."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail

@@ -18,18 +18,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
-from standardwebhooks.webhooks import Webhook
 from urllib3 import PoolManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 
 from client_lib.models import WebhookMode
+from client_lib.webhooks import sign
 
 from .background import Loop
 from .callbacks import CallbackPolicy
@@ -58,12 +57,6 @@ def _is_forbidden(exc: BaseException, depth: int = 0) -> bool:
     return depth < 4 and any(
         isinstance(a, BaseException) and _is_forbidden(a, depth + 1) for a in exc.args
     )
-
-
-def sign(secrets: list[str], msg_id: str, timestamp: int, body: str) -> str:
-    """The ``webhook-signature`` header: one ``v1,`` signature per active secret."""
-    when = datetime.fromtimestamp(timestamp, tz=UTC)
-    return " ".join(Webhook(s).sign(msg_id, when, body) for s in secrets)
 
 
 def guarded_pool_manager(policy: CallbackPolicy, *, maxsize: int = 4) -> PoolManager:

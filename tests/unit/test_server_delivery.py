@@ -9,6 +9,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from urllib3.exceptions import HTTPError, ProtocolError
 
+from client_lib.webhooks import sign
 from tests.sink import Sink
 from translation_server.callbacks import CallbackPolicy
 from translation_server.config import Settings
@@ -18,7 +19,6 @@ from translation_server.delivery import (
     _is_forbidden,
     guarded_pool_manager,
     retry_after_seconds,
-    sign,
 )
 from translation_server.store import new_webhook_secret
 
