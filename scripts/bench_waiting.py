@@ -25,7 +25,8 @@ strategies
     ``doubling``    1 s doubling, no cap, no jitter;
     ``heygen-cli``  2 s doubling to a 30 s cap, each delay times a uniform 0.75-1.25 jitter.
     A poller runs ``GET /v1/jobs/{id}`` until the job is final, one thread per job sharing a
-    keep-alive ``requests.Session``; the create response is its first look, except in
+    keep-alive ``requests.Session`` (one per process in ``processes``; a cell's sessions hold
+    at most 32 connections together); the create response is its first look, except in
     ``sequential``, where it starts polling a job (with a GET) when the caller starts waiting
     on it. Pollers create their jobs without a callback URL, so no fault touches them: they run
     once per shape and their figures are shown under every fault.
