@@ -96,7 +96,7 @@ class FakeJob:
 
 
 ENDPOINT = f"{RECEIVER}/webhooks"
-RETRY_SCHEDULE = (1.0, 5.0, 30.0, 120.0, 600.0)
+RETRY_SCHEDULE = (0.0, 1.0, 5.0, 30.0, 120.0, 600.0)  # the server's default's start
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_SOON = 0.05
 HEARTBEAT_LINGER = 10.0
@@ -130,6 +130,7 @@ class FakeServices:
         self.webhook_delay = webhook_delay
         self.receiver_down: list[tuple[float, float]] = []  # [from, to) intervals
         self.first_attempt_503 = False  # the receiver answers each webhook's first try 503
+        self.feed_busy_until = 0.0  # the feed answers 503 too_many_waiters until then
         self.heartbeats = True
         self.status_answers: list[tuple[int, dict[str, str]]] = []  # scripted, then 200
         self.requests: Counter[str] = Counter()
@@ -306,6 +307,10 @@ class FakeServices:
                     return self._json(200, self._event(i, e))
             return self._json(404, {"code": "event_not_found", "detail": "job_id: none"})
         self.requests["feed"] += 1
+        if now < self.feed_busy_until and params.get("wait"):
+            self.requests["feed busy"] += 1
+            problem = {"code": "too_many_waiters", "detail": "wait: every slot is taken"}
+            return self._json(503, problem, {"Retry-After": "1"})
         if params.get("after") == "latest":
             return self._json(200, {"events": [], "cursor": str(self._count_until(now))})
         after, wait = int(params["after"]), float(params.get("wait", 0))
