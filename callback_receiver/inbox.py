@@ -65,6 +65,10 @@ def _heartbeat(data: Any) -> Heartbeat:
     if not isinstance(data, dict):
         raise invalid("data", "must be the heartbeat object")
     _short_text(data.get("endpoint"), "data.endpoint", ENDPOINT_LENGTH)
+    _short_text(data.get("client_id", "-"), "data.client_id", ID_LENGTH)
+    interval = data.get("interval_s", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval:
+        raise invalid("data.interval_s", "must be a positive number of seconds")
     _count(data.get("seq"), "data.seq")
     entries = data.get("events", [])
     if not isinstance(entries, list) or len(entries) > HEARTBEAT_EVENTS_MAX:
@@ -170,6 +174,7 @@ class Inbox:
         cursor = self._store.add_heartbeat(
             webhook_id=msg_id,
             endpoint=beat.endpoint,
+            client_id=beat.client_id,
             seq=beat.seq,
             digest=digest,
             payload=body,

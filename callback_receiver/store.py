@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     delete,
     event,
@@ -95,6 +96,8 @@ channel_heartbeats = Table(
     "channel_heartbeats",
     metadata,
     Column("endpoint", String(ENDPOINT_LENGTH), primary_key=True),
+    # one endpoint may serve several clients of the server: each has a channel of its own
+    Column("client_id", String(ID_LENGTH), primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("received_at", Float, nullable=False),
@@ -151,6 +154,7 @@ class ChannelState:
     """The latest heartbeat of one webhook channel."""
 
     endpoint: str
+    client_id: str
     seq: int
     received_at: float
 
@@ -158,6 +162,7 @@ class ChannelState:
         """The feed's ``channels`` entry."""
         return {
             "endpoint": self.endpoint,
+            "client_id": self.client_id,
             "seq": self.seq,
             "received_at": format_time(self.received_at),
             "age_s": round(max(0.0, now - self.received_at), 3),
@@ -291,6 +296,7 @@ class Store:
         *,
         webhook_id: str,
         endpoint: str,
+        client_id: str,
         seq: int,
         digest: str,
         payload: str,
@@ -301,25 +307,36 @@ class Store:
         Returns the feed cursor it was stored at, or None when it only refreshed the channel.
         """
         try:
-            return self._add_heartbeat(webhook_id, endpoint, seq, digest, payload, received_at)
+            return self._add_heartbeat(
+                webhook_id, (endpoint, client_id), seq, digest, payload, received_at
+            )
         except IntegrityError:  # another writer kept this channel's first heartbeat meanwhile
-            return self._add_heartbeat(webhook_id, endpoint, seq, digest, payload, received_at)
+            return self._add_heartbeat(
+                webhook_id, (endpoint, client_id), seq, digest, payload, received_at
+            )
 
     def _add_heartbeat(
         self,
         webhook_id: str,
-        endpoint: str,
+        channel: tuple[str, str],
         seq: int,
         digest: str,
         payload: str,
         received_at: float,
     ) -> int | None:
-        key = channel_heartbeats.c.endpoint == endpoint
+        endpoint, client_id = channel
+        key = and_(
+            channel_heartbeats.c.endpoint == endpoint, channel_heartbeats.c.client_id == client_id
+        )
         with self._writer.begin() as conn:
             known = conn.execute(select(channel_heartbeats.c.digest).where(key)).scalar()
             fresh = {"seq": seq, "digest": digest, "received_at": received_at}
             if known is None:
-                conn.execute(insert(channel_heartbeats).values(endpoint=endpoint, **fresh))
+                conn.execute(
+                    insert(channel_heartbeats).values(
+                        endpoint=endpoint, client_id=client_id, **fresh
+                    )
+                )
             else:
                 conn.execute(update(channel_heartbeats).where(key).values(**fresh))
             if known == digest:
@@ -342,7 +359,8 @@ class Store:
             channel_heartbeats.c.received_at > now - CHANNELS_SHOWN_S
         )
         with self._engine.connect() as conn:
-            return [ChannelState(r.endpoint, r.seq, r.received_at) for r in conn.execute(query)]
+            rows = conn.execute(query)
+            return [ChannelState(r.endpoint, r.client_id, r.seq, r.received_at) for r in rows]
 
     def add_rejection(
         self,

@@ -180,12 +180,14 @@ class Heartbeat:
     seq: int  # the last sequence number given out to a job event for this endpoint
     interval_s: float
     events: tuple[ChannelEntry, ...]  # the most recent numbers, oldest first
+    client_id: str = ""  # the server's client whose channel this is (one endpoint may serve many)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Heartbeat:
         """Build a heartbeat from its ``data`` object."""
         return cls(
             endpoint=str(data["endpoint"]),
+            client_id=str(data.get("client_id") or ""),
             seq=int(data["seq"]),
             interval_s=float(data.get("interval_s") or 1.0),
             events=tuple(

@@ -219,7 +219,7 @@ class WaitCore:
         self._heard_at: float | None = None  # when the channel was last known alive
         self._waiting_since: float | None = None  # when the first channel job was tracked
         self._interval = 1.0
-        self._channel_seq: int | None = None  # the highest number a heartbeat accounted for
+        self._channel_seq: dict[str, int] = {}  # per client: the highest number accounted for
         self._regime = self._current_regime(0.0)
 
     # ------------------------------------------------------------ queries
@@ -494,10 +494,11 @@ class WaitCore:
                     self._set_poll(tracked, now)
                 else:
                     self._set_poll(tracked, max(now, retry) + self.policy.retry_grace_s)
-        unaccounted = self._channel_seq is not None and any(
-            s not in accounted for s in range(self._channel_seq + 1, beat.seq + 1)
+        known = self._channel_seq.get(beat.client_id)
+        unaccounted = known is not None and any(
+            s not in accounted for s in range(known + 1, beat.seq + 1)
         )
-        self._channel_seq = max(self._channel_seq or 0, beat.seq)
+        self._channel_seq[beat.client_id] = max(known or 0, beat.seq)
         if unaccounted:
             # events too many or too old for the heartbeat to name: ask for every job that
             # may plausibly have ended (one request; they ride along in the same ?ids=)

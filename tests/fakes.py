@@ -266,6 +266,7 @@ class FakeServices:
             )
         return {
             "endpoint": ENDPOINT,
+            "client_id": "cli_test",
             "seq": last,
             "interval_s": HEARTBEAT_INTERVAL,
             "events": entries,

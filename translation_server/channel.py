@@ -179,6 +179,12 @@ class Heartbeats:
             }
             for r in rows
         ]
-        data = {"endpoint": url, "seq": last, "interval_s": self._interval, "events": events}
+        data = {
+            "endpoint": url,
+            "client_id": client_id,
+            "seq": last,
+            "interval_s": self._interval,
+            "events": events,
+        }
         doc = {"type": HEARTBEAT_TYPE, "timestamp": format_time(now), "data": data}
         return json.dumps(doc, separators=(",", ":"))

@@ -32,6 +32,7 @@ def heartbeat(seq: int = 1, **data: Any) -> dict[str, Any]:
     """A valid heartbeat body: job 1's event (number 1) sent."""
     fields: dict[str, Any] = {
         "endpoint": ENDPOINT,
+        "client_id": "cli_a",
         "seq": seq,
         "interval_s": 1.0,
         "events": [{"seq": 1, "job_id": "job_1", "state": "sent", "next_attempt_at": None}],
@@ -61,6 +62,22 @@ def test_a_heartbeat_with_news_is_fed_and_a_repeat_only_refreshes(client: FlaskC
     assert page["channels"][0]["seq"] == 2
 
 
+def test_two_clients_on_one_endpoint_keep_channels_of_their_own(client: FlaskClient) -> None:
+    assert post(client, heartbeat(1)).status_code == 204
+    other = heartbeat(5, client_id="cli_b", events=[])
+    assert post(client, other).status_code == 204
+    assert post(client, heartbeat(1)).status_code == 204  # cli_a's again: nothing new
+    page = client.get("/v1/events?after=0").get_json()
+    assert [(e["data"]["client_id"], e["data"]["seq"]) for e in page["events"]] == [
+        ("cli_a", 1),
+        ("cli_b", 5),
+    ]
+    assert sorted((c["client_id"], c["seq"]) for c in page["channels"]) == [
+        ("cli_a", 1),
+        ("cli_b", 5),
+    ]
+
+
 def test_heartbeats_stay_out_of_a_jobs_own_views(client: FlaskClient) -> None:
     post(client, heartbeat())
     assert client.get("/v1/events?after=0&job_id=job_1").get_json()["events"] == []
@@ -87,6 +104,9 @@ def test_a_feed_with_no_channel_heard_has_no_channels_key(client: FlaskClient) -
     ("data", "field"),
     [
         ({"endpoint": 5}, "data.endpoint"),
+        ({"client_id": ""}, "data.client_id"),
+        ({"interval_s": 0}, "data.interval_s"),
+        ({"interval_s": "1"}, "data.interval_s"),
         ({"seq": -1}, "data.seq"),
         ({"seq": True}, "data.seq"),
         ({"events": "all"}, "data.events"),
