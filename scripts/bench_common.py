@@ -338,11 +338,12 @@ def start_translation_server(workdir: Path, *extra: str) -> ChildService:
     return start_child("server", cmd, workdir / "server.ready", workdir / "server.log")
 
 
-def start_callback_receiver(workdir: Path) -> ChildService:
+def start_callback_receiver(workdir: Path, *extra: str) -> ChildService:
     """The project's callback receiver on its own database, trusting the webhook secret the
-    translation server wrote to ``workdir/local.json``; quiet logs."""
+    translation server wrote to ``workdir/local.json``; quiet logs; ``extra`` options."""
     cmd = [python_executable(), "-m", "callback_receiver", "--host", "127.0.0.1", "--port", "0",
            "--ready-file", str(workdir / "receiver.ready"),
            "--database-url", f"sqlite:///{workdir / 'receiver.db'}",
-           "--credentials-file", str(workdir / "local.json"), "--log-level", "warning"]  # fmt: skip
+           "--credentials-file", str(workdir / "local.json"), "--log-level", "warning",
+           *extra]  # fmt: skip
     return start_child("receiver", cmd, workdir / "receiver.ready", workdir / "receiver.log")

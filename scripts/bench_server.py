@@ -293,9 +293,7 @@ def run_benchmark(
             server = start_populated_server(started, workdir / name, args.threads, level, args)
             specs[name], sample = server.spec, server.pending_body
         for name, threads in BARE_TARGETS.items():
-            started.append(
-                start_bare(name, workdir, threads or args.threads, sample)
-            )
+            started.append(start_bare(name, workdir, threads or args.threads, sample))
             specs[name] = dataclasses.replace(specs["server"], url=started[-1].url)
         child = {target: started[n] for n, target in enumerate(TARGETS)}
         results: dict[str, list[LoadResult]] = {name: [] for name in TARGETS}

@@ -385,6 +385,9 @@ class Env:
     receiver_url: str = ""  # the library's; "" for pollers
 
 
+RECEIVER_THREADS = 48
+
+
 def start_services(workdir: Path, seed: int, receiver: bool, started: list[ChildService]):
     """A fresh seeded server (and receiver) in ``workdir``; returns them and the API key."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -393,7 +396,8 @@ def start_services(workdir: Path, seed: int, receiver: bool, started: list[Child
     key = str(json.loads((workdir / "local.json").read_text())["api_key"])
     rec = None
     if receiver:
-        rec = start_callback_receiver(workdir)
+        # a long-poll holds a receiver thread: enough for every caller of the largest shape
+        rec = start_callback_receiver(workdir, "--threads", str(RECEIVER_THREADS))
         started.append(rec)
     return server, rec, key
 
