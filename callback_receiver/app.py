@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 
 from flask import Flask, Response, g, request
+
+from client_lib.wire import request_id
 
 from . import api, page
 from .config import Settings
@@ -17,8 +17,6 @@ from .receiver import EXTENSION_KEY, Receiver, get_receiver
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-# A caller's X-Request-ID is echoed only if it is short and plain (it goes into log lines).
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -41,14 +39,13 @@ def close_app(app: Flask) -> None:
 
 
 def _start_request() -> None:
-    given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    g.request_id = request_id(request.headers.get("X-Request-ID"))
     g.started = time.perf_counter()
 
 
 def _finish_request(response: Response) -> Response:
-    request_id = g.get("request_id") or uuid.uuid4().hex
-    response.headers["X-Request-ID"] = request_id
+    rid = g.get("request_id") or request_id(None)
+    response.headers["X-Request-ID"] = rid
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     # The rule, not the path, labels metrics: unknown paths must not grow the label set.
@@ -62,6 +59,6 @@ def _finish_request(response: Response) -> Response:
         request.path,
         response.status_code,
         elapsed * 1000,
-        request_id,
+        rid,
     )
     return response

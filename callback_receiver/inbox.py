@@ -17,10 +17,10 @@ from typing import Any
 from client_lib.errors import WebhookVerificationError
 from client_lib.models import HEARTBEAT_TYPE, EventType, Heartbeat, JobStatus, parse_time
 from client_lib.webhooks import HEADER_ID, verify_signature
+from client_lib.wire import APIProblem, invalid
 
 from .feed import Feed
 from .metrics import Metrics
-from .problems import APIProblem, invalid
 from .signatures import SecretSource
 from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Store
 

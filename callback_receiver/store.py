@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    Engine,
     Float,
     ForeignKey,
     Index,
@@ -31,18 +29,18 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import CursorResult, RowMapping, make_url
+from sqlalchemy.engine import CursorResult, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from client_lib.models import HEARTBEAT_TYPE, JobStatus, format_time
+
+from .db import make_engine
 
 RECEIPTS_KEPT = 1000
 RECEIPTS_PRUNE_EVERY = 50
@@ -180,43 +178,6 @@ class Receipt:
     result: str
     status: int
     duplicate: bool
-
-
-def make_engine(url: str, *, pool_size: int) -> Engine:
-    """An engine for ``url``; SQLite files get WAL and explicit BEGIN handling."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=pool_size,
-        max_overflow=4,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when a transaction begins (see _on_begin).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL: a commit survives a process crash (SIGKILL); only an OS crash or power
-        # loss may drop the last commits. Use FULL if acknowledged events must survive that too.
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
-        # upgrades from read to write can fail with SQLITE_BUSY without waiting.
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def _primary_key(result: CursorResult[Any]) -> int:

@@ -9,7 +9,6 @@ exponential backoff plus jitter, honouring ``Retry-After``. Tests plug in a fake
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import json
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
 from .errors import APIError, TransportError, error_for_status
+from .wire import retry_after
 
 USER_AGENT = "vt-client/1.0"
 
@@ -129,19 +129,8 @@ def _describe(exc: requests.RequestException) -> str:
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """The ``Retry-After`` header in seconds (a number or an HTTP date), None when absent."""
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    """The ``Retry-After`` header in seconds from now, None when absent or unreadable."""
+    return retry_after(headers.get("Retry-After"), time.time())
 
 
 def raise_for_problem(request: Request, response: Response) -> None:

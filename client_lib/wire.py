@@ -1,0 +1,110 @@
+"""HTTP conventions of the wire contract, shared by both services and the client.
+
+Problem details (RFC 9457: the one shape of every error), the request-id rule, and
+``Retry-After``. Standard library only: the services import it without the client.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import secrets
+from typing import Any
+
+PROBLEM_BASE = "https://docs.vt.local/problems/"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+# the ``code`` of an error raised by the web framework itself rather than by our code
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+# A caller's X-Request-ID is echoed only if it is short and plain (it goes into log lines).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+MAX_RETRY_AFTER_S = 24 * 3600
+
+
+class APIProblem(Exception):
+    """An error answer: raise it anywhere in a request and the service renders it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def invalid(field: str, message: str, code: str = "validation_error") -> APIProblem:
+    """A 422 naming the offending field (``detail`` starts with it, ``field`` holds it)."""
+    return APIProblem(422, code, f"{field}: {message}", field=field)
+
+
+def problem_body(
+    status: int, code: str, detail: str, request_id: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The problem+json document of an error answer."""
+    return {
+        "type": PROBLEM_BASE + code,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+        **extra,
+    }
+
+
+def request_id(given: str | None) -> str:
+    """The id of a request: the caller's ``X-Request-ID`` when plain, else a fresh one."""
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return secrets.token_hex(16)
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` (seconds or an HTTP date) in seconds from ``now``, capped at a day;
+    None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
