@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from client_lib.contract import FEED_QUERY
+from client_lib.fields import Field
+
+from .config import Settings
 from .feed import FeedBusy
-from .problems import APIProblem, invalid, problem_response
+from .problems import APIProblem, problem_response
 from .receiver import get_receiver
-from .store import ID_LENGTH
 
 bp = Blueprint("api", __name__)
-
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 @bp.post("/webhooks")
@@ -34,10 +33,9 @@ def receive_webhook() -> Response:
 def list_events() -> Response:
     """The change feed: events after ``after``, waiting up to ``wait`` seconds for one."""
     receiver = get_receiver()
-    after = _cursor(request.args.get("after"), receiver.store.last_cursor)
-    job_id = _job_id(request.args.get("job_id"))
-    limit = _int_in("limit", request.args.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
-    wait = _wait(request.args.get("wait"), receiver.settings.max_wait_s)
+    query = {f.name: f.parse(request.args.get(f.name)) for f in feed_query(receiver.settings)}
+    after = receiver.store.last_cursor() if query["after"] == "latest" else int(query["after"] or 0)
+    job_id, limit, wait = query["job_id"], query["limit"], query["wait"]
     try:
         found = receiver.feed.poll(
             lambda: receiver.store.events_after(after, job_id=job_id, limit=limit), wait=wait
@@ -88,45 +86,9 @@ def metrics() -> Response:
     return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
 
-def _cursor(value: str | None, latest: Callable[[], int]) -> int:
-    """``after``: a cursor we returned, empty for the beginning, or ``latest`` for "from now"."""
-    if value is None or value == "":
-        return 0
-    if value == "latest":
-        return latest()
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise invalid("after", "not a cursor this feed returned")
-    return int(value)
-
-
-def _job_id(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not 0 < len(value) <= ID_LENGTH:
-        raise invalid("job_id", f"must be 1 to {ID_LENGTH} characters")
-    return value
-
-
-def _int_in(field: str, value: str | None, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = low - 1
-    if not low <= number <= high:
-        raise invalid(field, f"must be an integer from {low} to {high}")
-    return number
-
-
-def _wait(value: str | None, max_wait: float) -> float:
-    if value is None or value == "":
-        return 0.0
-    number: Any
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not 0 <= number <= max_wait:  # also false for nan
-        raise invalid("wait", f"must be a number of seconds from 0 to {max_wait:g}")
-    return float(number)
+def feed_query(settings: Settings) -> tuple[Field, ...]:
+    """The feed's query fields, ``wait`` bounded by ``--max-wait``."""
+    return tuple(
+        dataclasses.replace(f, maximum=settings.max_wait_s) if f.name == "wait" else f
+        for f in FEED_QUERY
+    )

@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 
 from client_lib.wire import request_id
 
-from . import api, page
+from . import api, openapi, page
 from .config import Settings
 from .problems import register_error_handlers
 from .receiver import EXTENSION_KEY, Receiver, get_receiver
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(_finish_request)
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(openapi.bp)
     return app
 
 
