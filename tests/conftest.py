@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from translation_server import Settings, create_app
-from translation_server.app import Runtime
+from translation_server.runtime import Runtime
 
 ADMIN_TOKEN = "test-admin-token"
 

@@ -6,16 +6,18 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from client_lib.models import LEGACY_RESULT, format_time
 
 from .errors import APIProblem, invalid
+from .records import ClientRecord, JobRecord, NewJob, decode_cursor, encode_cursor
 from .resources import render_job
+from .runtime import Runtime, current_runtime
 from .states import InvalidTransition, states_for_status
-from .store import IdempotencyConflict, JobRecord, NewJob, decode_cursor, encode_cursor
+from .store import IdempotencyConflict
 from .tenants import authenticate
 from .validation import (
     JOB_ID_RE,
@@ -26,10 +28,6 @@ from .validation import (
     validate_create,
 )
 
-if TYPE_CHECKING:
-    from .app import Runtime
-    from .store import ClientRecord
-
 bp = Blueprint("jobs", __name__)
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -39,12 +37,8 @@ MAX_IDEMPOTENCY_KEY = 255
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def _rt() -> Runtime:
-    return current_app.extensions["vt"]  # type: ignore[no-any-return]
-
-
 def _client(rt: Runtime) -> ClientRecord:
-    return authenticate(rt.store, rt.limiter)
+    return authenticate(rt.clients, rt.limiter)
 
 
 def _json(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -68,7 +62,7 @@ def _job_not_found(job_id: str) -> APIProblem:
 
 
 def _owned_job(rt: Runtime, client: ClientRecord, job_id: str) -> JobRecord:
-    job = rt.store.get_job(job_id, client_id=client.id) if JOB_ID_RE.match(job_id) else None
+    job = rt.reads.get_job(job_id, client_id=client.id) if JOB_ID_RE.match(job_id) else None
     if job is None:
         raise _job_not_found(job_id)  # another tenant's job is 404 too: never reveal it
     return job
@@ -124,7 +118,7 @@ def _if_none_match() -> set[str]:
 @bp.post("/v1/jobs")
 def create_job() -> Response:
     """Create a job; an ``Idempotency-Key`` makes retries of this request safe."""
-    rt = _rt()
+    rt = current_runtime()
     client = _client(rt)
     raw = request.get_data()
     body = parse_json_object(raw)
@@ -165,7 +159,7 @@ def _idempotency(client: ClientRecord, body: dict[str, Any]) -> tuple[str, str] 
 @bp.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """One job, with polling hints while it is pending."""
-    rt = _rt()
+    rt = current_runtime()
     client = _client(rt)
     _maybe_unavailable(rt)
     return _job_response(rt, [_owned_job(rt, client, job_id)], _first)
@@ -174,7 +168,7 @@ def get_job(job_id: str) -> Response:
 @bp.get("/v1/jobs")
 def list_jobs() -> Response:
     """Bulk status with ``?ids=``, else the caller's jobs newest first, cursor-paginated."""
-    rt = _rt()
+    rt = current_runtime()
     client = _client(rt)
     args = request.args
     if "ids" in args:
@@ -182,7 +176,7 @@ def list_jobs() -> Response:
         if unknown:
             raise invalid(unknown[0], "cannot be combined with ids")
         _maybe_unavailable(rt)
-        jobs = rt.store.get_jobs(client.id, parse_ids(args["ids"]))
+        jobs = rt.reads.get_jobs(client.id, parse_ids(args["ids"]))
         return _job_response(rt, jobs, lambda bodies: {"jobs": bodies})
     unknown = sorted(set(args) - {"status", "limit", "cursor"})
     if unknown:
@@ -194,7 +188,7 @@ def list_jobs() -> Response:
         before = decode_cursor(args["cursor"])
         if before is None:
             raise invalid("cursor", "not a cursor from this API")
-    jobs = rt.store.list_jobs(
+    jobs = rt.reads.list_jobs(
         client.id,
         limit=limit + 1,
         before_seq=before,
@@ -208,7 +202,7 @@ def list_jobs() -> Response:
 @bp.post("/v1/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     """Cancel a pending job; a final job is 409."""
-    rt = _rt()
+    rt = current_runtime()
     client = _client(rt)
     job = _owned_job(rt, client, job_id)
     try:
@@ -228,14 +222,14 @@ def cancel_job(job_id: str) -> Response:
 @bp.get("/status")
 def legacy_status() -> Response:
     """The original problem's endpoint: ``{"result": ...}`` plus the job's fields."""
-    rt = _rt()
+    rt = current_runtime()
     job_id = request.args.get("job_id")
     if job_id is None:
         if rt.demo_job_id is None:
             raise APIProblem(
                 404, "demo_job_disabled", "the demo job is off (--no-demo-job); pass job_id"
             )
-        job = rt.store.get_job(rt.demo_job_id)
+        job = rt.reads.get_job(rt.demo_job_id)
         if job is None:
             raise _job_not_found(rt.demo_job_id)
     else:
@@ -253,7 +247,7 @@ def _legacy_body(job: JobRecord, body: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/v1/jobs/<job_id>/deliveries")
 def deliveries(job_id: str) -> Response:
     """The job's webhook events and every delivery attempt: time, status or error, latency."""
-    rt = _rt()
+    rt = current_runtime()
     job = _owned_job(rt, _client(rt), job_id)
     events = rt.dispatcher.outbox.deliveries(job.id)
     return _json({"job_id": job.id, "deliveries": [_delivery_json(e) for e in events]})
@@ -287,7 +281,7 @@ def _delivery_json(event: dict[str, Any]) -> dict[str, Any]:
 @bp.post("/v1/jobs/<job_id>/redeliver")
 def redeliver(job_id: str) -> Response:
     """Send the job's final webhook again, with the same ``webhook-id``."""
-    rt = _rt()
+    rt = current_runtime()
     job = _owned_job(rt, _client(rt), job_id)
     queued = rt.dispatcher.outbox.redeliver(job.id, now=time.time())
     if queued is None:

@@ -33,9 +33,10 @@ from sqlalchemy import and_, exists, or_, select
 from client_lib.models import format_time
 
 from .background import Loop
+from .db import Database
 from .outbox import PENDING, SENDING, OutboxEvent
+from .schema import channel_events, channels, jobs, webhook_events
 from .states import State
-from .store import Store, channel_events, channels, jobs, webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ _IN_FLIGHT = (State.QUEUED.value, State.PROCESSING.value)
 class Heartbeats:
     """Sends each active channel endpoint its heartbeats, on a thread of its own."""
 
-    def __init__(self, store: Store, post: Post, *, interval: float, linger: float) -> None:
-        self._store = store
+    def __init__(self, database: Database, post: Post, *, interval: float, linger: float) -> None:
+        self._db = database
         self._post = post
         self._interval = interval
         self._linger = linger
@@ -138,13 +139,13 @@ class Heartbeats:
         query = select(channels.c.client_id, channels.c.callback_url).where(
             or_(channels.c.last_event_at > now - self._linger, in_flight)
         )
-        with self._store.engine.connect() as conn:
+        with self._db.engine.connect() as conn:
             return [(r.client_id, r.callback_url) for r in conn.execute(query)]
 
     def body(self, endpoint: Endpoint, now: float) -> str | None:
         """The heartbeat's signed body for an endpoint; None when it has no channel."""
         client_id, url = endpoint
-        with self._store.engine.connect() as conn:
+        with self._db.engine.connect() as conn:
             last = conn.execute(
                 select(channels.c.last_seq).where(
                     channels.c.client_id == client_id, channels.c.callback_url == url

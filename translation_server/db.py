@@ -1,18 +1,23 @@
-"""Engine set-up shared by the store: one code path for SQLite and PostgreSQL."""
+"""The database: engines, the writer's transactions and, on a SQLite file, this process's lock.
+
+Everything above this module speaks SQLAlchemy Core to what it hands out, on SQLite and
+PostgreSQL alike; only the set-up of a connection (pragmas, how a transaction begins) differs.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import URL, make_url
+
+from .schema import metadata
 
 
 def make_engine(url: str) -> Engine:
@@ -98,62 +103,6 @@ def reader(engine: Engine) -> Engine:
     return engine if sqlite_file(engine) is None else _sqlite_engine(engine.url)
 
 
-class PointReader:
-    """One-row reads of a SQLite file straight on ``sqlite3``: one connection per thread.
-
-    The hottest read (``GET /v1/jobs/{id}`` of a pending job) is one indexed SELECT; through
-    SQLAlchemy most of its cost was the connection checkout, execution context, result proxy
-    and checkin, not SQLite. Each thread keeps an autocommit connection of its own, so a read
-    is one ``execute`` and ``fetchone``: a single SELECT is a consistent snapshot by itself,
-    and in WAL mode it sees every commit made before it began, by this process or another.
-    """
-
-    def __init__(self, database: str) -> None:
-        self._database = database
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._open: list[sqlite3.Connection] = []
-        self._generation = 0  # close() bumps it: threads then connect again on their next read
-
-    def first(self, sql: str, params: Sequence[Any]) -> Any:
-        """The first row of ``sql`` (a plain tuple), or None."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.generation != self._generation:
-            conn = self._connect()
-        return conn.execute(sql, params).fetchone()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._database, timeout=30, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._open.append(conn)
-            self._local.conn = conn
-            self._local.generation = self._generation
-        return conn
-
-    def close(self) -> None:
-        """Close every thread's connection."""
-        with self._lock:
-            self._generation += 1
-            conns, self._open = self._open, []
-        for conn in conns:
-            conn.close()
-
-
-def point_reader(engine: Engine) -> PointReader | None:
-    """A ``PointReader`` for a SQLite file; None elsewhere (use the engine)."""
-    database = sqlite_file(engine)
-    return None if database is None else PointReader(database)
-
-
-def compiled_sql(engine: Engine, statement: Any) -> str:
-    """``statement`` as the SQL text the engine's driver takes (positional parameters)."""
-    return str(statement.compile(dialect=engine.dialect))
-
-
 class DatabaseInUse(RuntimeError):
     """Another process holds the SQLite database this store was asked to own."""
 
@@ -161,12 +110,15 @@ class DatabaseInUse(RuntimeError):
 class DatabaseLock:
     """This process's exclusive hold on a SQLite database file, for as long as it is open.
 
-    A server answers pending jobs from memory only because every write to its jobs goes
-    through its own store; a second server process on the same file would break that, so it
-    is refused at start. The lock is an ``flock`` on ``<database>.lock`` next to the file's
-    real path (two spellings of one file meet the same lock): the kernel releases it when the
-    process ends in any way, kill -9 included, so a restart never finds it stale. It is
-    advisory: it keeps out servers, not a sqlite3 shell writing the file by hand.
+    A SQLite database takes one server: several instances need PostgreSQL, which is built for
+    writers in many processes. On a file, the writers of two processes would meet only in
+    SQLite's busy handler (which sleeps up to 100 ms between tries, see ``Writer``), and a
+    forgotten second server would run a second scheduler and dispatcher on the same jobs; so
+    a second server is refused at start, with the holder's pid. The lock is an ``flock`` on
+    ``<database>.lock`` next to the file's real path (two spellings of one file meet the same
+    lock): the kernel releases it when the process ends in any way, kill -9 included, so a
+    restart never finds it stale. It is advisory: it keeps out servers, not a sqlite3 shell
+    writing the file by hand.
     """
 
     def __init__(self, database: str) -> None:
@@ -199,8 +151,41 @@ def lock_database(engine: Engine) -> DatabaseLock | None:
     """Take a SQLite file for this process alone; None for any other database.
 
     Server databases are shared by design (several server instances on PostgreSQL), so
-    nothing is locked and the store never assumes it is the only writer; nor does it for an
-    in-memory SQLite database (tests only), which has no file to lock.
+    nothing is locked; nor is an in-memory SQLite database (tests only), which has no file.
     """
     database = sqlite_file(engine)
     return None if database is None else DatabaseLock(database)
+
+
+class Database:
+    """One database as the server uses it: the engine, the writer's transactions, the engine
+    for one-statement reads, and (on a SQLite file) this process's lock on it.
+
+    Raises ``DatabaseInUse`` when another server holds the SQLite file; creates the tables.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._lock = lock_database(self.engine)
+        try:
+            self.writer = Writer(self.engine)
+            self.reader = reader(self.engine)
+            metadata.create_all(self.engine)
+        except BaseException:
+            self.close()
+            raise
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        with self.reader.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    def close(self) -> None:
+        """Release every pooled connection, then the database itself."""
+        self.engine.dispose()
+        reader_engine = getattr(self, "reader", self.engine)
+        if reader_engine is not self.engine:
+            reader_engine.dispose()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None

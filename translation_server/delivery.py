@@ -32,10 +32,12 @@ from client_lib.webhooks import sign
 
 from .background import Loop
 from .callbacks import CallbackPolicy
+from .clients import Clients
 from .config import Settings
+from .db import Database
 from .metrics import ServerMetrics
 from .outbox import DELIVERED, DROPPED, FAILED, PENDING, AttemptResult, Outbox, OutboxEvent
-from .store import ClientRecord, Store
+from .records import ClientRecord
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,8 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        database: Database,
+        clients: Clients,
         settings: Settings,
         metrics: ServerMetrics,
         policy: CallbackPolicy,
@@ -126,9 +129,9 @@ class Dispatcher:
         rng: Callable[[], float] | None = None,
         on_recorded: Callable[[list[OutboxEvent]], None] | None = None,
     ) -> None:
-        self._store = store
+        self._clients = clients
         self._on_recorded = on_recorded or (lambda events: None)
-        self._outbox = Outbox(store.engine, store.writer)
+        self._outbox = Outbox(database)
         self._settings = settings
         self._metrics = metrics
         self._policy = policy
@@ -343,7 +346,7 @@ class Dispatcher:
         now = time.monotonic()
         cached = self._secrets.get(client_id)
         if cached is None or cached[0] < now:
-            cached = (now + 1.0, self._store.get_client(client_id))
+            cached = (now + 1.0, self._clients.get(client_id))
             self._secrets[client_id] = cached
         return cached[1]
 

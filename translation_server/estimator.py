@@ -7,11 +7,10 @@ cheat by reading the true completion time from the hints.
 
 For queued jobs it reads the queue through a shared view (the queued jobs in claim order and
 the busy slots' estimated ends), not with three queries per request. The view is read again
-once this server's own writes have moved the queue (``Store.queue_version``), but not sooner
-than ``min_view_age`` after the last read, so a busy queue costs at most a few reads a second;
-and at the latest when it is ``max_view_age`` old, which bounds how long the writes of another
-instance go unseen (a store that is its database's only writer has none: the app then lets
-the view age without bound).
+once this server's own writes have moved the queue (``queue_version``, from ``Store``), but
+not sooner than ``min_view_age`` after the last read, so a busy queue costs at most a few
+reads a second; and at the latest when it is ``max_view_age`` old, which bounds how long the
+writes of another server instance go unseen.
 """
 
 from __future__ import annotations
@@ -24,10 +23,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .store import JobRecord, QueueView, Store
-
 from .states import State
+
+if TYPE_CHECKING:
+    from .reads import JobReads
+    from .records import JobRecord, QueueView
 
 MIN_POLL_S = 0.2
 MAX_POLL_S = 30.0
@@ -74,8 +74,9 @@ class Estimator:
 
     def __init__(
         self,
-        store: Store,
+        reads: JobReads,
         *,
+        queue_version: Callable[[], int],
         workers: int,
         mean_duration: float,
         min_view_age: float = MIN_VIEW_AGE_S,
@@ -83,14 +84,15 @@ class Estimator:
         view_limit: int = QUEUE_VIEW_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._store = store
+        self._reads = reads
+        self._queue_version = queue_version
         self._workers = workers
         self._mean_duration = mean_duration
         self._min_view_age = min_view_age
         self._max_view_age = max_view_age
         self._view_limit = view_limit
         self._clock = clock
-        # (store.queue_version it was read at, clock() when read, the view)
+        # (queue_version() it was read at, clock() when read, the view)
         self._view: tuple[int, float, QueueView] | None = None
         self._view_lock = threading.Lock()
 
@@ -129,7 +131,7 @@ class Estimator:
         key = (-job.priority, job.seq)
         if view.complete or key <= view.queued[-1]:
             return bisect.bisect_left(view.queued, key)
-        return self._store.queue_ahead(job)  # behind every job the view holds: count them
+        return self._reads.queue_ahead(job)  # behind every job the view holds: count them
 
     def queue_view(self) -> QueueView:
         """The queue as read lately (see the module docstring for how lately)."""
@@ -140,9 +142,9 @@ class Estimator:
             current = self._view
             if current is not None and self._fresh(current):
                 return current[2]
-            version = self._store.queue_version  # before reading: a later write invalidates
+            version = self._queue_version()  # before reading: a later write invalidates
             taken_at = self._clock()
-            view = self._store.queue_view(limit=self._view_limit, slots=self._workers)
+            view = self._reads.queue_view(limit=self._view_limit, slots=self._workers)
             self._view = (version, taken_at, view)
             return view
 
@@ -151,4 +153,4 @@ class Estimator:
         age = self._clock() - taken_at
         if age < self._min_view_age:
             return True
-        return age < self._max_view_age and version == self._store.queue_version
+        return age < self._max_view_age and version == self._queue_version()

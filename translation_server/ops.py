@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import APIProblem
+from .runtime import current_runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -17,9 +18,8 @@ bp = Blueprint("ops", __name__)
 @bp.get("/healthz")
 def healthz() -> dict[str, object]:
     """200 when the server runs and its store answers; 503 otherwise."""
-    rt = current_app.extensions["vt"]
     try:
-        rt.store.ping()
+        current_runtime().db.ping()
     except SQLAlchemyError:
         log.warning("health check: store unreachable", exc_info=True)
         raise APIProblem(503, "store_unavailable", "the database does not answer") from None
@@ -29,8 +29,7 @@ def healthz() -> dict[str, object]:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format."""
-    rt = current_app.extensions["vt"]
-    return Response(rt.metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(current_runtime().metrics.render(), mimetype=CONTENT_TYPE_LATEST)
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">

@@ -19,10 +19,10 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
-from .db import Writer
-from .store import delivery_attempts, webhook_events
+from .db import Database
+from .schema import delivery_attempts, webhook_events
 
 PENDING, SENDING, DELIVERED, FAILED, DROPPED = (
     "pending",
@@ -97,9 +97,8 @@ _RECORD = (
 class Outbox:
     """Persistence of webhook deliveries."""
 
-    def __init__(self, engine: Engine, writer: Writer) -> None:
-        self._engine = engine
-        self._writer = writer
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     def lease(
         self,
@@ -113,7 +112,7 @@ class Outbox:
         """Take up to ``limit`` due events for sending, skipping events to ``busy_hosts``."""
         if limit <= 0:
             return []
-        with self._writer.begin() as conn:
+        with self._db.writer.begin() as conn:
             rows = conn.execute(
                 _DUE_EVENTS, {"now": now, "limit": limit * 4 if busy_hosts else limit}
             ).all()
@@ -158,13 +157,13 @@ class Outbox:
             }
             for event, results in done
         ]
-        with self._writer.begin() as conn:
+        with self._db.writer.begin() as conn:
             conn.execute(insert(delivery_attempts), rows)
             conn.execute(_RECORD, moves)
 
     def next_due_at(self) -> float | None:
         """When the next pending event or expiring lease is due."""
-        with self._engine.connect() as conn:
+        with self._db.engine.connect() as conn:
             pending = conn.execute(
                 select(func.min(webhook_events.c.next_attempt_at)).where(
                     webhook_events.c.state == PENDING
@@ -180,7 +179,7 @@ class Outbox:
 
     def redeliver(self, job_id: str, *, now: float) -> dict[str, Any] | None:
         """Queue a job's latest event again (same webhook-id); None when it has none."""
-        with self._writer.begin() as conn:
+        with self._db.writer.begin() as conn:
             row = conn.execute(
                 select(webhook_events.c.id, webhook_events.c.state)
                 .where(webhook_events.c.job_id == job_id)
@@ -206,7 +205,7 @@ class Outbox:
 
     def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         """Every event of a job with its attempts, oldest first."""
-        with self._engine.connect() as conn:
+        with self._db.engine.connect() as conn:
             events = (
                 conn.execute(
                     select(webhook_events)

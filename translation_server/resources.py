@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from client_lib.models import EventType, format_time
 
-from .estimator import Estimate, estimated_progress
-
 if TYPE_CHECKING:
-    from .store import JobRecord
+    from .estimator import Estimate
+    from .records import JobRecord
 
 # The same instants are rendered again and again: a job's created/started/finished times on
 # every poll, and its estimate until the queue moves. Remember their text (strftime is the
@@ -55,6 +54,3 @@ def webhook_body(job: JobRecord, event_type: EventType, at: float) -> str:
     """The exact bytes every attempt of this event sends (so each retry signs the same body)."""
     body = {"type": event_type.value, "timestamp": format_time(at), "data": render_job(job, None)}
     return json.dumps(body, separators=(",", ":"))
-
-
-__all__ = ["estimated_progress", "render_job", "webhook_body"]

@@ -1,9 +1,11 @@
 """The simulated translation backend: worker slots, durations, outcomes and faults.
 
-One scheduler thread does all the work. It ends the attempts that are due, hands free slots to
-queued jobs (priority, then age), and then sleeps until the next attempt is due or until it is
-woken by a new job, so a job becomes final within milliseconds of its due time without ticking.
-Every random draw comes from one seeded source, under a lock.
+One scheduler thread does all the work. It ends the attempts that are due (as ``attempt_end``
+rules), hands free slots to queued jobs (priority, then age), and then sleeps until the next
+attempt is due or until it is woken by a new job, so a job becomes final within milliseconds
+of its due time without ticking. Every step reads the database afresh, so it also ends what
+another server instance on the same database started. Every random draw comes from one
+seeded source, under a lock.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from client_lib.models import Outcome, WebhookMode
 
 from .background import Loop
 from .config import Settings
+from .estimator import estimated_progress
+from .reads import JobReads
+from .records import JobRecord
 from .states import State
-from .store import FINISH_BATCH, JobRecord, Store
+from .store import FINISH_BATCH, Store, final_values
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +34,42 @@ DELAY = "delay"  # a fault mode only the server draws; callers pin deliver, drop
 IDLE_WAIT_S = 5.0
 
 
+def attempt_end(job: JobRecord, now: float) -> tuple[State, dict[str, Any]]:
+    """How a processing attempt ends: the target state and the columns it sets.
+
+    Completed once the planned failures are spent; else queued again while attempts remain;
+    else an error, at the progress the estimator showed.
+    """
+    if job.attempts > job.planned_failures:
+        result = {"video_url": f"https://cdn.vt.local/{job.id}/{job.target_language}.mp4"}
+        return State.COMPLETED, final_values(now, progress=1.0, result=result, error=None)
+    if job.attempts < job.max_attempts:
+        return State.QUEUED, {"started_at": None, "due_at": None}
+    error = {
+        "code": "translation_failed",
+        "message": f"simulated translation failure after {job.attempts} attempt(s)",
+    }
+    progress = estimated_progress(job, now)
+    return State.ERROR, final_values(now, progress=progress, result=None, error=error)
+
+
 class Simulator:
     """Plans jobs at creation and runs them through the worker slots."""
 
     def __init__(
         self,
         store: Store,
+        reads: JobReads,
         settings: Settings,
         on_final: Callable[[list[JobRecord]], None] | None = None,
     ) -> None:
         self._store = store
+        self._reads = reads
         self._settings = settings
         self._rng = random.Random(settings.seed)
         self._rng_lock = threading.Lock()
         self._loop = Loop("vt-scheduler", lambda: self.step(time.time()))
         self._on_final = on_final or (lambda jobs: None)
-        # the scheduler thread's own view of the next due time (see ``step``)
-        self._next_due: float | None = None
-        self._due_known = False
 
     # --------------------------------------------------------------- planning
 
@@ -124,36 +147,19 @@ class Simulator:
         self._loop.wake()
 
     def step(self, now: float) -> float:
-        """End due attempts, fill free slots; returns how long to sleep until the next due.
-
-        Every new job wakes this step. When the store is its database's only writer, every
-        due time is set by the claims below, so none can come before the earliest this step
-        last saw (a cancel only takes one away): until then a step skips ending attempts (a
-        write transaction that would find nothing) and reading the next due time back.
-        """
-        known = self._store.sole_writer and self._due_known
-        self._due_known = False  # until this step has seen every due time again (or failed)
-        ends = not known or (self._next_due is not None and self._next_due <= now)
-        if ends:
-            while True:
-                finished = self._store.finish_due(
-                    now=now, fault=self.webhook_fault, batch=FINISH_BATCH
-                )
-                final = [j for j in finished if j.state.is_final]
-                if final:
-                    self._on_final(final)
-                if len(finished) < FINISH_BATCH:
-                    break
-        free = self._settings.workers - self._store.count_in_state(State.PROCESSING)
-        started = self._store.claim(now=now, limit=free)
-        if ends:
-            next_due = self._store.next_due_at()
-        else:
-            dues = [j.due_at for j in started if j.due_at is not None]
-            if self._next_due is not None:
-                dues.append(self._next_due)
-            next_due = min(dues, default=None)
-        self._next_due, self._due_known = next_due, True
+        """End due attempts, fill free slots; returns how long to sleep until the next due."""
+        while True:
+            finished = self._store.finish_due(
+                now=now, end=attempt_end, fault=self.webhook_fault, batch=FINISH_BATCH
+            )
+            final = [j for j in finished if j.state.is_final]
+            if final:
+                self._on_final(final)
+            if len(finished) < FINISH_BATCH:
+                break
+        free = self._settings.workers - self._reads.count_in_state(State.PROCESSING)
+        self._store.claim(now=now, limit=free)
+        next_due = self._reads.next_due_at()
         if next_due is None:
             return IDLE_WAIT_S
         return max(0.0, next_due - time.time())

@@ -1,31 +1,24 @@
-"""Tenants: API-key authentication, the operator's client endpoints, the local demo client."""
+"""Tenants: API-key authentication and the operator's client endpoints."""
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
-import secrets
-from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from client_lib.localsetup import load_local_setup
-
-from .config import Settings
+from .clients import Clients
+from .demo import SYSTEM_CLIENT_ID, refresh_local_setup
 from .errors import APIProblem
 from .ratelimit import RateLimiter
-from .store import ClientRecord, Store
+from .records import ClientRecord
+from .runtime import current_runtime
 from .validation import parse_client_name, parse_json_object
-
-if TYPE_CHECKING:
-    from .app import Runtime
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("tenants", __name__)
 
-SYSTEM_CLIENT_ID = "cli_system"
 _BEARER = {"WWW-Authenticate": 'Bearer realm="vt"'}
 
 
@@ -42,9 +35,9 @@ def _bearer_token() -> str:
     return token.strip()
 
 
-def authenticate(store: Store, limiter: RateLimiter) -> ClientRecord:
+def authenticate(clients: Clients, limiter: RateLimiter) -> ClientRecord:
     """The calling tenant, from its bearer API key; 401 or 429 otherwise."""
-    client = store.client_by_api_key(_bearer_token())
+    client = clients.by_api_key(_bearer_token())
     if client is None:
         raise APIProblem(401, "invalid_api_key", "the API key is not valid", headers=_BEARER)
     wait = limiter.acquire(client.id)
@@ -71,10 +64,6 @@ def require_admin(admin_token: str | None) -> None:
         )
 
 
-def _runtime() -> Runtime:
-    return current_app.extensions["vt"]  # type: ignore[no-any-return]
-
-
 def client_json(client: ClientRecord) -> dict[str, object]:
     """A tenant as the admin API lists it (never its key or secret)."""
     return {"id": client.id, "name": client.name}
@@ -83,10 +72,10 @@ def client_json(client: ClientRecord) -> dict[str, object]:
 @bp.post("/v1/clients")
 def create_client() -> tuple[dict[str, object], int]:
     """Create a tenant; its API key and webhook secret are shown only in this answer."""
-    rt = _runtime()
+    rt = current_runtime()
     require_admin(rt.admin_token)
     name = parse_client_name(parse_json_object(request.get_data()))
-    client, api_key = rt.store.create_client(name)
+    client, api_key = rt.clients.create(name)
     log.info("client %s created name=%r", client.id, client.name)
     return {**client_json(client), "api_key": api_key, "webhook_secret": client.webhook_secret}, 201
 
@@ -94,18 +83,18 @@ def create_client() -> tuple[dict[str, object], int]:
 @bp.get("/v1/clients")
 def list_clients() -> dict[str, object]:
     """Every tenant (operator only)."""
-    rt = _runtime()
+    rt = current_runtime()
     require_admin(rt.admin_token)
-    clients = [c for c in rt.store.list_clients() if c.id != SYSTEM_CLIENT_ID]
+    clients = [c for c in rt.clients.all() if c.id != SYSTEM_CLIENT_ID]
     return {"clients": [client_json(c) for c in clients]}
 
 
 @bp.post("/v1/clients/<client_id>/rotate-secret")
 def rotate_secret(client_id: str) -> Response | tuple[dict[str, object], int]:
     """Give a tenant a new webhook secret; the old one keeps signing during the grace period."""
-    rt = _runtime()
+    rt = current_runtime()
     require_admin(rt.admin_token)
-    client = rt.store.rotate_secret(client_id, grace_s=rt.settings.secret_grace)
+    client = rt.clients.rotate_secret(client_id, grace_s=rt.settings.secret_grace)
     if client is None:
         raise APIProblem(404, "client_not_found", f"no client {client_id}")
     rt.dispatcher.forget_client(client.id)
@@ -116,43 +105,3 @@ def rotate_secret(client_id: str) -> Response | tuple[dict[str, object], int]:
         "webhook_secret": client.webhook_secret,
         "previous_secret_expires_at": client.previous_secret_until,
     }, 200
-
-
-def bootstrap_local_setup(store: Store, settings: Settings) -> tuple[str | None, str | None]:
-    """Create the demo client once and write its credentials; returns (admin token, client id).
-
-    The credentials file is the local set-up's hand-off: the receiver reads the webhook secret
-    from it and the client library the API key, so nobody copies keys by hand.
-    """
-    path = settings.credentials_file
-    if path is None:
-        return settings.admin_token, None
-    current = load_local_setup(path)
-    admin_token = settings.admin_token or current.admin_token or secrets.token_urlsafe(24)
-    client = store.client_by_api_key(current.api_key) if current.api_key else None
-    api_key = current.api_key
-    if client is None or api_key is None:
-        client, api_key = store.create_client("demo")
-        log.info("demo client %s created; credentials written to %s", client.id, path)
-    server_url = f"http://{settings.host}:{settings.port}" if settings.port else current.server_url
-    updated = dataclasses.replace(
-        current,
-        server_url=server_url,
-        client_id=client.id,
-        api_key=api_key,
-        webhook_secret=client.webhook_secret,
-        admin_token=admin_token,
-    )
-    if updated != current:
-        updated.write(path)
-    return admin_token, client.id
-
-
-def refresh_local_setup(settings: Settings, client: ClientRecord) -> None:
-    """After a secret rotation of the demo client, hand the new secret to the receiver."""
-    path = settings.credentials_file
-    if path is None:
-        return
-    current = load_local_setup(path)
-    if current.client_id == client.id:
-        dataclasses.replace(current, webhook_secret=client.webhook_secret).write(path)

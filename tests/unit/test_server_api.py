@@ -12,9 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import ADMIN_TOKEN, auth
-from translation_server.app import Runtime
 from translation_server.metrics import ServerMetrics
 from translation_server.observe import RequestObserver
+from translation_server.runtime import Runtime
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

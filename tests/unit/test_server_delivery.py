@@ -12,6 +12,7 @@ from urllib3.exceptions import HTTPError, ProtocolError
 from client_lib.webhooks import sign
 from tests.sink import Sink
 from translation_server.callbacks import CallbackPolicy
+from translation_server.clients import new_webhook_secret
 from translation_server.config import Settings
 from translation_server.delivery import (
     Dispatcher,
@@ -20,7 +21,6 @@ from translation_server.delivery import (
     guarded_pool_manager,
     retry_after_seconds,
 )
-from translation_server.store import new_webhook_secret
 
 
 def test_signature_verifies_with_the_reference_package_for_each_secret() -> None:
@@ -62,9 +62,8 @@ def test_http_date_retry_after_in_the_future() -> None:
 
 def make_dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
     s = Settings(webhook_retry_schedule=(1, 5, 30), **settings)
-    return Dispatcher(
-        runtime.store, s, runtime.metrics, CallbackPolicy(s.callback_allow), rng=lambda: 0.5
-    )
+    policy = CallbackPolicy(s.callback_allow)
+    return Dispatcher(runtime.db, runtime.clients, s, runtime.metrics, policy, rng=lambda: 0.5)
 
 
 def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> None:

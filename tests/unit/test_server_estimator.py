@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import update
 
 from tests.unit.test_server_store import T0, new_job
-from translation_server.app import Runtime
 from translation_server.db import make_engine
 from translation_server.estimator import (
     MAX_POLL_S,
@@ -17,8 +16,10 @@ from translation_server.estimator import (
     Estimator,
     estimated_progress,
 )
+from translation_server.runtime import Runtime
+from translation_server.schema import jobs
+from translation_server.simulation import attempt_end
 from translation_server.states import State
-from translation_server.store import jobs
 
 
 def test_processing_estimate_uses_the_distortion_factor_not_the_duration(runtime: Runtime) -> None:
@@ -49,7 +50,7 @@ def test_queued_jobs_wait_for_the_slots_that_free_first(runtime: Runtime) -> Non
         store.create_job(new_job(duration_s=d), now=T0)
     store.claim(now=T0, limit=4)
     queued = [store.create_job(new_job(duration_s=5), now=T0)[0] for _ in range(5)]
-    est = Estimator(store, workers=4, mean_duration=7.0)
+    est = estimator(runtime, workers=4, mean_duration=7.0)
     completions = [est.estimate(j, T0) for j in queued]
     assert [c.completion_at - T0 for c in completions if c] == pytest.approx(
         [15, 25, 35, 45, 10 + 7 + 5]
@@ -91,16 +92,21 @@ def completion(est: Estimator, job: Any, now: float) -> float:
     return estimate.completion_at
 
 
-def counting_views(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the store's queue reads (one item per read)."""
+def estimator(runtime: Runtime, **options: Any) -> Estimator:
+    """An estimator of the runtime's jobs, told of the runtime's own writes."""
+    return Estimator(runtime.reads, queue_version=lambda: runtime.store.queue_version, **options)
+
+
+def counting_views(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the reads of the queue (one item per read)."""
     reads: list[int] = []
-    real = store.queue_view
+    real = runtime.reads.queue_view
 
     def queue_view(*, limit: int, slots: int) -> Any:
         reads.append(limit)
         return real(limit=limit, slots=slots)
 
-    monkeypatch.setattr(store, "queue_view", queue_view)
+    monkeypatch.setattr(runtime.reads, "queue_view", queue_view)
     return reads
 
 
@@ -112,9 +118,9 @@ def test_queue_view_is_shared_until_this_server_moves_the_queue(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = runtime.store
-    reads = counting_views(store, monkeypatch)
+    reads = counting_views(runtime, monkeypatch)
     clock = FakeClock()
-    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
+    est = estimator(runtime, workers=1, mean_duration=10.0, clock=clock)
     first = store.create_job(new_job(duration_s=10), now=T0)[0]
     second = store.create_job(new_job(duration_s=10), now=T0)[0]
     for _ in range(5):
@@ -137,9 +143,9 @@ def test_a_busy_queue_is_read_again_at_most_every_min_view_age(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = runtime.store
-    reads = counting_views(store, monkeypatch)
+    reads = counting_views(runtime, monkeypatch)
     clock = FakeClock()
-    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
+    est = estimator(runtime, workers=1, mean_duration=10.0, clock=clock)
     job = store.create_job(new_job(duration_s=10), now=T0)[0]
     assert completion(est, job, T0) == pytest.approx(T0 + 10)
     store.create_job(new_job(duration_s=10, priority=9), now=T0)
@@ -155,13 +161,13 @@ def test_queue_view_follows_the_scheduler_finishing_attempts(
 ) -> None:
     store = runtime.store
     clock = FakeClock()
-    est = Estimator(store, workers=1, mean_duration=10.0, clock=clock)
+    est = estimator(runtime, workers=1, mean_duration=10.0, clock=clock)
     store.create_job(new_job(duration_s=4, estimate_factor=2.0), now=T0)
     waiting = store.create_job(new_job(duration_s=10), now=T0)[0]
     store.claim(now=T0, limit=1)
     assert completion(est, waiting, T0) == pytest.approx(T0 + 8 + 10)
-    reads = counting_views(store, monkeypatch)
-    assert [j.state for j in store.finish_due(now=T0 + 4)] == [State.COMPLETED]
+    reads = counting_views(runtime, monkeypatch)
+    assert [j.state for j in store.finish_due(now=T0 + 4, end=attempt_end)] == [State.COMPLETED]
     clock.now += STEP
     assert completion(est, waiting, T0 + 4) == pytest.approx(T0 + 4 + 10)
     assert len(reads) == 1
@@ -170,7 +176,7 @@ def test_queue_view_follows_the_scheduler_finishing_attempts(
 def test_queue_view_ages_out_for_writes_of_another_instance(runtime: Runtime) -> None:
     store = runtime.store
     clock = FakeClock()
-    est = Estimator(store, workers=1, mean_duration=10.0, max_view_age=0.2, clock=clock)
+    est = estimator(runtime, workers=1, mean_duration=10.0, max_view_age=0.2, clock=clock)
     store.create_job(new_job(duration_s=10), now=T0)
     job = store.create_job(new_job(duration_s=10), now=T0)[0]
     behind = store.create_job(new_job(duration_s=10), now=T0)[0]
@@ -191,8 +197,8 @@ def test_queue_view_ages_out_for_writes_of_another_instance(runtime: Runtime) ->
 def test_a_job_behind_the_view_is_counted_in_the_database(runtime: Runtime) -> None:
     store = runtime.store
     jobs = [store.create_job(new_job(duration_s=10), now=T0)[0] for _ in range(6)]
-    short = Estimator(store, workers=1, mean_duration=10.0, view_limit=2, clock=FakeClock())
-    full = Estimator(store, workers=1, mean_duration=10.0, clock=FakeClock())
+    short = estimator(runtime, workers=1, mean_duration=10.0, view_limit=2, clock=FakeClock())
+    full = estimator(runtime, workers=1, mean_duration=10.0, clock=FakeClock())
     assert [short.estimate(j, T0) for j in jobs] == [full.estimate(j, T0) for j in jobs]
     assert [completion(full, j, T0) - T0 for j in jobs] == pytest.approx(
         [10, 10, 20, 30, 40, 50]

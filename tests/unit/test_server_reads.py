@@ -1,0 +1,145 @@
+"""Job reads: what they see, what they keep (final jobs only), and the records they hand out."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from tests.unit.test_server_store import T0, new_job, state_of
+from translation_server.db import make_engine
+from translation_server.reads import FinalJobs, JobReads
+from translation_server.records import JobRecord, decode_cursor, encode_cursor
+from translation_server.runtime import Runtime
+from translation_server.schema import jobs
+from translation_server.simulation import attempt_end
+from translation_server.states import State
+
+
+@pytest.fixture
+def reads(runtime: Runtime) -> JobReads:
+    return runtime.reads
+
+
+def test_job_record_fields_follow_the_table_columns() -> None:
+    # JobRecord.from_row decodes rows positionally: the two orders must stay the same.
+    assert [f.name for f in dataclasses.fields(JobRecord)] == jobs.c.keys()
+
+
+def test_list_is_newest_first_with_cursor_and_tenant_isolation(
+    runtime: Runtime, reads: JobReads
+) -> None:
+    store = runtime.store
+    ids = [store.create_job(new_job(), now=T0 + i)[0].id for i in range(5)]
+    store.create_job(new_job(client_id="cli_other"), now=T0)
+    page1 = reads.list_jobs("cli_a", states=None, limit=3, before_seq=None)
+    page2 = reads.list_jobs("cli_a", states=None, limit=3, before_seq=page1[-1].seq)
+    assert [j.id for j in page1 + page2] == ids[::-1]
+    assert reads.get_job(ids[0], client_id="cli_other") is None
+    assert decode_cursor(encode_cursor(42)) == 42 and decode_cursor("garbage!") is None
+
+
+def test_reads_see_committed_writes_at_once(runtime: Runtime, reads: JobReads) -> None:
+    job = runtime.store.create_job(new_job(), now=T0)[0]
+    assert state_of(reads.get_job(job.id)) is State.QUEUED
+    runtime.store.claim(now=T0, limit=1)
+    assert state_of(reads.get_job(job.id)) is State.PROCESSING
+    assert [j.state for j in reads.get_jobs("cli_a", [job.id, "job_unknown"])] == [State.PROCESSING]
+
+
+def test_a_pending_job_written_by_another_writer_is_seen_at_once(
+    runtime: Runtime, reads: JobReads
+) -> None:
+    job = runtime.store.create_job(new_job(), now=T0)[0]
+    assert state_of(reads.get_job(job.id)) is State.QUEUED
+    # Another server instance on a shared database starts the job: a write this one never saw.
+    other = make_engine(runtime.settings.database_url)
+    try:
+        with other.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(state=State.PROCESSING.value, started_at=T0, due_at=T0 + 10)
+            )
+    finally:
+        other.dispose()
+    assert state_of(reads.get_job(job.id)) is State.PROCESSING
+    assert [j.state for j in reads.get_jobs("cli_a", [job.id])] == [State.PROCESSING]
+
+
+def connections(reads: JobReads, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the connections the reads open (one item per connection)."""
+    opened: list[int] = []
+    engine = reads._db.reader
+    real = engine.connect
+
+    def connect() -> Any:
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(engine, "connect", connect)
+    return opened
+
+
+def test_final_jobs_are_answered_from_memory_pending_ones_from_the_database(
+    runtime: Runtime, reads: JobReads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    done = store.create_job(new_job(duration_s=1), now=T0)[0]
+    pending = store.create_job(new_job(duration_s=1), now=T0)[0]
+    store.claim(now=T0, limit=1)
+    store.finish_due(now=T0 + 1, end=attempt_end)
+    opened = connections(reads, monkeypatch)
+    for _ in range(3):
+        assert state_of(reads.get_job(done.id, client_id="cli_a")) is State.COMPLETED
+        assert state_of(reads.get_job(pending.id)) is State.QUEUED
+    assert len(opened) == 4  # the final job once, the pending one every time
+    assert reads.get_job(done.id, client_id="cli_other") is None  # isolation holds in memory
+    assert [j.id for j in reads.get_jobs("cli_a", [pending.id, done.id])] == [pending.id, done.id]
+    assert reads.get_jobs("cli_other", [done.id]) == []
+    assert len(opened) == 5  # only the pending job was read
+    store.cancel(pending.id, now=T0 + 2)
+    assert [j.state for j in reads.get_jobs("cli_a", [pending.id])] == [State.CANCELLED]
+    assert state_of(reads.get_job(pending.id)) is State.CANCELLED
+    assert len(opened) == 6  # read once more, in its final state: kept from then on
+
+
+def job_record(state: State, job_id: str = "job_x") -> JobRecord:
+    """A job record as read, in ``state``."""
+    fields: dict[str, Any] = dataclasses.asdict(new_job())
+    fields.update(
+        id=job_id,
+        state=state,
+        seq=1,
+        version=1,
+        attempts=1,
+        created_at=T0,
+        started_at=None,
+        finished_at=None,
+        due_at=None,
+        progress=None,
+        result=None,
+        error=None,
+    )
+    return JobRecord(**fields)
+
+
+def test_final_jobs_keeps_final_jobs_only() -> None:
+    kept = FinalJobs()
+    queued, processing = job_record(State.QUEUED, "job_q"), job_record(State.PROCESSING, "job_p")
+    done = job_record(State.COMPLETED, "job_d")
+    kept.keep([queued, processing, done])
+    assert [kept.get(j.id) for j in (queued, processing, done)] == [None, None, done]
+    assert len(kept) == 1
+
+
+def test_final_jobs_are_bounded_oldest_out_first() -> None:
+    kept = FinalJobs(kept=2)
+    finals = [job_record(State.CANCELLED, f"job_f{n}") for n in range(3)]
+    for job in finals:
+        kept.keep([job])
+    kept.keep([finals[1]])  # kept already: stays where it was
+    assert [kept.get(j.id) for j in finals] == [None, finals[1], finals[2]]
+    assert len(kept) == 2
