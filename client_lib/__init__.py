@@ -35,8 +35,8 @@ _HOMES = {
     "JobError": "models",
     "JobStatus": "models",
     "Stage": "models",
-    "Detection": "waiting",
-    "WaitPolicy": "waiting",
+    "Detection": "waitpolicy",
+    "WaitPolicy": "waitpolicy",
 }
 
 __all__ = [
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
         WebhookVerificationError,
     )
     from .models import Event, EventType, Job, JobError, JobStatus, Stage
-    from .waiting import Detection, WaitPolicy
+    from .waitpolicy import Detection, WaitPolicy
 
 
 def __getattr__(name: str) -> Any:

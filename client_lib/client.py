@@ -14,65 +14,22 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from .actions import Action, Lookup, PinFeed, ReadFeed, Sleep
+from .backend import Services
 from .clock import Clock, SystemClock
-from .errors import JobCancelled, JobFailed, JobNotFound, TranslationError, WaitTimeout
+from .errors import JobCancelled, JobFailed, TranslationError, WaitTimeout
 from .localsetup import LocalSetup, load_local_setup
-from .models import BULK_IDS_MAX, ChannelStatus, Event, Job, JobStatus
+from .models import BULK_IDS_MAX, Job, JobStatus
+from .stats import ClientStats
 from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
-from .waiting import (
-    Action,
-    Detection,
-    Lookup,
-    PinFeed,
-    ReadFeed,
-    Sleep,
-    WaitCore,
-    WaitPolicy,
-    WaitStats,
-)
+from .waiting import WaitCore
+from .waitpolicy import Detection, WaitPolicy
 
 _UNSET: Any = object()
 _ETAG_CACHE_MAX = 256
-
-
-class ClientStats:
-    """Requests made, by endpoint, and how waiting went (``waiting``)."""
-
-    def __init__(self, waiting: WaitStats) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-        self.waiting = waiting
-
-    def count(self, endpoint: str) -> None:
-        """Record one request."""
-        with self._lock:
-            self.requests[endpoint] += 1
-
-    @property
-    def status_requests(self) -> int:
-        """Requests to the translation server asking for job state (single or bulk)."""
-        return self.requests["GET /v1/jobs/{id}"] + self.requests["GET /v1/jobs?ids"]
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-able summary."""
-        w = self.waiting
-        return {
-            "requests": dict(self.requests),
-            "status_requests": self.status_requests,
-            "webhooks_used": w.webhooks_used,
-            "polls_resolved": w.polls_resolved,
-            "lost_webhooks": w.lost_webhooks,
-            "duplicate_reports_dropped": w.duplicate_reports_dropped,
-            "receiver_outages": w.receiver_outages,
-            "mode_changes": [{"at": at, "mode": m, "reason": r} for at, m, r in w.mode_changes],
-            "detections": {
-                job_id: {"path": d.path, "lag_s": d.lag_s} for job_id, d in w.detections.items()
-            },
-        }
 
 
 class TranslationClient:
@@ -106,7 +63,7 @@ class TranslationClient:
         self.timeout = timeout
         self._transport = transport or RequestsTransport()
         self._clock = clock or SystemClock()
-        self._backend = _Backend(self)
+        self._backend = Services(self)
         self._core = WaitCore(endpoint=self.default_callback_url, policy=policy, seed=seed)
         self._lock = threading.RLock()  # guards the core; I/O happens outside it
         self.stats = ClientStats(self._core.stats)
@@ -485,53 +442,6 @@ def _outcome(job: Job) -> Job:
     if job.status is JobStatus.CANCELLED:
         raise JobCancelled(job)
     return job
-
-
-class _Backend:
-    """The waiter's view of the two services, over the client's HTTP."""
-
-    def __init__(self, client: TranslationClient) -> None:
-        self._client = client
-
-    def _receiver(self, path: str, endpoint: str, **kwargs: Any) -> Any:
-        c = self._client
-        if not c.receiver_url:
-            raise TranslationError("no receiver configured")
-        return c._call(
-            "GET", c.receiver_url + path, endpoint, auth=False, retry=False, **kwargs
-        ).json()
-
-    def feed_latest(self) -> str:
-        """The feed's current end."""
-        return str(
-            self._receiver("/v1/events", "GET receiver /v1/events", params={"after": "latest"})[
-                "cursor"
-            ]
-        )
-
-    def feed(self, after: str, wait: float) -> tuple[list[Event], str, list[ChannelStatus]]:
-        """Events after the cursor, long-polling up to ``wait`` seconds, and the channels."""
-        data = self._receiver(
-            "/v1/events",
-            "GET receiver /v1/events",
-            params={"after": after, "wait": f"{wait:.3f}"},
-            timeout=wait + self._client.timeout,
-        )
-        events = [Event.from_dict(e) for e in data["events"]]
-        channels = [ChannelStatus.from_dict(c) for c in data.get("channels") or ()]
-        return events, str(data["cursor"]), channels
-
-    def final_event(self, job_id: str) -> Job | None:
-        """The final job the receiver has a webhook for, if any."""
-        try:
-            data = self._receiver(f"/v1/events/{job_id}", "GET receiver /v1/events/{job_id}")
-        except JobNotFound:
-            return None
-        return Event.from_dict(data).final_job
-
-    def status_many(self, ids: Sequence[str]) -> list[Job]:
-        """One bulk status request (no transport retries: the waiter reschedules itself)."""
-        return self._client.get_jobs(list(ids), retry=False)
 
 
 __all__ = ["ClientStats", "TranslationClient"]

@@ -1,193 +1,37 @@
 """The waiting core: what to do next to learn that jobs ended, decided without any I/O.
 
 ``WaitCore`` is fed what the outside world said (feed pages, status answers, failures, the
-clock) and answers what to do next (``next_action``): pin the feed position, read the feed,
-ask the translation server about some jobs, or sleep. It holds no thread, socket or lock: the
-sync client drives it under its own lock (``client.py``), the async client from a task, and
-the unit tests with a fake clock.
+clock) and answers one action at a time (``actions.py``): pin the feed position, read the
+feed, look a job up at the receiver, ask the server about some jobs, or sleep. It holds no
+thread, socket or lock: the clients drive it, the tests do so in virtual time.
 
-How a job's end is learned, for a job whose callback is this client's receiver endpoint:
-
-- **webhook**: the job's final event arrives in the receiver's change feed. Every event the
-  feed brings is kept, for tracked jobs and (bounded) for any other job, so a job watched
-  later costs nothing when its event already came.
-- **the webhook channel**: the server numbers the job events it sends to the endpoint and
-  sends heartbeats saying which numbers exist, for which job, and whether each was sent or is
-  pending a retry. A number sent but never received is a lost webhook: that job is asked for
-  at once (one ``?ids=`` request). A retry due soon is waited for; one due later is not.
-  While heartbeats come, a job nobody heard of is still running: no status request is made,
-  bar a safety-net check at three times its estimated duration.
-- **polling**: when the receiver is unreachable, the channel has gone silent, or the job's
-  webhooks cannot reach this client at all, jobs are asked for from 95 % of their estimated
-  duration, then at growing intervals from 12 % of it (0.5 to 5 s), batched into
-  ``?ids=`` requests.
-
-Belief about the channel is re-earned continuously: the next heartbeat or feed page after an
-outage puts jobs back on the quiet path. Each job is reported once, with its final state,
-whatever arrives twice, late or out of order.
+A job whose callback is this client's receiver ends by webhook (every event the feed brings
+is kept), or, when the webhook channel's heartbeats say its event was sent and it never came,
+by one ``?ids=`` request. While heartbeats come nothing is polled but a safety net at three
+times a job's estimate. Jobs are polled from their estimates only while the receiver is
+unreachable, the channel silent, or for jobs whose webhooks cannot reach this client; the
+next heartbeat puts them back on the quiet path. docs/design.md tells why.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
-import heapq
 import logging
 import random
-from collections import Counter
 from collections.abc import Sequence
 
+from .actions import Action, Lookup, PinFeed, Poll, ReadFeed, Sleep
+from .channelview import ChannelView
 from .errors import JobNotFound, TranslationError
 from .models import BULK_IDS_MAX, ChannelStatus, Event, Heartbeat, Job, parse_time
+from .timeline import Timeline, Tracked
+from .waitpolicy import Detection, WaitPolicy, WaitStats
 
 log = logging.getLogger(__name__)
 
 MIN_FEED_WAIT_S = 0.01
 KEPT_EVENTS = 10_000  # final jobs seen in the feed for jobs not tracked (yet)
 KEPT_RESULTS = 10_000  # ended jobs remembered after they were reported
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WaitPolicy:
-    """The tunables of the strategy (defaults suit jobs of seconds to minutes)."""
-
-    long_poll_s: float = 5.0  # one feed request at most this long
-    # on the quiet path, a safety-net check at start + 3 x estimated duration + grace
-    deadline_factor: float = 3.0
-    grace_s: float = 1.0
-    # polling: first at 95 % of the estimated duration, then at 12 % of it, each interval
-    # 1.2 times the last (0.5 to 5 s): about 2.3 requests a job with estimates off by 20 %
-    early_fraction: float = 0.95
-    interval_fraction: float = 0.12
-    interval_growth: float = 1.2
-    min_poll_s: float = 0.5
-    max_poll_s: float = 5.0
-    jitter: float = 0.1  # +/- 10 % on every poll delay
-    batch_window_s: float = 0.5  # polls due within this window go out in one ?ids= request
-    ride_along_fraction: float = 0.6  # polling: jobs this far into their estimate join too
-    retry_wait_s: float = 2.0  # a webhook retry due within this is waited for
-    retry_grace_s: float = 1.0  # ... and checked on this long after it was due
-    channel_stale_factor: float = 3.0  # silent after this many heartbeat intervals
-    receiver_retry_s: tuple[float, float] = (0.5, 5.0)  # backoff while the receiver is down
-
-
-# ------------------------------------------------------------------ actions
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PinFeed:
-    """Ask the feed for its current end (``after=latest``), then call ``feed_pinned``."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReadFeed:
-    """Read the feed after ``after``, waiting up to ``wait`` s; then ``on_feed``."""
-
-    after: str
-    wait: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Poll:
-    """Ask the translation server for these jobs (one ``?ids=``); then ``on_statuses``."""
-
-    job_ids: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Lookup:
-    """Ask the receiver for the job's final event (``GET /v1/events/{id}``); then ``on_lookup``."""
-
-    job_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Sleep:
-    """Nothing to do for ``seconds``."""
-
-    seconds: float
-
-
-Action = PinFeed | ReadFeed | Lookup | Poll | Sleep
-
-
-# ------------------------------------------------------------ what it knows
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Detection:
-    """How and when the waiter learned that a job ended."""
-
-    job: Job
-    path: str  # "webhook", "poll", or "known" (already final when watched)
-    detected_at: float
-
-    @property
-    def lag_s(self) -> float | None:
-        """Seconds from the job's end (server time) to its detection."""
-        finished = parse_time(self.job.finished_at)
-        return None if finished is None else max(0.0, self.detected_at - finished)
-
-
-@dataclasses.dataclass
-class WaitStats:
-    """What waiting cost and how jobs were detected (``client.stats.waiting``)."""
-
-    webhooks_used: int = 0
-    polls_resolved: int = 0
-    duplicate_reports_dropped: int = 0
-    lost_webhooks: int = 0  # sent per the channel, never received: asked for
-    status_polls: int = 0
-    feed_requests: int = 0
-    receiver_outages: int = 0
-    mode_changes: list[tuple[float, str, str]] = dataclasses.field(default_factory=list)
-    detections: dict[str, Detection] = dataclasses.field(default_factory=dict)
-
-    def paths(self) -> Counter[str]:
-        """How many jobs each path detected."""
-        return Counter(d.path for d in self.detections.values())
-
-
-@dataclasses.dataclass(slots=True)
-class _Tracked:
-    job: Job
-    start: float
-    estimate: float | None  # estimated end (absolute)
-    next_poll: float = 0.0
-    checks: int = 0
-    urgent: bool = False  # the channel says it ended: ask now
-    covered: bool = True  # followed from a feed position before its end could be stored
-
-    def duration(self, now: float, floor: float) -> float:
-        end = self.estimate if self.estimate is not None else now
-        return max(end - self.start, floor)
-
-
-class _Timeline:
-    """Job ids ordered by a time, O(log n) to set or read the earliest (stale entries are
-    skipped lazily), so waiting on thousands of jobs does not scan them all at every step."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-        self._at: dict[str, float] = {}
-
-    def set(self, job_id: str, at: float) -> None:
-        self._at[job_id] = at
-        heapq.heappush(self._heap, (at, job_id))
-        if len(self._heap) > 4 * len(self._at) + 64:  # compact the stale entries
-            self._heap = [(t, j) for j, t in self._at.items()]
-            heapq.heapify(self._heap)
-
-    def discard(self, job_id: str) -> None:
-        self._at.pop(job_id, None)
-
-    def earliest(self) -> float | None:
-        while self._heap:
-            at, job_id = self._heap[0]
-            if self._at.get(job_id) == at:
-                return at
-            heapq.heappop(self._heap)
-        return None
 
 
 class WaitCore:
@@ -205,8 +49,8 @@ class WaitCore:
         self.policy = policy or WaitPolicy()
         self.stats = WaitStats()
         self._random = random.Random(seed)
-        self._tracked: dict[str, _Tracked] = {}
-        self._polls = _Timeline()
+        self._tracked: dict[str, Tracked] = {}
+        self._polls = Timeline()
         self._done: collections.OrderedDict[str, Detection] = collections.OrderedDict()
         self._failed: dict[str, TranslationError] = {}
         self._kept: collections.OrderedDict[str, Job] = collections.OrderedDict()
@@ -216,10 +60,7 @@ class WaitCore:
         self._receiver_up = endpoint is not None
         self._receiver_retry_at = 0.0
         self._receiver_backoff = self.policy.receiver_retry_s[0]
-        self._heard_at: float | None = None  # when the channel was last known alive
-        self._waiting_since: float | None = None  # when the first channel job was tracked
-        self._interval = 1.0
-        self._channel_seq: dict[str, int] = {}  # per client: the highest number accounted for
+        self._channel = ChannelView(self.policy.channel_stale_factor)
         self._regime = self._current_regime(0.0)
 
     # ------------------------------------------------------------ queries
@@ -280,12 +121,12 @@ class WaitCore:
             self._resolve(job, "known", now)
             return
         start = parse_time(job.started_at) or parse_time(job.created_at) or now
-        tracked = _Tracked(job, start, parse_time(job.estimated_completion_at))
+        tracked = Tracked(job, start, parse_time(job.estimated_completion_at))
         tracked.covered = self._cursor is not None
         if self._on_channel(job) and not any(
             self._on_channel(t.job) for t in self._tracked.values()
         ):
-            self._waiting_since = now  # a new stretch of waiting on the channel begins
+            self._channel.waiting_starts(now)
         self._tracked[job.id] = tracked
         self._reschedule(tracked, now)
 
@@ -330,8 +171,7 @@ class WaitCore:
                 found.append(detection)
         for channel in channels:
             if channel.endpoint == self.endpoint:
-                heard = now - channel.age_s
-                self._heard_at = max(self._heard_at or heard, heard)
+                self._channel.heard(now - channel.age_s)
         self._check_regime(now)
         return found
 
@@ -424,8 +264,8 @@ class WaitCore:
             return Poll(tuple(due))
         wake = self._polls.earliest()
         wake = now + self.policy.long_poll_s if wake is None else wake
-        if self._regime == "channel" and self._waiting_since is not None:
-            wake = min(wake, self._silent_at())  # so the change of regime is noticed
+        if self._regime == "channel" and self._channel.waiting:
+            wake = min(wake, self._channel.silent_at())  # so the change of regime is noticed
         block = max(0.0, min(self.policy.long_poll_s, wake - now))
         if max_block is not None:
             block = min(block, max_block)
@@ -467,9 +307,7 @@ class WaitCore:
     def _on_heartbeat(self, beat: Heartbeat, now: float) -> None:
         if beat.endpoint != self.endpoint:
             return
-        self._heard_at = now
-        self._interval = beat.interval_s
-        accounted = {e.seq for e in beat.events}
+        unaccounted = self._channel.read(beat, now)
         for entry in beat.events:
             tracked = self._tracked.get(entry.job_id)
             if tracked is None:
@@ -494,11 +332,6 @@ class WaitCore:
                     self._set_poll(tracked, now)
                 else:
                     self._set_poll(tracked, max(now, retry) + self.policy.retry_grace_s)
-        known = self._channel_seq.get(beat.client_id)
-        unaccounted = known is not None and any(
-            s not in accounted for s in range(known + 1, beat.seq + 1)
-        )
-        self._channel_seq[beat.client_id] = max(known or 0, beat.seq)
         if unaccounted:
             # events too many or too old for the heartbeat to name: ask for every job that
             # may plausibly have ended (one request; they ride along in the same ?ids=)
@@ -520,25 +353,25 @@ class WaitCore:
         )
         return [t.job.id for t in due][:BULK_IDS_MAX]
 
-    def _joins_poll(self, tracked: _Tracked, now: float, horizon: float) -> bool:
+    def _joins_poll(self, tracked: Tracked, now: float, horizon: float) -> bool:
         """A job whose own poll is due within the batch window joins; while polling, so does
         any job that may plausibly have ended: one more id costs no extra request."""
         if tracked.next_poll <= horizon:
             return True
         return self._regime_of(tracked.job) == "poll" and self._plausibly_ended(tracked, now)
 
-    def _plausibly_ended(self, tracked: _Tracked, now: float) -> bool:
+    def _plausibly_ended(self, tracked: Tracked, now: float) -> bool:
         duration = tracked.duration(now, self.policy.min_poll_s)
         return now - tracked.start >= self.policy.ride_along_fraction * duration
 
-    def _update(self, tracked: _Tracked, job: Job, now: float) -> None:
+    def _update(self, tracked: Tracked, job: Job, now: float) -> None:
         tracked.job = job
         tracked.estimate = parse_time(job.estimated_completion_at) or tracked.estimate
         if job.started_at:
             tracked.start = parse_time(job.started_at) or tracked.start
         self._reschedule(tracked, now)
 
-    def _reschedule(self, tracked: _Tracked, now: float) -> None:
+    def _reschedule(self, tracked: Tracked, now: float) -> None:
         if tracked.urgent:
             self._set_poll(tracked, now)
             return
@@ -554,7 +387,7 @@ class WaitCore:
         at = first if tracked.checks == 0 and first > now else now + interval
         self._set_poll(tracked, now + self._jitter(max(at - now, p.min_poll_s)))
 
-    def _set_poll(self, tracked: _Tracked, at: float) -> None:
+    def _set_poll(self, tracked: Tracked, at: float) -> None:
         tracked.next_poll = at
         self._polls.set(tracked.job.id, at)
 
@@ -571,15 +404,10 @@ class WaitCore:
         """``quiet`` (webhooks and the channel will tell) or ``poll``, for one job."""
         return "quiet" if self._regime == "channel" and self._on_channel(job) else "poll"
 
-    def _silent_at(self) -> float:
-        """When the channel counts as silent if nothing is heard before."""
-        stale = self.policy.channel_stale_factor * max(self._interval, 1.0)
-        return max(self._heard_at or 0.0, self._waiting_since or 0.0) + stale
-
     def _current_regime(self, now: float) -> str:
         if self.endpoint is None or not self._receiver_up:
             return "receiver down"
-        if self._waiting_since is not None and now >= self._silent_at():
+        if self._channel.is_silent(now):
             return "silent"
         return "channel"
 
@@ -614,6 +442,6 @@ class WaitCore:
             log.info("%s %s: found by asking the server", job.id, job.status.value)
         return detection
 
-    def _untrack(self, job_id: str) -> _Tracked | None:
+    def _untrack(self, job_id: str) -> Tracked | None:
         self._polls.discard(job_id)
         return self._tracked.pop(job_id, None)

@@ -21,8 +21,9 @@ from client_lib import (
     TranslationClient,
     WaitTimeout,
 )
+from client_lib.actions import Lookup, PinFeed, Poll
 from client_lib.models import Event, Job
-from client_lib.waiting import Lookup, PinFeed, Poll, WaitCore
+from client_lib.waiting import WaitCore
 from tests.fakes import ENDPOINT, RECEIVER, SERVER, T0, FakeClock, FakeJob, FakeServices
 
 
