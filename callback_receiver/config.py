@@ -10,9 +10,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from client_lib.localsetup import DEFAULT_CREDENTIALS_PATH, PROJECT_ROOT
+from client_lib.localsetup import DATA_HOME, DEFAULT_CREDENTIALS_PATH
 
-DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'receiver.db'}"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_HOME / 'receiver.db'}"
 # Threads kept free of long-polls by default, so webhooks and pages are always served.
 RESERVED_THREADS = 4
 MAX_WAIT_LIMIT = 60.0

@@ -14,6 +14,7 @@ class HTTPClient(Protocol):
     """What the services need of the client: its receiver, timeout and requests."""
 
     receiver_url: str | None
+    receiver_token: str | None
     timeout: float
 
     def _call(
@@ -43,8 +44,16 @@ class Services:
         c = self._client
         if not c.receiver_url:
             raise TranslationError("no receiver configured")
+        token = c.receiver_token  # the feed's bearer token, when the receiver asks for one
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         return c._call(
-            "GET", c.receiver_url + path, endpoint, auth=False, retry=False, **kwargs
+            "GET",
+            c.receiver_url + path,
+            endpoint,
+            auth=False,
+            retry=False,
+            headers=headers,
+            **kwargs,
         ).json()
 
     def feed_latest(self) -> str:

@@ -12,23 +12,21 @@ wait at once; one of them at a time drives the shared feed connection, the other
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
-from .actions import Action, Lookup, PinFeed, ReadFeed, Sleep
 from .backend import Services
 from .clock import Clock, SystemClock
-from .errors import JobCancelled, JobFailed, TranslationError, WaitTimeout
-from .localsetup import LocalSetup, load_local_setup
+from .config import UNSET, resolve
+from .driver import Waiting
+from .errors import AuthenticationError, TranslationError, job_outcome
 from .models import BULK_IDS_MAX, Job, JobStatus
 from .stats import ClientStats
 from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
 from .waiting import WaitCore
 from .waitpolicy import Detection, WaitPolicy
 
-_UNSET: Any = object()
 _ETAG_CACHE_MAX = 256
 
 
@@ -40,7 +38,8 @@ class TranslationClient:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
-        receiver_url: str | None = _UNSET,
+        receiver_url: str | None = UNSET,
+        receiver_token: str | None = None,
         timeout: float = 10.0,
         credentials_file: str | None = None,
         transport: Transport | None = None,
@@ -49,26 +48,32 @@ class TranslationClient:
         seed: int | None = None,
         admin_token: str | None = None,
     ) -> None:
-        """Every argument defaults to the local set-up (``make run``); pass them to override.
+        """Each setting: the argument, else its ``VT_`` environment variable, else the local
+        set-up file, else the default (``config.py``).
 
         ``receiver_url=None`` means no receiver: waiting polls the server from the start.
         """
-        local: LocalSetup = load_local_setup(credentials_file)
-        self.base_url = (base_url or local.server_url).rstrip("/")
-        self.api_key = api_key or local.api_key
-        self.receiver_url = local.receiver_url if receiver_url is _UNSET else receiver_url
-        if self.receiver_url:
-            self.receiver_url = self.receiver_url.rstrip("/")
-        self.admin_token = admin_token or local.admin_token
+        self.config = resolve(
+            base_url=base_url,
+            receiver_url=receiver_url,
+            api_key=api_key,
+            receiver_token=receiver_token,
+            admin_token=admin_token,
+            credentials_file=credentials_file,
+        )
+        self.base_url = self.config.server_url
+        self.api_key = self.config.api_key
+        self.receiver_url = self.config.receiver_url
+        self.receiver_token = self.config.receiver_token
+        self.admin_token = self.config.admin_token
         self.timeout = timeout
         self._transport = transport or RequestsTransport()
         self._clock = clock or SystemClock()
-        self._backend = Services(self)
         self._core = WaitCore(endpoint=self.default_callback_url, policy=policy, seed=seed)
-        self._lock = threading.RLock()  # guards the core; I/O happens outside it
+        self._waiting = Waiting(
+            self._core, Services(self), self._clock, get_jobs=self.get_jobs, get_job=self.get_job
+        )
         self.stats = ClientStats(self._core.stats)
-        self._driving = False
-        self._cond = threading.Condition()
         self._etags: dict[str, tuple[str, list[Job]]] = {}
 
     def __enter__(self) -> TranslationClient:
@@ -103,12 +108,23 @@ class TranslationClient:
     ) -> Response:
         """Send one request; every error of the library is raised from here."""
         all_headers = dict(headers or {})
-        if auth and self.api_key:
+        if auth:
+            if not self.api_key:
+                raise AuthenticationError(
+                    status_code=401,
+                    method=method,
+                    url=url,
+                    code="missing_credentials",
+                    detail=self.config.missing_api_key(),
+                )
             all_headers["Authorization"] = f"Bearer {self.api_key}"
         all_headers.setdefault("X-Request-ID", uuid.uuid4().hex)
         request = Request(method, url, all_headers, params, json, timeout or self.timeout, retry)
         self.stats.count(endpoint)
         response = self._transport.send(request)
+        source = self.config.source_of("api_key")
+        if auth and response.status_code == 401 and source != "argument":
+            raise_for_problem(request, response, hint=f"the API key came from {source}")
         raise_for_problem(request, response)
         return response
 
@@ -123,7 +139,7 @@ class TranslationClient:
         source_url: str | None = None,
         target_language: str | None = None,
         priority: int | None = None,
-        callback_url: str | None = _UNSET,
+        callback_url: str | None = UNSET,
         metadata: dict[str, Any] | None = None,
         simulate: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
@@ -133,7 +149,7 @@ class TranslationClient:
         An ``Idempotency-Key`` is always sent (generated unless given), so the request is
         retried safely on transient failures and never creates two jobs.
         """
-        if callback_url is _UNSET:
+        if callback_url is UNSET:
             callback_url = self.default_callback_url
         body = {
             k: v
@@ -149,14 +165,13 @@ class TranslationClient:
         }
         if callback_url and callback_url == self.default_callback_url:
             body["channel_events"] = True  # numbered events and heartbeats (see waiting.py)
-            self._pin_feed()  # so the feed cannot miss this job's events
+            self._waiting.pin_feed()  # so the feed cannot miss this job's events
         key = idempotency_key or f"vt-{uuid.uuid4()}"
         data = self._server(
             "POST", "/v1/jobs", "POST /v1/jobs", json=body, headers={"Idempotency-Key": key}
         )
         job = Job.from_dict(data)
-        with self._lock:  # followed from now on: its events are kept until it is waited on
-            self._core.track(job, self._clock.now())
+        self._waiting.track(job)  # followed from now on: its events are kept until waited on
         return job
 
     def get_job(self, job_id: str) -> Job:
@@ -289,7 +304,7 @@ class TranslationClient:
 
         Raises WaitTimeout (with the last status seen) when ``timeout`` seconds pass first.
         """
-        return _outcome(self._wait_for(job_id, timeout=timeout, on_update=on_update).job)
+        return job_outcome(self._waiting.wait_for(job_id, timeout, on_update).job)
 
     def as_completed(
         self, job_ids: Iterable[str], *, timeout: float | None = None
@@ -299,33 +314,7 @@ class TranslationClient:
         All jobs share one feed connection and one ``?ids=`` poll; raises WaitTimeout for the
         first job still pending when ``timeout`` passes.
         """
-        ids = list(dict.fromkeys(job_ids))
-        started = self._clock.now()
-        deadline = None if timeout is None else started + timeout
-        with self._lock:
-            mark = self._core.finished_since(0)[1]
-        self._track_ids(ids)
-        remaining = set(ids)
-        ready = list(ids)  # some may have ended before
-        while True:
-            for job_id in ready:
-                if job_id not in remaining:
-                    continue
-                with self._lock:
-                    detection = self._core.result(job_id)  # raises if it vanished
-                if detection is not None:
-                    remaining.discard(job_id)
-                    yield detection.job
-            if not remaining:
-                return
-            with self._lock:
-                ready, mark = self._core.finished_since(mark)
-            if ready:
-                continue
-            now = self._clock.now()
-            if deadline is not None and now >= deadline:
-                self._timeout(sorted(remaining)[0], now - started)
-            self._drive(None if deadline is None else deadline - now)
+        return self._waiting.as_completed(list(dict.fromkeys(job_ids)), timeout)
 
     def detection(self, job_id: str) -> Detection | None:
         """How and when waiting learned that this job ended (path and lag)."""
@@ -333,115 +322,7 @@ class TranslationClient:
 
     def forget(self, job_id: str) -> None:
         """Stop following a job this client created or waited on, and drop what it kept."""
-        with self._lock:
-            self._core.forget(job_id)
-
-    def _pin_feed(self) -> None:
-        """Pin the feed position before creating a job, so none of its events is missed."""
-        with self._lock:
-            needed = self._core.needs_pin(self._clock.now())
-        if needed:
-            self._run(PinFeed())
-
-    def _track_ids(self, ids: Sequence[str]) -> None:
-        """Follow these jobs; only those the client never saw cost a first request."""
-        with self._lock:
-            unknown = [i for i in ids if not self._core.knows(i, self._clock.now())]
-        if not unknown:
-            return
-        self._pin_feed()  # before the look-up: an end after it is then in the feed
-        fetched = {j.id: j for j in self.get_jobs(unknown)}
-        for job_id in unknown:
-            if job_id not in fetched:
-                self.get_job(job_id)  # not visible to this client: raises JobNotFound
-        with self._lock:
-            for job in fetched.values():
-                self._core.track(job, self._clock.now())
-
-    def _wait_for(
-        self, job_id: str, *, timeout: float | None, on_update: Callable[[Job], None] | None
-    ) -> Detection:
-        """Drive, or wait for whoever drives, until the job ended."""
-        started = self._clock.now()
-        deadline = None if timeout is None else started + timeout
-        self._track_ids([job_id])
-        shown: tuple[Any, ...] | None = None
-        while True:
-            with self._lock:
-                detection = self._core.result(job_id)
-                last = self._core.last_known(job_id)
-            if on_update is not None and last is not None:
-                state = (last.status, last.stage, round(last.progress, 2))
-                if state != shown:
-                    shown = state
-                    on_update(last)
-            if detection is not None:
-                return detection
-            now = self._clock.now()
-            if deadline is not None and now >= deadline:
-                self._timeout(job_id, now - started)
-            self._drive(None if deadline is None else deadline - now)
-
-    def _timeout(self, job_id: str, waited: float) -> NoReturn:
-        with self._lock:
-            last = self._core.last_known(job_id)
-        raise WaitTimeout(job_id, last.status if last else None, waited)
-
-    def _drive(self, budget: float | None) -> None:
-        """Carry out the core's next action, unless another thread is already driving it."""
-        with self._cond:
-            if self._driving:
-                self._cond.wait(timeout=min(budget or 1.0, 1.0))
-                return
-            self._driving = True
-        try:
-            with self._lock:
-                action = self._core.next_action(self._clock.now(), max_block=budget)
-            self._run(action)
-        finally:
-            with self._cond:
-                self._driving = False
-                self._cond.notify_all()
-
-    def _run(self, action: Action) -> None:
-        """One action of the core, its I/O here, its outcome fed back."""
-        backend = self._backend
-        core = self._core
-        try:
-            if isinstance(action, Sleep):
-                self._clock.sleep(action.seconds)
-            elif isinstance(action, PinFeed):
-                cursor = backend.feed_latest()
-                with self._lock:
-                    core.feed_pinned(cursor, self._clock.now())
-            elif isinstance(action, ReadFeed):
-                events, cursor, channels = backend.feed(action.after, action.wait)
-                with self._lock:
-                    core.on_feed(events, cursor, self._clock.now(), channels)
-            elif isinstance(action, Lookup):
-                final = backend.final_event(action.job_id)
-                with self._lock:
-                    core.on_lookup(action.job_id, final, self._clock.now())
-            else:
-                try:
-                    jobs = backend.status_many(action.job_ids)
-                except TranslationError as exc:
-                    with self._lock:
-                        core.on_status_error(action.job_ids, exc, self._clock.now())
-                    return
-                with self._lock:
-                    core.on_statuses(action.job_ids, jobs, self._clock.now())
-        except TranslationError as exc:  # the receiver's (a status failure is handled above)
-            with self._lock:
-                core.on_feed_error(exc, self._clock.now())
-
-
-def _outcome(job: Job) -> Job:
-    if job.status is JobStatus.ERROR:
-        raise JobFailed(job)
-    if job.status is JobStatus.CANCELLED:
-        raise JobCancelled(job)
-    return job
+        self._waiting.forget(job_id)
 
 
 __all__ = ["ClientStats", "TranslationClient"]

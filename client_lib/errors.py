@@ -1,6 +1,7 @@
 """The client's exceptions: one tree, so ``except TranslationError`` catches everything.
 
     TranslationError            root: catch this to catch everything
+    ├── ConfigurationError      a setting is unusable (also a ValueError)
     ├── TransportError          connection failed or timed out (wraps requests' errors)
     ├── APIError                non-2xx answer: .status_code, .code, .detail, .request_id
     │   ├── AuthenticationError 401
@@ -25,6 +26,10 @@ from .models import Job, JobStatus
 
 class TranslationError(Exception):
     """The root of every error this library raises."""
+
+
+class ConfigurationError(TranslationError, ValueError):
+    """A setting is unusable (a URL without http://, say); the message says how to fix it."""
 
 
 class TransportError(TranslationError):
@@ -130,3 +135,12 @@ class WebhookVerificationError(TranslationError):
         self.status = status
         self.code = code
         self.detail = detail
+
+
+def job_outcome(job: Job) -> Job:
+    """The job if it completed; JobFailed or JobCancelled if it ended otherwise."""
+    if job.status is JobStatus.ERROR:
+        raise JobFailed(job)
+    if job.status is JobStatus.CANCELLED:
+        raise JobCancelled(job)
+    return job

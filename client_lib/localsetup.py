@@ -12,10 +12,18 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-# The project's own data folder (beside the packages in a source checkout).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CREDENTIALS_PATH = PROJECT_ROOT / "var" / "local.json"
+
+def data_home() -> Path:
+    """Where local data lives: ``$VT_HOME``, else ``var/`` in the working directory (never the
+    package's own folder, which an install puts in site-packages)."""
+    return Path(os.environ.get("VT_HOME") or Path.cwd() / "var").absolute()
+
+
+# As the process found it at start-up (the services' option defaults show it).
+DATA_HOME = data_home()
+DEFAULT_CREDENTIALS_PATH = DATA_HOME / "local.json"
 DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
 DEFAULT_RECEIVER_URL = "http://127.0.0.1:8001"
 
@@ -30,6 +38,7 @@ class LocalSetup:
     api_key: str | None = None
     webhook_secret: str | None = None
     admin_token: str | None = None
+    receiver_token: str | None = None
 
     @property
     def callback_url(self) -> str:
@@ -47,9 +56,19 @@ class LocalSetup:
         os.replace(tmp, path)
 
 
+def load_local_values(path: Path) -> dict[str, Any]:
+    """The settings the local set-up file holds (none when it is missing or unreadable)."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    fields = {f.name for f in dataclasses.fields(LocalSetup)}
+    return {k: v for k, v in raw.items() if k in fields and v} if isinstance(raw, dict) else {}
+
+
 def load_local_setup(path: str | os.PathLike[str] | None = None) -> LocalSetup:
     """Read the local set-up file; a missing file gives the defaults with no credentials."""
-    target = Path(path) if path is not None else DEFAULT_CREDENTIALS_PATH
+    target = Path(path) if path is not None else data_home() / "local.json"
     try:
         raw = json.loads(target.read_text())
     except FileNotFoundError:

@@ -133,8 +133,9 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
     return retry_after(headers.get("Retry-After"), time.time())
 
 
-def raise_for_problem(request: Request, response: Response) -> None:
-    """Turn a non-2xx answer into the matching APIError (problem+json fields included)."""
+def raise_for_problem(request: Request, response: Response, *, hint: str | None = None) -> None:
+    """Turn a non-2xx answer into the matching APIError (problem+json fields included);
+    ``hint`` is added to its detail."""
     if 200 <= response.status_code < 300 or response.status_code == 304:
         return
     try:
@@ -147,11 +148,15 @@ def raise_for_problem(request: Request, response: Response) -> None:
         method=request.method,
         url=request.url,
         code=problem.get("code"),
-        detail=problem.get("detail") or _snippet(response.content),
+        detail=_with_hint(problem.get("detail") or _snippet(response.content), hint),
         request_id=problem.get("request_id") or response.headers.get("X-Request-ID"),
         body=body,
         retry_after=retry_after_s(response.headers),
     )
+
+
+def _with_hint(detail: str | None, hint: str | None) -> str | None:
+    return f"{detail} ({hint})" if hint else detail
 
 
 def _snippet(content: bytes) -> str | None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import click
 
-from client_lib.localsetup import DEFAULT_CREDENTIALS_PATH, PROJECT_ROOT
+from client_lib.localsetup import DATA_HOME, DEFAULT_CREDENTIALS_PATH
 
-DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'server.db'}"
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_HOME / 'server.db'}"
 # the first retry at once (a one-off failure heals in milliseconds), then backing off
 DEFAULT_RETRY_SCHEDULE = (0, 1, 5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400)
 DEFAULT_CALLBACK_ALLOW = ("127.0.0.0/8", "::1/128", "localhost")

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from callback_receiver.__main__ import main as receiver_main
-from client_lib.localsetup import PROJECT_ROOT
+from client_lib.localsetup import DATA_HOME
 from tests.receiver_support import receiver_app
 from translation_server.__main__ import main as server_main
 from translation_server.validation import CREATE_FIELDS, SIMULATE_FIELDS
@@ -79,12 +79,12 @@ def _envvar(command: click.Command, option: click.Option) -> str:
 
 
 def _default_text(default: Any) -> str | None:
-    """A default as the doc writes it (`5`, `0.1`, `<project>/var/local.json`), else None."""
+    """A default as the doc writes it (`5`, `0.1`, `<data>/local.json`), else None."""
     if isinstance(default, bool) or not isinstance(default, str | int | float):
         return None  # flags, unset and computed defaults are described in words
     if isinstance(default, float):
         return f"{default:g}"
-    return str(default).replace(str(PROJECT_ROOT), "<project>")
+    return str(default).replace(str(DATA_HOME), "<data>")
 
 
 def _options(command: click.Command) -> list[click.Option]:
