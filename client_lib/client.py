@@ -21,6 +21,7 @@ from .clock import Clock, SystemClock
 from .config import UNSET, resolve
 from .driver import Waiting
 from .errors import AuthenticationError, TranslationError, job_outcome
+from .handles import JobHandle, decode_token
 from .models import BULK_IDS_MAX, Job, JobStatus
 from .stats import ClientStats
 from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
@@ -315,6 +316,19 @@ class TranslationClient:
         first job still pending when ``timeout`` passes.
         """
         return self._waiting.as_completed(list(dict.fromkeys(job_ids)), timeout)
+
+    def submit(self, **fields: Any) -> JobHandle:
+        """Create a job (``create_job``'s arguments) and return its handle."""
+        return JobHandle(self, self.create_job(**fields).id)
+
+    def resume(self, continuation_token: str) -> JobHandle:
+        """The handle of a job from its continuation token, in this process or any other."""
+        return JobHandle(self, decode_token(continuation_token, self.base_url))
+
+    def last_known(self, job_id: str) -> Job | None:
+        """The latest state this client saw of a job (no request)."""
+        with self._waiting.lock:
+            return self._core.last_known(job_id)
 
     def detection(self, job_id: str) -> Detection | None:
         """How and when waiting learned that this job ended (path and lag)."""

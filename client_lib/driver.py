@@ -15,6 +15,8 @@ from .models import Job
 from .waiting import WaitCore
 from .waitpolicy import Detection
 
+LOOKUPS_MAX = 10  # jobs never seen are looked up at the receiver first, when this few
+
 
 class Waiting:
     """Drives a ``WaitCore`` for a sync client."""
@@ -89,6 +91,10 @@ class Waiting:
             unknown = [i for i in ids if not self.core.knows(i, self._clock.now())]
         if not unknown:
             return
+        if len(unknown) <= LOOKUPS_MAX:  # the receiver may hold their end: no status request
+            unknown = [i for i in unknown if not self._found_at_receiver(i)]
+            if not unknown:
+                return
         self.pin_feed()  # before the look-up: an end after it is then in the feed
         fetched = {j.id: j for j in self._get_jobs(unknown)}
         for job_id in unknown:
@@ -97,6 +103,17 @@ class Waiting:
         with self.lock:
             for job in fetched.values():
                 self.core.track(job, self._clock.now())
+
+    def _found_at_receiver(self, job_id: str) -> bool:
+        try:
+            final = self._services.final_event(job_id)
+        except TranslationError:
+            return False  # the receiver is not reachable: ask the server
+        if final is None:
+            return False
+        with self.lock:
+            self.core.on_lookup(job_id, final, self._clock.now())
+        return True
 
     def wait_for(
         self, job_id: str, timeout: float | None, on_update: Callable[[Job], None] | None

@@ -103,8 +103,8 @@ class JobCancelled(TranslationError):
         self.job = job
 
 
-class WaitTimeout(TranslationError):
-    """The caller's deadline passed before the job ended."""
+class WaitTimeout(TranslationError, TimeoutError):
+    """The caller's deadline passed before the job ended (also a builtin ``TimeoutError``)."""
 
     def __init__(self, job_id: str, last_status: JobStatus | None, waited_s: float) -> None:
         status = last_status.value if last_status else "unknown"

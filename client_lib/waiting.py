@@ -195,14 +195,15 @@ class WaitCore:
         self._check_regime(now)
 
     def on_lookup(self, job_id: str, final: Job | None, now: float) -> Detection | None:
-        """The receiver's final event for a job (None: it has none): no lost webhook then."""
+        """The receiver's final event for a job, or None: it has none (then a webhook the
+        channel said was sent is lost)."""
         self._lookups.pop(job_id, None)
-        tracked = self._tracked.get(job_id)
-        if tracked is None:
-            return None
-        if final is not None and final.is_final:
+        if final is not None and final.is_final and job_id not in self._done:
             self.stats.webhooks_used += 1
             return self._resolve(final, "webhook", now)
+        tracked = self._tracked.get(job_id)
+        if tracked is None or final is not None:
+            return None
         tracked.covered = True  # nothing before the feed position: the next word is final
         self.stats.lost_webhooks += 1
         tracked.urgent = True
