@@ -55,8 +55,9 @@ class SecretSource:
     def _load(self) -> list[Webhook]:
         assert self._file is not None
         try:
-            secret = load_local_setup(self._file).webhook_secret
-            hooks = [parse_secret(secret)] if secret else []
+            setup = load_local_setup(self._file)
+            found = [setup.webhook_secret, *setup.webhook_secrets]
+            hooks = [parse_secret(secret) for secret in found if secret]
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning(
                 "credentials file %s: no usable webhook secret (%s)", self._file, type(exc).__name__

@@ -8,111 +8,54 @@ and exit status 1, never a traceback. URLs and keys default to the local set-up
 from __future__ import annotations
 
 import itertools
-import json
-import sys
-import time
-from collections.abc import Callable, Sequence
-from functools import wraps
 from typing import Any
 
 import click
 
 from .client import TranslationClient
-from .errors import JobCancelled, JobFailed, TranslationError
-from .models import Job, JobStatus, parse_time
-
-JOB_COLUMNS = (
-    "id",
-    "status",
-    "stage",
-    "progress",
-    "priority",
-    "target_language",
-    "created_at",
-    "finished_at",
+from .cliview import (
+    JOB_COLUMNS,
+    cell,
+    errors_as_messages,
+    iso_times,
+    output,
+    wait_with_progress,
 )
+from .errors import ConfigurationError
+from .models import JobStatus
 
 
 def _client(ctx: click.Context) -> TranslationClient:
+    """A client from the options given; the library resolves the rest (``config.py``)."""
     opts = ctx.obj
     kwargs = {"receiver_url": opts["receiver"]} if opts["receiver"] else {}
-    return TranslationClient(
-        base_url=opts["server"],
-        api_key=opts["api_key"],
-        admin_token=opts["admin_token"],
-        credentials_file=opts["credentials_file"],
-        **kwargs,
-    )
-
-
-def _output(ctx: click.Context, data: Any, columns: Sequence[str] | None = None) -> None:
-    if ctx.obj["json"]:
-        click.echo(json.dumps(data, indent=2))
-        return
-    rows = data if isinstance(data, list) else [data]
-    if not rows:
-        click.echo("(none)")
-        return
-    cols = list(columns or rows[0].keys())
-    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
-def _errors_as_messages(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Library errors become one clear line and exit status 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (JobFailed, JobCancelled) as exc:
-            raise click.ClickException(str(exc)) from None
-        except TranslationError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+    try:
+        return TranslationClient(
+            base_url=opts["server"],
+            api_key=opts["api_key"],
+            admin_token=opts["admin_token"],
+            receiver_token=opts["receiver_token"],
+            credentials_file=opts["credentials_file"],
+            **kwargs,
+        )
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", default=None, help="Translation server URL [env VT_SERVER_URL]")
+@click.option("--receiver", default=None, help="Callback receiver URL [env VT_RECEIVER_URL]")
+@click.option("--api-key", default=None, help="Client API key [env VT_API_KEY]")
 @click.option(
-    "--server",
-    envvar="VT_SERVER_URL",
-    default=None,
-    help="Translation server URL [default: the local set-up's]",
+    "--receiver-token", default=None, help="The receiver's feed token [env VT_RECEIVER_TOKEN]"
 )
 @click.option(
-    "--receiver",
-    envvar="VT_RECEIVER_URL",
-    default=None,
-    help="Callback receiver URL [default: the local set-up's]",
-)
-@click.option(
-    "--api-key",
-    envvar="VT_API_KEY",
-    default=None,
-    help="Client API key [default: the local demo client's]",
-)
-@click.option(
-    "--admin-token", envvar="VT_ADMIN_TOKEN", default=None, help="Operator token, for 'vt clients'"
+    "--admin-token", default=None, help="Operator token, for 'vt clients' [env VT_ADMIN_TOKEN]"
 )
 @click.option(
     "--credentials-file",
-    envvar="VT_CREDENTIALS_FILE",
     default=None,
-    help="Local set-up file [default: var/local.json]",
+    help="Local set-up file [env VT_CREDENTIALS_FILE; default: $VT_HOME or ./var/local.json]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
@@ -121,15 +64,21 @@ def main(
     server: str | None,
     receiver: str | None,
     api_key: str | None,
+    receiver_token: str | None,
     admin_token: str | None,
     credentials_file: str | None,
     as_json: bool,
 ) -> None:
-    """Talk to the video translation server and the callback receiver."""
+    """Talk to the video translation server and the callback receiver.
+
+    Each option falls back to its environment variable, then to the local set-up file that
+    `make run` writes, then to the local defaults.
+    """
     ctx.obj = {
         "server": server,
         "receiver": receiver,
         "api_key": api_key,
+        "receiver_token": receiver_token,
         "admin_token": admin_token,
         "credentials_file": credentials_file,
         "json": as_json,
@@ -147,30 +96,34 @@ def clients() -> None:
 @clients.command("create")
 @click.argument("name")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def clients_create(ctx: click.Context, name: str) -> None:
-    """Create a client; its API key and webhook secret are shown only now."""
+    """Create a client; its API key and webhook secret are shown only now.
+
+    A server of the local set-up also keeps the secret where the local receiver reads it, so
+    the new client's webhooks are accepted there.
+    """
     with _client(ctx) as client:
-        _output(ctx, client.create_client(name))
+        output(ctx, client.create_client(name))
 
 
 @clients.command("list")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def clients_list(ctx: click.Context) -> None:
     """List clients."""
     with _client(ctx) as client:
-        _output(ctx, client.list_clients(), ("id", "name"))
+        output(ctx, client.list_clients(), ("id", "name"))
 
 
 @clients.command("rotate-secret")
 @click.argument("client_id")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def clients_rotate(ctx: click.Context, client_id: str) -> None:
     """Give a client a new webhook secret (the old one signs during the grace period)."""
     with _client(ctx) as client:
-        _output(ctx, client.rotate_secret(client_id))
+        output(ctx, iso_times(client.rotate_secret(client_id), "previous_secret_expires_at"))
 
 
 # --------------------------------------------------------------------- jobs
@@ -209,7 +162,7 @@ def jobs() -> None:
     help="With --wait: give up after this many seconds.",
 )
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def jobs_create(
     ctx: click.Context,
     target_language: str,
@@ -243,24 +196,24 @@ def jobs_create(
             **kwargs,
         )
         if not wait_:
-            _output(ctx, job.to_dict(), JOB_COLUMNS)
+            output(ctx, job.to_dict(), JOB_COLUMNS)
             return
-        _wait_with_progress(ctx, client, job, timeout)
+        wait_with_progress(ctx, client, job, timeout)
 
 
 @jobs.command("get")
 @click.argument("job_id")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def jobs_get(ctx: click.Context, job_id: str) -> None:
     """Show one job."""
     with _client(ctx) as client:
         job = client.get_job(job_id).to_dict()
         if ctx.obj["json"]:
-            _output(ctx, job)
+            output(ctx, job)
         else:
             for key, value in job.items():
-                click.echo(f"{key:>24}  {_cell(value)}")
+                click.echo(f"{key:>24}  {cell(value)}")
 
 
 @jobs.command("list")
@@ -273,83 +226,35 @@ def jobs_get(ctx: click.Context, job_id: str) -> None:
     help="List the jobs of the client with this API key instead.",
 )
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def jobs_list(ctx: click.Context, status: str | None, limit: int, client_key: str | None) -> None:
     """This client's jobs, newest first."""
     if client_key:
         ctx.obj["api_key"] = client_key
     with _client(ctx) as client:
         found = itertools.islice(client.list_jobs(status=status, limit=min(limit, 100)), limit)
-        _output(ctx, [j.to_dict() for j in found], JOB_COLUMNS)
+        output(ctx, [j.to_dict() for j in found], JOB_COLUMNS)
 
 
 @jobs.command("cancel")
 @click.argument("job_id")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def jobs_cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel a pending job."""
     with _client(ctx) as client:
-        _output(ctx, client.cancel_job(job_id).to_dict(), JOB_COLUMNS)
+        output(ctx, client.cancel_job(job_id).to_dict(), JOB_COLUMNS)
 
 
 @jobs.command("wait")
 @click.argument("job_id")
 @click.option("--timeout", type=float, default=600, show_default=True)
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def jobs_wait(ctx: click.Context, job_id: str, timeout: float) -> None:
     """Wait for a job to end, with a progress bar from its progress and estimate."""
     with _client(ctx) as client:
-        _wait_with_progress(ctx, client, client.get_job(job_id), timeout)
-
-
-def _wait_with_progress(
-    ctx: click.Context, client: TranslationClient, job: Job, timeout: float
-) -> None:
-    bar = _ProgressLine(job, enabled=not ctx.obj["json"] and sys.stderr.isatty())
-    try:
-        done = client.wait(job.id, timeout=timeout, on_update=bar.update)
-    finally:
-        bar.close()
-    detection = client.detection(job.id)
-    result = {
-        **done.to_dict(),
-        "detected_by": detection.path if detection else None,
-        "detection_lag_s": round(detection.lag_s, 3)
-        if detection and detection.lag_s is not None
-        else None,
-        "status_requests": client.stats.status_requests,
-    }
-    _output(ctx, result, (*JOB_COLUMNS, "detected_by", "detection_lag_s", "status_requests"))
-
-
-class _ProgressLine:
-    """A one-line progress bar on stderr, moved on by updates and by the estimate."""
-
-    def __init__(self, job: Job, *, enabled: bool) -> None:
-        self._job = job
-        self._enabled = enabled
-        self._last = 0.0
-        self.update(job)
-
-    def update(self, job: Job) -> None:
-        self._job = job
-        if not self._enabled or time.monotonic() - self._last < 0.1:
-            return
-        self._last = time.monotonic()
-        eta = parse_time(job.estimated_completion_at)
-        left = f"~{max(0.0, eta - time.time()):.0f}s left" if eta else ""
-        filled = int(job.progress * 30)
-        line = (
-            f"[{'#' * filled}{'.' * (30 - filled)}] {job.progress * 100:3.0f}% "
-            f"{job.stage.value if job.stage else job.status.value} {left}"
-        )
-        click.echo(f"\r{job.id} {line}".ljust(100), nl=False, err=True)
-
-    def close(self) -> None:
-        if self._enabled:
-            click.echo("", err=True)
+        wait_with_progress(ctx, client, client.get_job(job_id), timeout)
 
 
 # ---------------------------------------------------------------- the rest
@@ -358,20 +263,20 @@ class _ProgressLine:
 @main.command()
 @click.argument("job_id")
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def deliveries(ctx: click.Context, job_id: str) -> None:
     """The webhook delivery attempts of a job."""
     with _client(ctx) as client:
         events = client.deliveries(job_id)
     if ctx.obj["json"]:
-        _output(ctx, events)
+        output(ctx, events)
         return
     rows = [
         {"webhook_id": e["webhook_id"], "type": e["type"], "state": e["state"], **a}
         for e in events
         for a in (e["attempt_log"] or [{}])
     ]
-    _output(
+    output(
         ctx,
         rows,
         (
@@ -391,7 +296,7 @@ def deliveries(ctx: click.Context, job_id: str) -> None:
 
 @main.command()
 @click.pass_context
-@_errors_as_messages
+@errors_as_messages
 def status(ctx: click.Context) -> None:
     """Health of the translation server and the callback receiver."""
     with _client(ctx) as client:
@@ -402,6 +307,6 @@ def status(ctx: click.Context) -> None:
             health.items(), (client.base_url, client.receiver_url), strict=True
         )
     ]
-    _output(ctx, rows if not ctx.obj["json"] else health)
+    output(ctx, rows if not ctx.obj["json"] else health)
     if any(info.get("status") != "ok" for info in health.values()):
         ctx.exit(1)

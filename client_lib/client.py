@@ -88,6 +88,11 @@ class TranslationClient:
         self._transport.close()
 
     @property
+    def channel_regime(self) -> str:
+        """How waiting follows jobs now: ``channel``, ``silent`` or ``receiver down``."""
+        return self._core.regime
+
+    @property
     def default_callback_url(self) -> str | None:
         """The receiver's webhook endpoint, used when ``create_job`` is given none."""
         return f"{self.receiver_url}/webhooks" if self.receiver_url else None

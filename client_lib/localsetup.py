@@ -39,6 +39,8 @@ class LocalSetup:
     webhook_secret: str | None = None
     admin_token: str | None = None
     receiver_token: str | None = None
+    # other local clients' secrets (``vt clients create``): the local receiver accepts them too
+    webhook_secrets: tuple[str, ...] = ()
 
     @property
     def callback_url(self) -> str:
@@ -74,4 +76,18 @@ def load_local_setup(path: str | os.PathLike[str] | None = None) -> LocalSetup:
     except FileNotFoundError:
         return LocalSetup()
     fields = {f.name for f in dataclasses.fields(LocalSetup)}
-    return LocalSetup(**{k: v for k, v in raw.items() if k in fields})
+    values = {k: v for k, v in raw.items() if k in fields}
+    values["webhook_secrets"] = tuple(values.get("webhook_secrets") or ())
+    return LocalSetup(**values)
+
+
+SECRETS_KEPT = 100
+
+
+def remember_secret(path: Path, secret: str) -> None:
+    """Keep another local client's webhook secret in the set-up file, so that the local
+    receiver, which reads it, accepts that client's webhooks too (the newest 100 are kept)."""
+    setup = load_local_setup(path)
+    kept = [s for s in setup.webhook_secrets if s != secret]
+    fresh = dataclasses.replace(setup, webhook_secrets=tuple([*kept, secret][-SECRETS_KEPT:]))
+    fresh.write(path)

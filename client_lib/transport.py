@@ -65,7 +65,7 @@ def default_retry(total: int = 4) -> Retry:
     """Transient failures: capped exponential backoff with jitter, Retry-After honoured."""
     return Retry(
         total=total,
-        connect=total,
+        connect=2,  # a refused connection: the service is down, say so within a second
         read=2,
         status=total,
         backoff_factor=0.25,

@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from client_lib.localsetup import load_local_setup
+from client_lib.localsetup import load_local_setup, remember_secret
 
 from .clients import Clients
 from .config import Settings
@@ -52,13 +52,16 @@ def bootstrap_local_setup(clients: Clients, settings: Settings) -> tuple[str | N
 
 
 def refresh_local_setup(settings: Settings, client: ClientRecord) -> None:
-    """After a secret rotation of the demo client, hand the new secret to the receiver."""
+    """A client was created or given a new secret: hand its secret to the local receiver
+    (the demo client's as the set-up's own, any other's beside it)."""
     path = settings.credentials_file
     if path is None:
         return
     current = load_local_setup(path)
     if current.client_id == client.id:
         dataclasses.replace(current, webhook_secret=client.webhook_secret).write(path)
+    else:
+        remember_secret(path, client.webhook_secret)
 
 
 def create_demo_job(clients: Clients, store: Store, plan: dict[str, Any]) -> str:

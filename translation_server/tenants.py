@@ -76,6 +76,7 @@ def create_client() -> tuple[dict[str, object], int]:
     require_admin(rt.admin_token)
     name = parse_client_name(parse_json_object(request.get_data()))
     client, api_key = rt.clients.create(name)
+    refresh_local_setup(rt.settings, client)
     log.info("client %s created name=%r", client.id, client.name)
     return {**client_json(client), "api_key": api_key, "webhook_secret": client.webhook_secret}, 201
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,8 +147,9 @@ def test_vt_as_a_real_process(stack: Stack) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "completed"
+    started = time.monotonic()
     bad = subprocess.run(
-        [exe, "--server", "http://127.0.0.1:9", "jobs", "get", "job_x"],
+        [exe, "--server", "http://127.0.0.1:9", "--api-key", "vt_x", "jobs", "get", "job_x"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,3 +157,47 @@ def test_vt_as_a_real_process(stack: Stack) -> None:
     )
     assert bad.returncode == 1 and bad.stderr.startswith("Error: ")
     assert "connection failed" in bad.stderr and "Traceback" not in bad.stderr
+    assert "`make run`" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 3  # a refused connection is not retried for seconds
+    missing = subprocess.run(
+        [exe, "--server", "http://127.0.0.1:9", "--credentials-file", "/nonexistent/local.json",
+         "jobs", "get", "job_x"],
+        capture_output=True, text=True, timeout=60, check=False, env={"PATH": "/usr/bin"},
+    )  # fmt: skip
+    assert missing.returncode == 1 and "VT_API_KEY" in missing.stderr
+    assert "/nonexistent/local.json" in missing.stderr
+    schemeless = subprocess.run(
+        [exe, "--server", "localhost:8000", "status"], capture_output=True, text=True, check=False
+    )
+    assert schemeless.returncode == 2 and "did you mean http://localhost:8000?" in schemeless.stderr
+
+
+def test_waiting_says_when_it_asks_the_server_and_when_a_job_had_already_ended(
+    stack: Stack,
+) -> None:
+    lost = vt(stack, "--json", "jobs", "create", "--duration", "1", "--webhook", "drop", "--wait")
+    assert lost.exit_code == 0, lost.output
+    assert "its webhook was sent but never arrived: asking the server" in lost.output
+    result = json.loads(lost.output[lost.output.index("{") :])
+    assert result["detected_by"] == "poll" and result["status_requests"] == 1
+    again = vt(stack, "jobs", "wait", result["id"])
+    assert again.exit_code == 0 and f"{result['id']} had already ended, at" in again.output
+    assert "detection_lag" not in again.output
+
+
+def test_a_client_created_with_vt_gets_its_webhooks_through_the_local_receiver(
+    stack: Stack,
+) -> None:
+    created = json.loads(vt(stack, "--json", "clients", "create", "acme-local").output)
+    job = vt(
+        stack, "--api-key", created["api_key"], "--json", "jobs", "create", "--duration", "0.3",
+        "--outcome", "completed", "--wait",
+    )  # fmt: skip
+    assert job.exit_code == 0, job.output
+    assert json.loads(job.output)["detected_by"] == "webhook"
+
+
+def test_rotate_secret_shows_iso_times(stack: Stack) -> None:
+    created = json.loads(vt(stack, "--json", "clients", "create", "rotating").output)
+    rotated = json.loads(vt(stack, "--json", "clients", "rotate-secret", created["id"]).output)
+    assert rotated["previous_secret_expires_at"].endswith("Z")
