@@ -9,14 +9,14 @@ class, ``RoutedRequest``, tells the middleware which route answered (the metrics
 from __future__ import annotations
 
 import logging
-import os
-import random
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Request, request
 from werkzeug.routing import Rule
+
+from client_lib.wire import request_id as accepted_request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -27,19 +27,7 @@ access_log = logging.getLogger("translation_server.access")
 
 REQUEST_ID_KEY = "vt.request_id"
 ROUTE_KEY = "vt.route"
-_REQUEST_ID_MAX = 128
 UNMATCHED_ROUTE = "<unmatched>"
-
-# Request ids need to be unique, not secret: 128 bits from a generator seeded once from the
-# OS (again in a forked child) read like uuid4().hex, 32 hex digits, without a getrandom
-# system call per request. Not a counter, which would tell tenants the server's traffic.
-_ids = random.Random()
-os.register_at_fork(after_in_child=_ids.seed)
-
-
-def new_request_id() -> str:
-    """A fresh request id: 32 lowercase hex digits."""
-    return f"{_ids.getrandbits(128):032x}"
 
 
 def request_id() -> str | None:
@@ -77,9 +65,7 @@ class RequestObserver:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable() else None
-        rid = rid or new_request_id()
+        rid = accepted_request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ[REQUEST_ID_KEY] = rid
         status_line = "500"
 
