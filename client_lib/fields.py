@@ -139,7 +139,7 @@ class Field:
                 )
         if not self.properties:
             return value
-        return check_object(self.properties, value, prefix=f"{where}.")
+        return check_object(self.properties, value, prefix=f"{where}.", fill=False)
 
     # ------------------------------------------------------------- schemas
 
@@ -177,10 +177,11 @@ def _check_url(value: str, where: str, code: str) -> None:
 
 
 def check_object(
-    fields: Sequence[Field], body: Mapping[str, Any], *, prefix: str = ""
+    fields: Sequence[Field], body: Mapping[str, Any], *, prefix: str = "", fill: bool = True
 ) -> dict[str, Any]:
-    """Every declared field of ``body`` checked (absent ones take their default); an unknown
-    field is 422 ``unknown_field``."""
+    """Every declared field of ``body`` checked; absent ones take their default (``fill``) or
+    stay absent (nested options, where absent means "not pinned"). An unknown field is 422
+    ``unknown_field``."""
     names = {f.name for f in fields}
     unknown = sorted(set(body) - names)
     if unknown:
@@ -189,7 +190,8 @@ def check_object(
     for field in fields:
         value = body.get(field.name, _MISSING)
         if value is _MISSING:
-            out[field.name] = copy.copy(field.default)  # a fresh {} for each request
+            if fill:
+                out[field.name] = copy.copy(field.default)  # a fresh {} for each request
         else:
             out[field.name] = field.check(value, prefix + field.name)
     return out

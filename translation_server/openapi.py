@@ -1,4 +1,8 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of every endpoint the server has."""
+"""``GET /openapi.json``: an OpenAPI 3.1 description of every endpoint the server has.
+
+Request bodies, query parameters and resource schemas are the contract's declared fields and
+schemas (``client_lib.contract``), the very ones ``validation.py`` checks requests with.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from typing import Any
 
 from flask import Blueprint
 
-from client_lib.models import BULK_IDS_MAX, METADATA_MAX_BYTES, JobStatus, Outcome, WebhookMode
+from client_lib.contract import CREATE_JOB, JOB, LIST_QUERY, PROBLEM
+from client_lib.fields import object_schema, query_parameters
+from client_lib.models import BULK_IDS_MAX
 
 bp = Blueprint("openapi", __name__)
 
@@ -48,74 +54,6 @@ def _job_id_param() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The OpenAPI document."""
-    job_schema = {
-        "type": "object",
-        "required": ["id", "status", "created_at", "priority"],
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"enum": [s.value for s in JobStatus]},
-            "stage": {"enum": ["queued", "processing", None]},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "created_at": {"type": "string", "format": "date-time"},
-            "started_at": {"type": ["string", "null"], "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "estimated_completion_at": {
-                "type": ["string", "null"],
-                "format": "date-time",
-                "description": "An estimate; null once final",
-            },
-            "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-            "target_language": {"type": "string"},
-            "source_url": {"type": ["string", "null"]},
-            "callback_url": {"type": ["string", "null"]},
-            "attempts": {"type": "integer"},
-            "result": {"type": ["object", "null"]},
-            "error": {
-                "type": ["object", "null"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            },
-            "metadata": {"type": "object"},
-        },
-    }
-    create_schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "source_url": {"type": "string", "format": "uri"},
-            "target_language": {"type": "string", "default": "es"},
-            "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0},
-            "callback_url": {
-                "type": "string",
-                "format": "uri",
-                "description": "http(s), host in the callback allow-list",
-            },
-            "metadata": {"type": "object", "description": f"At most {METADATA_MAX_BYTES} bytes"},
-            "channel_events": {
-                "type": "boolean",
-                "default": False,
-                "description": "Also send the callback endpoint channel events: a sequence "
-                "number on every job event and channel.heartbeat events (needs callback_url)",
-            },
-            "simulate": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "duration_s": {"type": "number", "minimum": 0},
-                    "estimate_factor": {"type": "number", "minimum": 0.3, "maximum": 5.0},
-                    "outcome": {"enum": [o.value for o in Outcome]},
-                    "webhook": {"enum": [m.value for m in WebhookMode]},
-                },
-            },
-        },
-    }
-    problem = {
-        "type": "object",
-        "required": ["type", "title", "status", "detail", "code"],
-        "properties": {
-            k: {"type": "string"} for k in ("type", "title", "detail", "code", "request_id")
-        }
-        | {"status": {"type": "integer"}},
-    }
     jobs_list = {
         "type": "object",
         "properties": {
@@ -149,20 +87,7 @@ def document() -> dict[str, Any]:
             "get": {
                 "summary": f"Bulk status (ids, up to {BULK_IDS_MAX}) or list, newest first",
                 "security": _AUTH,
-                "parameters": [
-                    {"name": "ids", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "schema": {"enum": [s.value for s in JobStatus]},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],
+                "parameters": query_parameters(LIST_QUERY),
                 "responses": {
                     "200": _ok("Jobs", "#/components/schemas/JobList"),
                     "304": {"description": "Not modified"},
@@ -271,9 +196,9 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": {
-                "Job": job_schema,
-                "CreateJob": create_schema,
-                "Problem": problem,
+                "Job": JOB,
+                "CreateJob": object_schema(CREATE_JOB),
+                "Problem": PROBLEM,
                 "JobList": jobs_list,
             },
             "securitySchemes": {
