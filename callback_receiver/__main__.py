@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 import click
 import waitress
 from flask import Flask
+
+from client_lib.localsetup import write_ready_file
 
 from .app import close_app, create_app
 from .config import Settings
@@ -175,7 +175,7 @@ def serve(settings: Settings) -> int:
     )
     try:
         if settings.ready_file is not None:
-            _write_ready(settings.ready_file, {"url": url, "port": port, "pid": os.getpid()})
+            write_ready_file(settings.ready_file, url, port)
         server.run()  # waitress catches the SystemExit/KeyboardInterrupt and returns
     except (SystemExit, KeyboardInterrupt):
         pass  # a signal before run() began
@@ -206,12 +206,6 @@ def _shutdown(server: Any, app: Flask) -> None:
     server.close()
     close_app(app)
     log.info("stopped")
-
-
-def _write_ready(path: Path, info: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -91,3 +91,11 @@ def remember_secret(path: Path, secret: str) -> None:
     kept = [s for s in setup.webhook_secrets if s != secret]
     fresh = dataclasses.replace(setup, webhook_secrets=tuple([*kept, secret][-SECRETS_KEPT:]))
     fresh.write(path)
+
+
+def write_ready_file(path: Path, url: str, port: int) -> None:
+    """Tell a parent process where a service listens, ``{url, port, pid}``, atomically: the
+    parent (a test, a benchmark, ``make run``) polls for the file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid()}))
+    os.replace(tmp, path)

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 from waitress.server import create_server
 
+from client_lib.localsetup import write_ready_file
+
 from .app import create_app
 from .config import Settings, options, settings_from_options
 from .db import DatabaseInUse
 
 log = logging.getLogger("translation_server")
-
-
-def write_ready_file(path: Path, url: str, port: int) -> None:
-    """Tell a parent process where we listen (atomically: it polls for the file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid()}))
-    os.replace(tmp, path)
 
 
 def build_server(app: Any, settings: Settings) -> Any:
