@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine
 
 from translation_server import Settings, create_app
 from translation_server.runtime import Runtime
+from translation_server.schema import metadata
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -30,16 +32,29 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return base.replace(**overrides)
 
 
+def shared_database(config: pytest.Config) -> str | None:
+    """The database named by ``--server-database`` (the server's tests run on it), or None."""
+    return config.getoption("--server-database")  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
+def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory of apps; background threads are off unless ``start=True``.
 
     A SQLite database takes one server at a time, so a second app gets a database of its own.
+    With ``--server-database`` every app of a test shares that database, emptied first.
     """
     apps: list[Flask] = []
+    shared = shared_database(request.config)
+    if shared is not None:
+        engine = create_engine(shared)
+        metadata.drop_all(engine)
+        engine.dispose()
 
     def factory(*, start: bool = False, **overrides: Any) -> Flask:
-        if apps:
+        if shared is not None:
+            overrides.setdefault("database_url", shared)
+        elif apps:
             overrides.setdefault("database_url", f"sqlite:///{tmp_path / f'server{len(apps)}.db'}")
         app = create_app(server_settings(tmp_path, **overrides), start=start)
         app.testing = True
@@ -86,7 +101,13 @@ def auth(tenant: dict[str, str]) -> dict[str, str]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Options of the demo test: point it at services that are already running."""
+    """Options: the server's database for its tests; the demo test's running services."""
+    parser.addoption(
+        "--server-database",
+        default=None,
+        help="run the server's unit tests on this database, such as a PostgreSQL URL "
+        "(its tables are dropped at the start of every test)",
+    )
     group = parser.getgroup("demo")
     group.addoption(
         "--demo-server",

@@ -21,41 +21,56 @@ from .schema import metadata
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite files get WAL and explicit BEGIN handling."""
+    """An engine for ``url``; on SQLite, transactions begin explicitly (see ``_on_begin``)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    if parsed.database and parsed.database != ":memory:":
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = _sqlite_engine(parsed)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
-        # upgrades from read to write can fail with SQLITE_BUSY without waiting.
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
+    engine = _engine(parsed)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "begin", _on_begin)
     return engine
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def reader(engine: Engine) -> Engine:
+    """An engine of its own for reads of ONE statement, which need no transaction around them.
+
+    Its connections are in autocommit, on SQLite and PostgreSQL alike: a hot read costs no
+    BEGIN and no ROLLBACK, and a single SELECT is a consistent snapshot by itself. Reads of
+    several statements that must agree use ``engine``.
+    """
+    return _engine(engine.url, isolation_level="AUTOCOMMIT")
+
+
+def _engine(url: URL, **options: Any) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **options)
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=20,
+        max_overflow=20,
+        **options,
     )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when a transaction begins (see _on_begin).
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
+    event.listen(engine, "connect", _on_sqlite_connect)
     return engine
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, decide when a transaction begins (see _on_begin).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _on_begin(conn: Connection) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
+    # upgrades from read to write can fail with SQLITE_BUSY without waiting.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Writer:
@@ -90,17 +105,6 @@ def sqlite_file(engine: Engine) -> str | None:
     if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         return None
     return str(database)
-
-
-def reader(engine: Engine) -> Engine:
-    """The engine for reads of ONE statement, which need no transaction around them.
-
-    On a SQLite file: a pool of its own whose connections stay in autocommit (no begin hook),
-    so a hot read skips the BEGIN DEFERRED and its rollback; a single SELECT is a consistent
-    snapshot by itself. Reads of several statements that must agree use ``engine``. Elsewhere
-    (PostgreSQL, an in-memory SQLite) the engine itself.
-    """
-    return engine if sqlite_file(engine) is None else _sqlite_engine(engine.url)
 
 
 class DatabaseInUse(RuntimeError):

@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import shared_database
 from translation_server.db import Database, DatabaseInUse, DatabaseLock
 from translation_server.runtime import Runtime
+
+
+@pytest.fixture(autouse=True)
+def sqlite_files_only(request: pytest.FixtureRequest) -> None:
+    """These tests are about SQLite files: not run on a ``--server-database``."""
+    if shared_database(request.config) is not None:
+        pytest.skip("the lock is taken on SQLite files only")
 
 
 def test_a_sqlite_database_takes_one_server_at_a_time(runtime: Runtime) -> None:
