@@ -9,7 +9,6 @@ unreachable endpoint can never fail a job, and one slow endpoint cannot hold eve
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import queue
 import random
@@ -29,6 +28,7 @@ from urllib3.exceptions import HTTPError
 
 from client_lib.models import WebhookMode
 from client_lib.webhooks import sign
+from client_lib.wire import retry_after as parse_retry_after
 
 from .background import Loop
 from .callbacks import CallbackPolicy
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 USER_AGENT = "vt-webhooks/1.0"
 HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
 POOLS = 16  # hosts whose keep-alive connections are kept
-MAX_RETRY_AFTER_S = 24 * 3600
 _ERROR_TEXT_MAX = 300
 
 
@@ -99,20 +98,6 @@ def guarded_pool_manager(policy: CallbackPolicy, *, maxsize: int = 4) -> PoolMan
     )
     manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
     return manager
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Parse ``Retry-After`` (seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
 
 
 class Dispatcher:
@@ -256,7 +241,7 @@ class Dispatcher:
             )
             status = resp.status
             retry_after = (
-                retry_after_seconds(resp.headers.get("Retry-After"), started)
+                parse_retry_after(resp.headers.get("Retry-After"), started)
                 if status in (429, 503)
                 else None
             )

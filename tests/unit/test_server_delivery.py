@@ -10,6 +10,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from urllib3.exceptions import HTTPError, ProtocolError
 
 from client_lib.webhooks import sign
+from client_lib.wire import retry_after
 from tests.sink import Sink
 from translation_server.callbacks import CallbackPolicy
 from translation_server.clients import new_webhook_secret
@@ -19,7 +20,6 @@ from translation_server.delivery import (
     ForbiddenAddress,
     _is_forbidden,
     guarded_pool_manager,
-    retry_after_seconds,
 )
 
 
@@ -49,15 +49,15 @@ def test_signature_verifies_with_the_reference_package_for_each_secret() -> None
         ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
     ],
 )
-def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
-    assert retry_after_seconds(value, time.time()) == expected
+def test_retry_after_is_parsed_and_capped(value: str | None, expected: float | None) -> None:
+    assert retry_after(value, time.time()) == expected
 
 
 def test_http_date_retry_after_in_the_future() -> None:
     from email.utils import formatdate
 
     now = time.time()
-    assert retry_after_seconds(formatdate(now + 60, usegmt=True), now) == pytest.approx(60, abs=1)
+    assert retry_after(formatdate(now + 60, usegmt=True), now) == pytest.approx(60, abs=1)
 
 
 def make_dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
