@@ -16,6 +16,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
+    "AsyncJobHandle": "aio",
+    "AsyncTranslationClient": "aio",
     "ClientStats": "client",
     "TranslationClient": "client",
     "APIError": "errors",
@@ -41,6 +43,8 @@ _HOMES = {
 
 __all__ = [
     "APIError",
+    "AsyncJobHandle",
+    "AsyncTranslationClient",
     "AuthenticationError",
     "ClientStats",
     "Detection",
@@ -64,6 +68,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .aio import AsyncJobHandle, AsyncTranslationClient
     from .client import ClientStats, TranslationClient
     from .errors import (
         APIError,

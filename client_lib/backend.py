@@ -1,4 +1,5 @@
-"""The two services as the sync client's waiting needs them: the feed, look-ups, status."""
+"""The two services as the sync client's waiting needs them: the feed, look-ups, status;
+and the parsing of a feed page, which the async client's driver shares."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from typing import Any, Protocol
 from .errors import JobNotFound, TranslationError
 from .models import ChannelStatus, Event, Job
 from .transport import Response
+
+
+def feed_page(data: Any) -> tuple[list[Event], str, list[ChannelStatus]]:
+    """A feed page's events, its cursor and the channels' liveness (both clients' drivers)."""
+    events = [Event.from_dict(e) for e in data["events"]]
+    channels = [ChannelStatus.from_dict(c) for c in data.get("channels") or ()]
+    return events, str(data["cursor"]), channels
 
 
 class HTTPClient(Protocol):
@@ -72,9 +80,7 @@ class Services:
             params={"after": after, "wait": f"{wait:.3f}"},
             timeout=wait + self._client.timeout,
         )
-        events = [Event.from_dict(e) for e in data["events"]]
-        channels = [ChannelStatus.from_dict(c) for c in data.get("channels") or ()]
-        return events, str(data["cursor"]), channels
+        return feed_page(data)
 
     def final_event(self, job_id: str) -> Job | None:
         """The final job the receiver has a webhook for, if any."""
