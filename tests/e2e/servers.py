@@ -1,4 +1,4 @@
-"""Starting the translation server for e2e tests, and talking to it."""
+"""Starting the services for e2e tests (through ``tests.support``), and talking to them."""
 
 from __future__ import annotations
 
@@ -9,35 +9,14 @@ from typing import Any
 import requests
 
 from client_lib import TranslationClient
-from tests.support import Service, start_service, wait_until
-
-ADMIN = "e2e-admin"
+from tests import support
+from tests.support import ADMIN, Service, wait_until
 
 
 def start_server(tmp_path: Path, *args: str, demo: bool = False, port: int = 0) -> Service:
     """The translation server on a free port with its own database, seeded, 1-2 s jobs."""
-    return start_service(
-        "translation_server",
-        [
-            "--demo-job" if demo else "--no-demo-job",
-            "--database-url",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--admin-token",
-            ADMIN,
-            "--credentials-file",
-            str(tmp_path / "local.json"),
-            "--seed",
-            "42",
-            "--duration-min",
-            "1",
-            "--duration-max",
-            "2",
-            *args,
-        ],
-        tmp_path,
-        name="server",
-        port=port,
-    )
+    e2e = ["--seed", "42", "--duration-min", "1", "--duration-max", "2"]
+    return support.start_server(tmp_path, *e2e, *args, demo=demo, port=port)
 
 
 def new_tenant(url: str) -> dict[str, Any]:
@@ -118,18 +97,7 @@ class Stack:
 
 def start_receiver(tmp_path: Path, creds: Path, *, port: int = 0) -> Service:
     """The callback receiver on its own database, reading secrets from ``creds``."""
-    return start_service(
-        "callback_receiver",
-        [
-            "--database-url",
-            f"sqlite:///{tmp_path / 'receiver.db'}",
-            "--credentials-file",
-            str(creds),
-        ],
-        tmp_path,
-        name="receiver",
-        port=port,
-    )
+    return support.start_receiver(tmp_path, creds=creds, port=port)
 
 
 def start_stack(tmp_path: Path, *server_args: str) -> Stack:
