@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
 from .db import Database
+from .pointread import PointRead
 from .records import JobRecord, QueueView
 from .schema import jobs
 from .states import State
@@ -81,13 +82,14 @@ class JobReads:
     def __init__(self, database: Database, *, final_kept: int = FINAL_JOBS_KEPT) -> None:
         self._db = database
         self.final = FinalJobs(final_kept)
+        self._by_id = PointRead(database.reader, _JOB_BY_ID)
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""
         job = self.final.get(job_id)
         if job is None:
-            with self._db.reader.connect() as conn:
-                job = job_by_id(conn, job_id)
+            row = self._by_id.first({"job_id": job_id})
+            job = JobRecord.from_row(row) if row is not None else None
             if job is not None:
                 self.final.keep([job])
         if job is None or (client_id is not None and job.client_id != client_id):

@@ -73,13 +73,13 @@ def connections(reads: JobReads, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the connections the reads open (one item per connection)."""
     opened: list[int] = []
     engine = reads._db.reader
-    real = engine.connect
+    real = engine.raw_connection  # the pool checkout of Core reads and of the point read
 
-    def connect() -> Any:
+    def counted() -> Any:
         opened.append(1)
         return real()
 
-    monkeypatch.setattr(engine, "connect", connect)
+    monkeypatch.setattr(engine, "raw_connection", counted)
     return opened
 
 
