@@ -1,31 +1,23 @@
-"""Measure the callback receiver's arrival-to-feed latency.
+"""The callback receiver's arrival-to-feed latency.
 
 Starts a receiver on a free port with a temporary database, keeps one long-poll parked on
-``GET /v1/events?wait=30`` and sends N signed webhooks one at a time, each only once the
-long-poll is parked again (read from the ``receiver_feed_waiters`` gauge). For each webhook
-it records:
+``GET /v1/events?wait=30`` and sends signed webhooks one at a time, each only once the
+long-poll is parked again (read from the ``receiver_feed_waiters`` gauge).
 
-- send-to-feed: from just before the POST is sent to the long-poll client holding the event;
-- arrival-to-feed: from the receiver's ``received_at`` stamp to the long-poll client holding
-  it (same machine, same clock; ``received_at`` has millisecond resolution);
-- POST round trip: until the 204 is back (verification plus a durable SQLite commit).
-
-Usage: ``.venv/bin/python scripts/bench_receiver.py [--count 200]``
+    .venv/bin/python -m scripts.bench_receiver [--quick] [--count 200]
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,51 +25,27 @@ import requests
 from standardwebhooks import Webhook
 
 from client_lib.models import parse_time
+from scripts.common import anchor, definitions, metrics, parser, save, summary_ms, table
+from tests.support import start_receiver, wait_until
 
+TITLE = "Receiver: from a webhook's arrival to a waiting long-poll"
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+DEFINITIONS = {
+    "send to feed": "from just before the POST is sent to the long-poll client holding the event",
+    "arrival to feed": "from the receiver's `received_at` stamp (millisecond resolution) to the "
+    "long-poll client holding the event",
+    "POST /webhooks": "until the 204 is back: verification and a durable SQLite commit",
+}
 
 
-def start_receiver(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``python -m callback_receiver`` on a free port; return it and its URL."""
-    ready = workdir / "ready.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "callback_receiver",
-        "--port",
-        "0",
-        "--ready-file",
-        str(ready),
-        "--database-url",
-        f"sqlite:///{workdir / 'bench.db'}",
-        "--credentials-file",
-        "",
-        "--secret",
-        SECRET,
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VT_")}
-    log = (workdir / "receiver.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"receiver exited: {(workdir / 'receiver.log').read_text()}")
-        try:
-            return proc, json.loads(ready.read_text())["url"]
-        except (FileNotFoundError, json.JSONDecodeError):
-            time.sleep(0.02)
-    raise SystemExit("receiver did not start")
-
-
-class Poller(threading.Thread):
-    """One client's feed connection: long-polls forever, stamping each event's arrival."""
+class Feed(threading.Thread):
+    """One client's feed connection: long-polls until stopped, stamping each event's arrival."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.url = url
+        self.url, self.stop = url, threading.Event()
         self.seen: dict[str, tuple[float, float, str]] = {}  # id: (perf, wall, received_at)
         self.cond = threading.Condition()
-        self.stop = threading.Event()
 
     def run(self) -> None:
         cursor = "0"
@@ -95,25 +63,22 @@ class Poller(threading.Thread):
                         self.seen[event["webhook_id"]] = (perf, wall, event["received_at"])
                     self.cond.notify_all()
 
-    def wait_for(self, msg_id: str, timeout: float = 10.0) -> tuple[float, float, str]:
+    def wait_for(self, msg_id: str) -> tuple[float, float, str]:
         """Block until ``msg_id`` reached this client."""
         with self.cond:
-            if not self.cond.wait_for(lambda: msg_id in self.seen, timeout):
-                raise SystemExit(f"{msg_id} never reached the feed")
+            if not self.cond.wait_for(lambda: msg_id in self.seen, 10):
+                raise RuntimeError(f"{msg_id} never reached the feed")
             return self.seen[msg_id]
 
 
-def parked(session: requests.Session, url: str) -> bool:
-    """True once the receiver reports a blocked long-poll."""
-    for line in session.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("receiver_feed_waiters "):
-            return float(line.split()[1]) >= 1
-    return False
+def parked(url: str) -> bool:
+    """Whether the receiver reports a blocked long-poll (its ``receiver_feed_waiters``)."""
+    return metrics(url, "receiver_feed_waiters ").get("receiver_feed_waiters", 0) >= 1
 
 
 def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
-    """POST one signed webhook; returns its id, send time and 204 time (perf_counter)."""
-    msg_id = f"msg_{uuid.uuid4().hex}"
+    """POST one signed webhook; its id, when it was sent and when the 204 came back."""
+    msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(tz=UTC)
     body = json.dumps(
         {
             "type": "job.completed",
@@ -121,7 +86,6 @@ def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, f
             "data": {"id": f"job_{i}", "status": "completed"},
         }
     )
-    now = datetime.now(tz=UTC)
     headers = {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(now.timestamp())),
@@ -130,63 +94,55 @@ def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, f
     }
     sent = time.perf_counter()
     resp = session.post(f"{url}/webhooks", data=body.encode(), headers=headers, timeout=10)
-    acked = time.perf_counter()
     if resp.status_code != 204:
-        raise SystemExit(f"webhook {i}: {resp.status_code} {resp.text}")
-    return msg_id, sent, acked
+        raise RuntimeError(f"webhook {i}: {resp.status_code} {resp.text}")
+    return msg_id, sent, time.perf_counter()
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def report(name: str, values_s: list[float]) -> None:
-    """Print p50/p99/max in milliseconds."""
-    ms = [v * 1000 for v in values_s]
-    print(
-        f"{name:<22} p50 {percentile(ms, 0.5):7.2f} ms   p99 {percentile(ms, 0.99):7.2f} ms"
-        f"   max {max(ms):7.2f} ms   mean {statistics.fmean(ms):6.2f} ms"
-    )
-
-
-def bench(url: str, count: int) -> None:
-    """Send ``count`` webhooks to a parked long-poll and print the latencies."""
-    poller = Poller(url)
-    poller.start()
-    send_to_feed, arrival_to_feed, post_rtt = [], [], []
+def measure(url: str, count: int) -> dict[str, list[float]]:
+    """Send ``count`` webhooks to a parked long-poll; the three latencies of each."""
+    feed = Feed(url)
+    feed.start()
+    out: dict[str, list[float]] = {name: [] for name in DEFINITIONS}
     with requests.Session() as session:
         for i in range(count):
-            deadline = time.monotonic() + 10
-            while not parked(session, url):
-                if time.monotonic() > deadline:
-                    raise SystemExit("the long-poll never parked")
+            wait_until(lambda: parked(url), timeout=10, message="a parked long-poll")
             msg_id, sent, acked = send_one(session, url, i)
-            perf, wall, received_at = poller.wait_for(msg_id)
-            send_to_feed.append(perf - sent)
-            arrival_to_feed.append(wall - (parse_time(received_at) or wall))
-            post_rtt.append(acked - sent)
-    poller.stop.set()
-    print(f"{count} webhooks, one parked long-poll, receiver at {url}")
-    report("send-to-feed", send_to_feed)
-    report("arrival-to-feed", arrival_to_feed)
-    report("POST /webhooks (204)", post_rtt)
+            perf, wall, received_at = feed.wait_for(msg_id)
+            out["send to feed"].append(perf - sent)
+            out["arrival to feed"].append(wall - (parse_time(received_at) or wall))
+            out["POST /webhooks"].append(acked - sent)
+    feed.stop.set()
+    return out
 
 
-def main() -> None:
-    """Parse arguments, start a receiver, run the benchmark, stop the receiver."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=200)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_receiver(Path(tmp))
-        try:
-            bench(url, args.count)
-        finally:
-            proc.terminate()
-            print(f"receiver exited with {proc.wait(timeout=15)}")
+def main(argv: Sequence[str]) -> int:
+    """Start a receiver, measure, stop it; print and save."""
+    p = parser(__doc__)
+    p.add_argument("--count", type=int, help="webhooks sent [200; quick 50]")
+    args = p.parse_args(argv)
+    count = args.count or (50 if args.quick else 200)
+    with tempfile.TemporaryDirectory() as tmp, start_receiver(Path(tmp), "--secret", SECRET) as rec:
+        figures = {name: summary_ms(values) for name, values in measure(rec.url, count).items()}
+    rows = [[name, f["p50"], f["p90"], f["p99"], f["max"]] for name, f in figures.items()]
+    text = "\n\n".join(
+        [
+            f"{count} webhooks, one at a time, to one parked long-poll.",
+            definitions(DEFINITIONS),
+            table("interval | p50 ms | p90 ms | p99 ms | max ms", rows),
+        ]
+    )
+    f = figures["arrival to feed"]
+    headline = [
+        (
+            "Receiver, webhook arrival to a waiting long-poll",
+            f"p50 {f['p50']} ms, p99 {f['p99']} ms",
+            f"benchmarks.md#{anchor(TITLE)}",
+        )
+    ]
+    save("receiver", argv, TITLE, text, headline, {"count": count, "figures": figures})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
