@@ -14,6 +14,7 @@ import waitress
 from flask import Flask
 
 from client_lib.localsetup import write_ready_file
+from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
 
 from .app import close_app, create_app
 from .config import Settings
@@ -163,6 +164,9 @@ def serve(settings: Settings) -> int:
         port=settings.port,
         threads=settings.threads,
         ident="callback_receiver",
+        # refused from the declared length, before a byte of the body is read
+        max_request_body_size=MAX_BODY_BYTES,
+        max_request_header_size=MAX_HEADER_BYTES,
     )
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"

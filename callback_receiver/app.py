@@ -7,7 +7,7 @@ import time
 
 from flask import Flask, Response, g, request
 
-from client_lib.wire import request_id
+from client_lib.wire import MAX_BODY_BYTES, printable, request_id
 
 from . import api, openapi, page
 from .config import Settings
@@ -15,8 +15,6 @@ from .problems import register_error_handlers
 from .receiver import EXTENSION_KEY, Receiver, get_receiver
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -57,7 +55,7 @@ def _finish_request(response: Response) -> Response:
     log.info(
         "%s %s %d %.1fms request_id=%s",
         request.method,
-        request.path,
+        printable(request.path),  # a %0A must not start a log line of its own
         response.status_code,
         elapsed * 1000,
         rid,

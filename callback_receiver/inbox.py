@@ -17,7 +17,7 @@ from typing import Any
 from client_lib.errors import WebhookVerificationError
 from client_lib.models import HEARTBEAT_TYPE, EventType, Heartbeat, JobStatus, parse_time
 from client_lib.webhooks import HEADER_ID, verify_signature
-from client_lib.wire import APIProblem, invalid
+from client_lib.wire import APIProblem, invalid, loads_strict
 
 from .feed import Feed
 from .metrics import Metrics
@@ -44,8 +44,8 @@ class ParsedEvent:
 def parse_event(text: str) -> ParsedEvent:
     """Validate a verified body (``{"type", "timestamp", "data": job}``); raise APIProblem."""
     try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        doc = loads_strict(text)
+    except ValueError as exc:
         raise APIProblem(400, "invalid_json", "body: not valid JSON") from exc
     if not isinstance(doc, dict):
         raise invalid("body", "must be a JSON object")

@@ -30,7 +30,7 @@ SIMULATE = (
 CREATE_JOB = (
     Field("source_url", "string", "The video to translate", nullable=True, format="uri",
           max_length=MAX_URL_LENGTH),
-    Field("target_language", "string", "A language tag", default="es",
+    Field("target_language", "string", "A language tag", default="es", max_length=35,
           pattern=r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*",
           pattern_hint="must be a language tag such as 'es' or 'pt-BR'"),
     Field("priority", "integer", "0 (normal) to 9 (most urgent)", default=0, minimum=0,

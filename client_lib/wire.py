@@ -7,6 +7,7 @@ Problem details (RFC 9457: the one shape of every error), the request-id rule, a
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import secrets
 from typing import Any
@@ -46,6 +47,8 @@ STATUS_CODES = {
 # A caller's X-Request-ID is echoed only if it is short and plain (it goes into log lines).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 MAX_RETRY_AFTER_S = 24 * 3600
+MAX_BODY_BYTES = 64 * 1024  # a request body larger than this is 413, on either service
+MAX_HEADER_BYTES = 32 * 1024
 
 
 class APIProblem(Exception):
@@ -108,3 +111,31 @@ def retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER_S)
+
+
+MAX_JSON_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, and at most 32 levels of nesting;
+    ValueError otherwise (never a RecursionError)."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from exc
+    level, depth = [value], 0
+    while level := [item for item in level if isinstance(item, dict | list)]:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+        level = [c for item in level for c in (item.values() if isinstance(item, dict) else item)]
+    return value
+
+
+def printable(text: str) -> str:
+    """Text safe for a log line: control characters escaped, so nothing forges a line."""
+    return text if text.isprintable() else repr(text)[1:-1]

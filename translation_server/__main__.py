@@ -13,6 +13,7 @@ import click
 from waitress.server import create_server
 
 from client_lib.localsetup import write_ready_file
+from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
 
 from .app import create_app
 from .config import Settings, options, settings_from_options
@@ -29,6 +30,9 @@ def build_server(app: Any, settings: Settings) -> Any:
         port=settings.port,
         threads=settings.threads,
         ident="vt-translation-server",
+        # refused from the declared length, before a byte of the body is read
+        max_request_body_size=MAX_BODY_BYTES,
+        max_request_header_size=MAX_HEADER_BYTES,
     )
 
 

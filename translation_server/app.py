@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
+from client_lib.wire import MAX_BODY_BYTES
+
 from . import api, openapi, ops, tenants
 from .config import Settings
 from .errors import register_error_handlers
 from .observe import RequestObserver, RoutedRequest
 from .runtime import EXTENSION, Runtime
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask:

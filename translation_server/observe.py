@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Request, request
 from werkzeug.routing import Rule
 
+from client_lib.wire import printable
 from client_lib.wire import request_id as accepted_request_id
 
 if TYPE_CHECKING:
@@ -93,8 +94,11 @@ class RequestObserver:
             access_log.info(
                 "%s %s %d %.1fms request_id=%s",
                 method,
-                # WSGI hands the path over as latin-1 text of the raw bytes: show it as UTF-8
-                environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"),
+                # WSGI hands the path over as latin-1 text of the raw bytes: show it as UTF-8,
+                # control characters escaped (a %0A must not start a log line of its own)
+                printable(
+                    environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+                ),
                 status,
                 seconds * 1000,
                 rid,

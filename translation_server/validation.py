@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from client_lib.contract import CREATE_JOB, LIST_QUERY, SIMULATE
 from client_lib.fields import check_object
 from client_lib.models import BULK_IDS_MAX, JobStatus
+from client_lib.wire import loads_strict
 
 from .errors import APIProblem, invalid
 
@@ -24,7 +24,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = loads_strict(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIProblem(400, "malformed_json", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
