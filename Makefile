@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test test-unit test-e2e demo bench lint typecheck clean
+.PHONY: venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,12 +36,17 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
-## Benchmarks (minutes; wrk from Debian's packages when it can be installed, else a Python load).
+## Benchmarks (minutes): every one, then docs/benchmarks.md and the README's results; QUICK=1
+## (or bench-quick) runs each smaller. wrk from Debian's packages when it can be installed,
+## else a Python load generator.
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || \
 		echo "wrk not available: the Python load generator will be used"
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m scripts.bench $(if $(QUICK),--quick)
+
+bench-quick:
+	$(MAKE) bench QUICK=1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

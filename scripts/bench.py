@@ -1,82 +1,115 @@
-"""``make bench``: every benchmark, one after the other, on this machine, in one run.
+"""``make bench``: every benchmark, one after the other, then the documents that report them.
 
-Each script prints its own markdown table and writes its raw numbers to bench-results/:
-  bench_server.py      GET /v1/jobs/{id} against a bare Flask+waitress endpoint (ratio)
-  bench_webhooks.py    webhook dispatch latency and burst delivery rate
-  bench_receiver.py    the callback receiver: arrival-to-feed latency of a waiting long-poll
-  bench_waiting.py     this library vs the usual pollers, in every shape of calling code and
-                       under every webhook fault: lag and requests per job (also
-                       docs/waiting-benchmark.md and .png)
-  bench_scale.py       10,000 jobs in flight: all resolved, server memory, status p99
-``--only NAME`` (repeatable) runs a subset; the machine and load are printed first, since
-absolute figures depend on them (the ratios are what carry over).
+    .venv/bin/python -m scripts.bench [--quick] [--only NAME ...]
+
+Each benchmark runs in a process of its own (``python -m scripts.bench_<name>``) and writes
+``bench-results/<name>.json``; from those this script writes docs/benchmarks.md (machine, date,
+the exact commands, then each benchmark's definitions and tables) and rewrites the README's
+table between ``<!-- results:start -->`` and ``<!-- results:end -->``. ``bench_waiting`` also
+writes docs/waiting-benchmark.md and its chart. ``--only`` runs a subset and writes no document:
+the documents report one whole run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
+import re
 import subprocess
 import sys
 import time
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = (
-    "bench_server",
-    "bench_webhooks",
-    "bench_receiver",
-    "bench_waiting",
-    "bench_scale",
+from scripts.common import RESULTS, ROOT, command, describe_machine, machine, parser, table
+
+BENCHMARKS = ("server", "webhooks", "receiver", "waiting", "scale")  # the run's order
+HEADLINE = ("waiting", "webhooks", "receiver", "server", "scale")  # the README's order
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+QUICK_NOTE = (
+    "**Quick mode** (`make bench-quick`): every benchmark smaller and shorter, to check that "
+    "all of them run; the figures to quote come from `make bench`."
 )
 
 
-def machine() -> dict[str, object]:
-    """What the numbers were measured on."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_avg": os.getloadavg(),
-    }
+def run(name: str, quick: bool) -> dict[str, Any]:
+    """Run one benchmark; what it saved (if anything), its command, time and exit status."""
+    module, argv, path = (
+        f"scripts.bench_{name}",
+        ["--quick"] if quick else [],
+        RESULTS / f"{name}.json",
+    )
+    print(f"\n## {name}: {command(module, argv)}\n", flush=True)
+    path.unlink(missing_ok=True)
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, "-m", module, *argv], cwd=ROOT)
+    saved = json.loads(path.read_text()) if path.exists() else {"command": command(module, argv)}
+    return {**saved, "exit_code": code, "seconds": round(time.monotonic() - started)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=SCRIPTS, default=None)
-    args = parser.parse_args()
+def headline(results: dict[str, dict[str, Any]], prefix: str) -> str:
+    """The headline figures of every benchmark, each linked to its detail under ``prefix``."""
+    rows = [
+        f"[{figure}]({prefix}{link}) | {value}"
+        for name in HEADLINE
+        for figure, value, link in results.get(name, {}).get("headline", [])
+    ]
+    return table("figure | value", rows).replace("|---:|", "|---|")
+
+
+def benchmarks_md(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool) -> str:
+    """docs/benchmarks.md: how the run was made, the headline figures, each benchmark."""
+    total = sum(r["seconds"] for r in results.values()) / 60
+    lines = [
+        "# Benchmarks",
+        "Written by `make bench` (`scripts/bench.py`) from one run of every benchmark; every "
+        "figure below is what that run measured." + (f" {QUICK_NOTE}" if quick else ""),
+        f"- machine: {describe_machine(info)}\n- date: {info['date']}\n- command: `"
+        f"{command('scripts.bench', ['--quick'] if quick else [])}` ({total:.1f} min), which ran:\n"
+        + "\n".join(
+            f"  - `{r['command']}` ({r['seconds']} s, exit status {r['exit_code']})"
+            for r in results.values()
+        )
+        + "\n- raw figures: `bench-results/*.json` (not kept in git)",
+        f"## Headline figures\n\n{headline(results, '')}",
+    ]
+    for name, r in results.items():
+        failed = f"\n\n**It exited with status {r['exit_code']}**." if r["exit_code"] else ""
+        lines += [f"## {r.get('title', name)}\n\n`{r['command']}`{failed}"]
+        lines += [r.get("markdown", "It wrote no figures.")]
+    return "\n\n".join(lines).replace("](benchmarks.md#", "](#") + "\n"
+
+
+def write_docs(results: dict[str, dict[str, Any]], info: dict[str, Any], quick: bool) -> None:
+    """docs/benchmarks.md, and the README's block between the markers."""
+    (ROOT / "docs" / "benchmarks.md").write_text(benchmarks_md(results, info, quick))
+    mode = " in quick mode (smaller runs: see docs/benchmarks.md)" if quick else ""
+    block = (
+        f"{START}\n\nMeasured by `make bench` on {info['date'][:10]} ({info['cpu']}, "
+        f"{info['cores']} cores){mode}:\n\n{headline(results, 'docs/')}\n\n{END}"
+    )
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block to rewrite")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(lambda _: block, text, count=1))
+    print("\nwritten: docs/benchmarks.md, README.md (results)", flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the benchmarks; write the documents unless ``--only`` chose a subset."""
+    p = parser(__doc__)
+    p.add_argument("--only", action="append", choices=BENCHMARKS, default=None)
+    args = p.parse_args(argv)
     info = machine()
-    print(
-        f"# Benchmarks, {info['date']}: {info['cpu']}, {info['cores']} cores, "
-        f"Python {info['python']}, load {info['load_avg']}\n",
-        flush=True,
-    )
-    results = {}
-    for name in args.only or SCRIPTS:
-        print(f"\n## {name}\n", flush=True)
-        started = time.monotonic()
-        code = subprocess.call([sys.executable, str(ROOT / "scripts" / f"{name}.py")], cwd=ROOT)
-        results[name] = {"exit_code": code, "seconds": round(time.monotonic() - started, 1)}
-    out = ROOT / "bench-results" / "summary.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "runs": results}, indent=2))
-    print(
-        f"\nraw numbers in {out.parent}/: "
-        + ", ".join(sorted(p.name for p in out.parent.iterdir()))
-    )
+    print(f"# Benchmarks, {info['date']}: {describe_machine(info)}", flush=True)
+    results = {name: run(name, args.quick) for name in args.only or BENCHMARKS}
+    if not args.only:
+        write_docs(results, info, args.quick)
+    minutes = sum(r["seconds"] for r in results.values()) / 60
+    print(f"\n{len(results)} benchmarks in {minutes:.1f} min", flush=True)
     return 0 if all(r["exit_code"] == 0 for r in results.values()) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

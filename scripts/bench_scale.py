@@ -76,6 +76,7 @@ class Scale:
     def __init__(self, args: Any, client: TranslationClient, pids: dict[str, int]) -> None:
         self.args, self.client, self.pids = args, client, pids
         self.rows: dict[str, Any] = {}
+        self.resolved, self.per_job = 0, 0.0
         self.marks: list[tuple[float, dict[str, dict[str, float]]]] = []
         self.mark()
 
@@ -165,7 +166,8 @@ class Scale:
         after = processing()
         self.mark()
         waiter.join()
-        resolved, rows = sum(statuses.values()), self.rows
+        resolved = self.resolved = sum(statuses.values())
+        rows = self.rows
         rows["jobs created / resolved"] = (
             f"{args.jobs} / {resolved} {dict(statuses)}{end.get('error', '')}"
         )
@@ -199,7 +201,7 @@ class Scale:
         rows["webhook: stored to detected by the client"] = dist(
             d.detected_at - at for d, at, _ in hooked
         )
-        per_job = stats.status_requests / len(ids)
+        per_job = self.per_job = stats.status_requests / len(ids)
         rows["status requests (per job)"] = f"{stats.status_requests} ({per_job:.4f})"
         rows["feed requests"] = stats.waiting.feed_requests
         rows["client mode changes"] = (
@@ -296,11 +298,9 @@ def main(argv: Sequence[str]) -> int:
         f"{table('figure | value', rows.items())}\n\n"
         + table(f"process | peak memory | RSS {' / '.join(PHASES)} | CPU by phase", procs)
     )
-    value = (
-        f"{rows['jobs created / resolved'].split(' {')[0]} created / resolved; "
-        f"{rows['status requests (per job)']} status requests; server peak memory "
-        f"{procs[0].split(' | ')[1]}"
-    )
+    peak = scale.marks[-1][1]["server"]["VmHWM"]
+    value = f"{scale.resolved:,} resolved; {scale.per_job:.4f} status requests per job; "
+    value += f"server peak memory {peak:.0f} MB"
     headline = [
         (f"{args.jobs:,} jobs in flight, one client", value, f"benchmarks.md#{anchor(TITLE)}")
     ]

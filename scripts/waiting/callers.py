@@ -34,8 +34,7 @@ READY_TIMEOUT_S = 120.0  # services started and client processes spawned
 
 
 def doubling(first: float, cap: float | None, jitter: tuple[float, float] | None):
-    """Delays from ``first``, doubling up to ``cap`` (None: for ever), each times a uniform
-    jitter (None: none)."""
+    """Delays from ``first``, doubling up to ``cap``, each times a uniform ``jitter``."""
 
     def delays(rng: random.Random) -> Iterator[float]:
         for n in itertools.count():
@@ -82,19 +81,6 @@ class Agent:
         self.deadline = time.time() + self.timeout
         return self
 
-    def sequential(self, specs: Sequence[JobSpec]) -> list[Seen]:
-        """Create every job, then wait on each in turn, asking about it from then."""
-        seen = [self.create(spec) for spec in specs]
-        for s in seen:
-            self.wait(s, since_create=False)
-        return seen
-
-    def create(self, spec: JobSpec) -> Seen:
-        raise NotImplementedError
-
-    def wait(self, s: Seen, *, since_create: bool) -> None:
-        raise NotImplementedError
-
 
 class Library(Agent):
     """A ``TranslationClient`` on the cell's services, its requests counted."""
@@ -139,8 +125,7 @@ class Library(Agent):
 
 
 class Poller(Agent):
-    """``GET /v1/jobs/{id}`` until final, on one keep-alive session shared by its threads;
-    jobs created without a callback URL; the create answer is the first look at a job."""
+    """``GET /v1/jobs/{id}`` until final, on a keep-alive session shared by its threads."""
 
     def __init__(self, spec: AgentSpec, timeout: float) -> None:
         super().__init__(spec, timeout)
@@ -150,7 +135,7 @@ class Poller(Agent):
         self.created: dict[str, dict[str, Any]] = {}
 
     def create(self, spec: JobSpec) -> Seen:
-        """Create the job; its answer is the first look at it."""
+        """Create the job, without a callback URL; its answer is the first look at it."""
         self.counts.add("POST /v1/jobs")
         body = {"target_language": "es", "simulate": simulate(spec, None)}
         resp = self.session.post(
@@ -171,8 +156,7 @@ class Poller(Agent):
         return None
 
     def wait(self, s: Seen, *, since_create: bool) -> None:
-        """Look (the create answer if asked since then, else a GET), sleep the next delay,
-        look again, until the job is final or the next look would pass the deadline."""
+        """Look (the create answer, or a GET), sleep, look again, until final or too late."""
         first = self.created.pop(s.job_id, None)
         if not since_create:
             s.asked_at, first = time.time(), None
@@ -225,7 +209,13 @@ def run_shape(
         return seen, Counts().merge_all(a.counts for a in agents)
     one = dataclasses.replace(agent, pool=min(len(specs), POOL_MAX)).make(timeout)
     ready()
-    seen = one.start().many(specs) if shape == "as_completed" else one.start().sequential(specs)
+    one.start()
+    if shape == "as_completed":
+        seen = one.many(specs)
+    else:  # sequential: create every job, then wait on each in turn, asking about it from then
+        seen = [one.create(spec) for spec in specs]
+        for s in seen:
+            one.wait(s, since_create=False)
     return seen, one.finish(seen)
 
 
@@ -239,7 +229,7 @@ def _one_job(agent: Library | Poller, spec: JobSpec) -> Seen:
 def _in_process(
     agent: AgentSpec, specs: Sequence[JobSpec], timeout: float, barriers: Any, out: Any
 ) -> None:
-    """A spawned caller: its agent made, ready, then (once every cell is) ``many``."""
+    """A spawned caller: its agent made, then (once every cell is ready) ``many``."""
     try:
         one = agent.make(timeout)
         for barrier in barriers:  # made: ready; then every cell ready: go
