@@ -249,7 +249,9 @@ class Report:
             text = f"lag p50 {fmt_s(ok.lag_p50)}, p99 {fmt_s(ok.lag_p99)}; {ok.status:.2f} status "
             text += "requests per job"
             if (poll := self.fig("*", shape, "poll 1s")) is not None:
-                text += f" (polling every 1 s: p50 {fmt_s(poll.lag_p50)}, {poll.status:.2f})"
+                text += (
+                    f" (polling every 1 s: p50 {fmt_s(poll.lag_p50)}, {poll.status:.2f} per job)"
+                )
             out.append(
                 (
                     f"Learning a job ended, {shape} of {jobs(self.args.sizes, shape)}",
