@@ -76,7 +76,7 @@ def fmt_s(seconds: float | None) -> str:
     """A duration: milliseconds below a second, seconds above; a dash for none."""
     if seconds is None:
         return "-"
-    if seconds < 0.01:
+    if seconds < 0.1:  # a goal such as 15 ms must not read as met when it is not
         return f"{seconds * 1000:.1f} ms"
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
