@@ -157,6 +157,7 @@ class AsyncWaiting:
     async def track_ids(self, ids: Sequence[str]) -> None:
         """Follow these jobs; only those the client never saw cost a first request."""
         now = self._clock.now
+        self.core.want(ids, now())
         unknown = [i for i in ids if not self.core.knows(i, now())]
         if not unknown:
             return

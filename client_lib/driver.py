@@ -88,6 +88,7 @@ class Waiting:
     def track_ids(self, ids: Sequence[str]) -> None:
         """Follow these jobs; only those the client never saw cost a first request."""
         with self.lock:
+            self.core.want(ids, self._clock.now())
             unknown = [i for i in ids if not self.core.knows(i, self._clock.now())]
         if not unknown:
             return

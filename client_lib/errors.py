@@ -76,6 +76,14 @@ class AuthenticationError(APIError):
 class JobNotFound(APIError):
     """404: no such job for this client (another client's job looks the same)."""
 
+    @classmethod
+    def invisible(cls, job_id: str) -> JobNotFound:
+        """A job a bulk status answer left out: not this client's, or no such job."""
+        detail = f"job {job_id} is not visible to this client"
+        return cls(
+            status_code=404, method="GET", url="/v1/jobs", code="job_not_found", detail=detail
+        )
+
 
 class InvalidRequest(APIError):
     """400, 409, 413 or 422: the request was refused; ``detail`` names the field."""

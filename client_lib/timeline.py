@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
+from typing import Generic, TypeVar
 
 from .models import Job
 
@@ -50,3 +52,21 @@ class Tracked:
     def duration(self, now: float, floor: float) -> float:
         end = self.estimate if self.estimate is not None else now
         return max(end - self.start, floor)
+
+
+V = TypeVar("V")
+
+
+class Bounded(collections.OrderedDict[str, V], Generic[V]):
+    """A dict that keeps its newest ``limit`` entries: what the core remembers, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: str, value: V) -> None:
+        """Keep ``value`` as the newest entry; the oldest goes beyond the limit."""
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)

@@ -15,16 +15,15 @@ next heartbeat puts them back on the quiet path. docs/design.md tells why.
 
 from __future__ import annotations
 
-import collections
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .actions import Action, Lookup, PinFeed, Poll, ReadFeed, Sleep
 from .channelview import ChannelView
 from .errors import JobNotFound, TranslationError
 from .models import BULK_IDS_MAX, ChannelStatus, Event, Heartbeat, Job, parse_time
-from .timeline import Timeline, Tracked
+from .timeline import Bounded, Timeline, Tracked
 from .waitpolicy import Detection, WaitPolicy, WaitStats
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,14 @@ class WaitCore:
         self._random = random.Random(seed)
         self._tracked: dict[str, Tracked] = {}
         self._polls = Timeline()
-        self._done: collections.OrderedDict[str, Detection] = collections.OrderedDict()
+        self._done: Bounded[Detection] = Bounded(KEPT_RESULTS)
         self._failed: dict[str, TranslationError] = {}
-        self._kept: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._kept: Bounded[Job] = Bounded(KEPT_EVENTS)
         self._finished: list[str] = []
-        self._lookups: dict[str, None] = {}  # jobs to look up at the receiver, in order
+        self._lookups: dict[str, None] = {}
+        self._wanted: set[str] = (
+            set()
+        )  # jobs a caller waits (or waited) on  # jobs to look up at the receiver, in order
         self._cursor: str | None = None
         self._receiver_up = endpoint is not None
         self._receiver_retry_at = 0.0
@@ -64,11 +66,6 @@ class WaitCore:
         self._regime = self._current_regime(0.0)
 
     # ------------------------------------------------------------ queries
-
-    @property
-    def cursor(self) -> str | None:
-        """The feed position (None until pinned)."""
-        return self._cursor
 
     @property
     def receiver_up(self) -> bool:
@@ -137,6 +134,15 @@ class WaitCore:
             self.stats.webhooks_used += 1
             self._resolve(kept, "webhook", now)
         return job_id in self._tracked or job_id in self._done or job_id in self._failed
+
+    def want(self, job_ids: Iterable[str], now: float) -> None:
+        """Callers wait on these jobs: every one of them may be asked about from now on."""
+        for job_id in job_ids:
+            if job_id not in self._wanted:
+                self._wanted.add(job_id)
+                tracked = self._tracked.get(job_id)
+                if tracked is not None:
+                    self._reschedule(tracked, now)
 
     def forget(self, job_id: str) -> None:
         """Stop following a job and drop what is known of it."""
@@ -217,13 +223,7 @@ class WaitCore:
         for missing in (i for i in asked if i not in seen and i in self._tracked):
             self._untrack(missing)
             self._finished.append(missing)
-            self._failed[missing] = JobNotFound(
-                status_code=404,
-                method="GET",
-                url="/v1/jobs",
-                code="job_not_found",
-                detail=f"job {missing} is not visible to this client",
-            )
+            self._failed[missing] = JobNotFound.invisible(missing)
         found = []
         for job in jobs:
             tracked = self._tracked.get(job.id)
@@ -241,11 +241,9 @@ class WaitCore:
         """A ``Poll`` failed (429, 503, network): try again later, as the server asked if it did."""
         self.stats.status_polls += 1
         retry_after = getattr(exc, "retry_after", None)
-        for job_id in asked:
-            tracked = self._tracked.get(job_id)
-            if tracked is not None:
-                delay = max(retry_after or 0.0, self._jitter(self.policy.min_poll_s * 2))
-                self._set_poll(tracked, now + delay)
+        for tracked in filter(None, map(self._tracked.get, asked)):
+            delay = max(retry_after or 0.0, self._jitter(self.policy.min_poll_s * 2))
+            self._set_poll(tracked, now + delay)
         log.info("status request failed (%s); next try in >= %.1f s", exc, retry_after or 1.0)
 
     # ------------------------------------------------------------- output
@@ -286,7 +284,7 @@ class WaitCore:
             self.stats.duplicate_reports_dropped += 1
             return None
         if job.id not in self._tracked:
-            self._keep(job)
+            self._kept.put(job.id, job)
             return None
         self.stats.webhooks_used += 1
         detection = self._resolve(job, "webhook", now)
@@ -298,12 +296,6 @@ class WaitCore:
             f"{lag * 1000:.0f} ms" if lag is not None else "",
         )
         return detection
-
-    def _keep(self, job: Job) -> None:
-        self._kept[job.id] = job
-        self._kept.move_to_end(job.id)
-        while len(self._kept) > KEPT_EVENTS:
-            self._kept.popitem(last=False)
 
     def _on_heartbeat(self, beat: Heartbeat, now: float) -> None:
         if beat.endpoint != self.endpoint:
@@ -357,6 +349,8 @@ class WaitCore:
     def _joins_poll(self, tracked: Tracked, now: float, horizon: float) -> bool:
         """A job whose own poll is due within the batch window joins; while polling, so does
         any job that may plausibly have ended: one more id costs no extra request."""
+        if not self._askable(tracked):
+            return False
         if tracked.next_poll <= horizon:
             return True
         return self._regime_of(tracked.job) == "poll" and self._plausibly_ended(tracked, now)
@@ -390,7 +384,15 @@ class WaitCore:
 
     def _set_poll(self, tracked: Tracked, at: float) -> None:
         tracked.next_poll = at
-        self._polls.set(tracked.job.id, at)
+        if self._askable(tracked):
+            self._polls.set(tracked.job.id, at)
+        else:
+            self._polls.discard(tracked.job.id)
+
+    def _askable(self, tracked: Tracked) -> bool:
+        """A job nobody waits on is asked about only on the channel's word (its webhooks
+        reach this client); one created with another callback, or none, only once waited on."""
+        return tracked.job.id in self._wanted or self._on_channel(tracked.job)
 
     def _jitter(self, delay: float) -> float:
         j = self.policy.jitter
@@ -433,9 +435,7 @@ class WaitCore:
     def _resolve(self, job: Job, path: str, now: float) -> Detection:
         detection = Detection(job=job, path=path, detected_at=now)
         self._untrack(job.id)
-        self._done[job.id] = detection
-        while len(self._done) > KEPT_RESULTS:
-            self._done.popitem(last=False)
+        self._done.put(job.id, detection)
         self._finished.append(job.id)
         self.stats.detections[job.id] = detection
         if path == "poll":
@@ -445,4 +445,5 @@ class WaitCore:
 
     def _untrack(self, job_id: str) -> Tracked | None:
         self._polls.discard(job_id)
+        self._wanted.discard(job_id)
         return self._tracked.pop(job_id, None)

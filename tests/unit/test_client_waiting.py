@@ -487,3 +487,14 @@ def test_a_lookup_that_finds_nothing_is_a_lost_webhook() -> None:
     assert core.on_lookup("job_b", None, T0 + 2.1) is None
     assert core.next_action(T0 + 2.1) == Poll(("job_b",))
     assert core.stats.lost_webhooks == 1
+
+
+def test_jobs_nobody_waits_on_whose_webhooks_cannot_come_are_not_asked_about(
+    client: TranslationClient, services: FakeServices
+) -> None:
+    silent = [client.create_job(callback_url=None, simulate={"duration_s": 2.0}) for _ in range(5)]
+    watched = client.create_job(simulate={"duration_s": 8.0})
+    client.wait(watched.id, timeout=60)
+    assert services.requests["status"] == 0  # the five ended meanwhile; nobody asked
+    client.wait(silent[0].id, timeout=60)  # now a caller waits on one: it is asked about
+    assert services.requests["status"] == 1
