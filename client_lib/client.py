@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .backend import Services
+from .calls import checked, prepare
 from .clock import Clock, SystemClock
 from .config import UNSET, resolve
 from .driver import Waiting
-from .errors import AuthenticationError, TranslationError, job_outcome
+from .errors import TranslationError, job_outcome
 from .handles import JobHandle, decode_token
 from .models import BULK_IDS_MAX, Job, JobStatus
 from .stats import ClientStats
-from .transport import Request, RequestsTransport, Response, Transport, raise_for_problem
+from .transport import RequestsTransport, Response, Transport
 from .waiting import WaitCore
 from .waitpolicy import Detection, WaitPolicy
 
@@ -113,26 +114,19 @@ class TranslationClient:
         auth: bool = True,
     ) -> Response:
         """Send one request; every error of the library is raised from here."""
-        all_headers = dict(headers or {})
-        if auth:
-            if not self.api_key:
-                raise AuthenticationError(
-                    status_code=401,
-                    method=method,
-                    url=url,
-                    code="missing_credentials",
-                    detail=self.config.missing_api_key(),
-                )
-            all_headers["Authorization"] = f"Bearer {self.api_key}"
-        all_headers.setdefault("X-Request-ID", uuid.uuid4().hex)
-        request = Request(method, url, all_headers, params, json, timeout or self.timeout, retry)
+        request = prepare(
+            self.config,
+            method,
+            url,
+            json=json,
+            params=params,
+            headers=headers,
+            retry=retry,
+            timeout=timeout or self.timeout,
+            auth=auth,
+        )
         self.stats.count(endpoint)
-        response = self._transport.send(request)
-        source = self.config.source_of("api_key")
-        if auth and response.status_code == 401 and source != "argument":
-            raise_for_problem(request, response, hint=f"the API key came from {source}")
-        raise_for_problem(request, response)
-        return response
+        return checked(self.config, request, self._transport.send(request), auth=auth)
 
     def _server(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
         return self._call(method, self.base_url + path, endpoint, **kwargs).json()
