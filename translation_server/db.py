@@ -38,7 +38,8 @@ def reader(engine: Engine) -> Engine:
     BEGIN and no ROLLBACK, and a single SELECT is a consistent snapshot by itself. Reads of
     several statements that must agree use ``engine``.
     """
-    return _engine(engine.url, isolation_level="AUTOCOMMIT")
+    # nothing to roll back when a connection goes back to the pool: skip the reset
+    return _engine(engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
 
 
 def _engine(url: URL, **options: Any) -> Engine:

@@ -1,14 +1,16 @@
 """The hottest read, one job by id, run with less machinery than a Core ``execute``.
 
-The statement is the same Core construct, compiled once for the engine's dialect; each call
-checks a DBAPI connection out of the engine's own pool (autocommit, as the reader's are),
-runs the compiled SQL and hands the connection back: about a third of the cost of
-``Connection.execute``, which also builds an execution context, a result object and row
-proxies for the one row. The same code serves SQLite and PostgreSQL.
+The statement is the same Core construct, compiled once for the engine's dialect; each thread
+that reads keeps one DBAPI connection from the engine's own pool (autocommit, as the reader's
+are) and runs the compiled SQL on it, a connection gone bad being replaced once: a fraction of
+the cost of ``Connection.execute``, which also checks a connection out and back in, builds an
+execution context, a result object and row proxies for the one row. The same code serves
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,12 +19,13 @@ from sqlalchemy.sql import Select
 
 
 class PointRead:
-    """One single-row SELECT, compiled once, run on pooled DBAPI connections."""
+    """One single-row SELECT, compiled once, run on a pooled DBAPI connection per thread."""
 
     def __init__(self, engine: Engine, statement: Select[Any]) -> None:
         self._engine = engine
         compiled = statement.compile(dialect=engine.dialect)
         self._sql = str(compiled)
+        self._local = threading.local()  # each request thread keeps one pooled connection
         self._order: Sequence[str] | None = (
             compiled.positiontup if engine.dialect.positional else None
         )
@@ -32,14 +35,26 @@ class PointRead:
         args: Any = (
             [params[name] for name in self._order] if self._order is not None else dict(params)
         )
-        conn = self._engine.raw_connection()
         try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self._sql, args)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+            return self._run(args)
+        except self._engine.dialect.dbapi.Error:  # type: ignore[union-attr]
+            self._drop()  # a connection gone bad (a database restart): one more try, afresh
+            return self._run(args)
+
+    def _run(self, args: Any) -> Sequence[Any] | None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._engine.raw_connection()
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self._sql, args)
+            row = cursor.fetchone()
         finally:
-            conn.close()  # back to the pool
+            cursor.close()
         return tuple(row) if row is not None else None
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.invalidate()

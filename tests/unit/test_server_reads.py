@@ -70,16 +70,18 @@ def test_a_pending_job_written_by_another_writer_is_seen_at_once(
 
 
 def connections(reads: JobReads, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the connections the reads open (one item per connection)."""
+    """Count the reads that reach the database (one item each): Core reads by the
+    connections they open, point reads by their calls."""
     opened: list[int] = []
-    engine = reads._db.reader
-    real = engine.raw_connection  # the pool checkout of Core reads and of the point read
+    engine, point = reads._db.reader, reads._by_id
+    for owner, method in ((engine, "connect"), (point, "first")):
+        real = getattr(owner, method)
 
-    def counted() -> Any:
-        opened.append(1)
-        return real()
+        def counted(*args: Any, real: Any = real) -> Any:
+            opened.append(1)
+            return real(*args)
 
-    monkeypatch.setattr(engine, "raw_connection", counted)
+        monkeypatch.setattr(owner, method, counted)
     return opened
 
 
