@@ -21,8 +21,9 @@ One run measures every cell of a matrix, with the same seeded jobs for every str
 Job i of a shape has the same duration (uniform 5-15 s), estimator factor (``max(0.3,
 gauss(1, 0.2))``) and webhook fault for every strategy, pinned through ``simulate``. Every cell
 has its own seeded server (``--workers 2000``: nothing queues) and, for the library, its own
-receiver. The library runs first, one fault at a time with its four shapes at once; then the
-pollers, every shape and strategy at once: their load never overlaps the library's cells.
+receiver. The library runs first, one cell at a time (in quick mode a fault's four shapes at
+once); then the pollers, every shape and strategy at once: their load never overlaps the
+library's cells.
 Lag, status and feed requests are defined in the document; the server's count of status
 requests (its ``/metrics``) and the client's (``client.stats``) stand beside the transport's.
 

@@ -140,12 +140,13 @@ def run_together(cells: list[CellRun], args: Any) -> None:
 
 
 def run_matrix(args: Any, specs: dict[str, list[JobSpec]], report: Callable[[CellRun], None]):
-    """The library under each fault (its shapes at once), then every poller cell at once;
-    ``report(run)`` as each cell's run comes in. Every run."""
-    phases = [
-        [CellRun(fault, shape, LIBRARY, specs[shape]) for shape in args.shapes]
-        for fault in args.faults
+    """The library under each fault, one cell at a time (in quick mode its shapes at once:
+    quicker, but they share the cores), then every poller cell at once; ``report(run)`` as
+    each cell's run comes in. Every run."""
+    library = [
+        [CellRun(f, shape, LIBRARY, specs[shape]) for shape in args.shapes] for f in args.faults
     ]
+    phases = library if args.quick else [[cell] for cells in library for cell in cells]
     if not args.no_pollers:
         phases.append([CellRun("*", sh, peer, specs[sh]) for sh in args.shapes for peer in PEERS])
     for cells in phases:

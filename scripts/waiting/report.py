@@ -26,8 +26,9 @@ DEFINITIONS = (
 SETUP = (
     "Every cell has its own translation server (seeded, `--workers 2000`) and, for the "
     "library, its own callback receiver; job i of a shape has the same duration, estimator "
-    "factor and webhook fault for every strategy. The library's four shapes of a fault run at "
-    "once; the pollers run after the library, every shape and strategy at once."
+    "factor and webhook fault for every strategy. The library's cells run one at a time (in "
+    "quick mode a fault's four shapes at once); the pollers run after the library, every "
+    "shape and strategy at once."
 )
 
 
