@@ -25,6 +25,7 @@ from .signatures import SecretSource
 from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Store
 
 HEARTBEAT_EVENTS_MAX = 1000
+RETRY_SOON_S = 1.0  # a retry due sooner will bring the event itself
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +169,18 @@ class Inbox:
         return True
 
     def _keep_heartbeat(self, msg_id: str, beat: Heartbeat, body: str, now: float) -> bool:
-        """Refresh the channel; a heartbeat with news also enters the feed and wakes it."""
-        news = [(e.seq, e.sent, e.next_attempt_at) for e in beat.events]
-        digest = hashlib.sha256(json.dumps([beat.seq, news]).encode()).hexdigest()
+        """Refresh the channel; a heartbeat that asks a client to act also enters the feed and
+        wakes it: one naming an event sent but not stored here (lost), or a retry due later
+        than ``RETRY_SOON_S``. Any other says nothing a client waits for: not fed, it wakes no
+        long-poll (every event it names as sent is already in the feed)."""
+        stored = self._store.final_jobs([e.job_id for e in beat.events if e.sent])
+        soon = now + RETRY_SOON_S
+        urgent = [
+            (e.seq, e.job_id, e.sent, e.next_attempt_at)
+            for e in beat.events
+            if ((e.job_id not in stored) if e.sent else (e.next_attempt_at or 0) > soon)
+        ]
+        digest = hashlib.sha256(json.dumps(urgent).encode()).hexdigest() if urgent else None
         cursor = self._store.add_heartbeat(
             webhook_id=msg_id,
             endpoint=beat.endpoint,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -259,7 +260,7 @@ class Store:
         endpoint: str,
         client_id: str,
         seq: int,
-        digest: str,
+        digest: str | None,
         payload: str,
         received_at: float,
     ) -> int | None:
@@ -281,7 +282,7 @@ class Store:
         webhook_id: str,
         channel: tuple[str, str],
         seq: int,
-        digest: str,
+        digest: str | None,
         payload: str,
         received_at: float,
     ) -> int | None:
@@ -291,7 +292,7 @@ class Store:
         )
         with self._writer.begin() as conn:
             known = conn.execute(select(channel_heartbeats.c.digest).where(key)).scalar()
-            fresh = {"seq": seq, "digest": digest, "received_at": received_at}
+            fresh = {"seq": seq, "digest": digest or known or "", "received_at": received_at}
             if known is None:
                 conn.execute(
                     insert(channel_heartbeats).values(
@@ -300,7 +301,7 @@ class Store:
                 )
             else:
                 conn.execute(update(channel_heartbeats).where(key).values(**fresh))
-            if known == digest:
+            if digest is None or known == digest:
                 return None
             conn.execute(
                 update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
@@ -313,6 +314,14 @@ class Store:
                 received_at=received_at,
                 payload=payload,
             )
+
+    def final_jobs(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these jobs have a final event stored."""
+        if not job_ids:
+            return set()
+        query = select(job_states.c.job_id).where(job_states.c.job_id.in_(list(job_ids)))
+        with self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
 
     def channels(self, now: float) -> list[ChannelState]:
         """The channels heard from in the last ``CHANNELS_SHOWN_S`` seconds."""

@@ -268,6 +268,36 @@ class AsyncTranslationClient:
             return {"status": "unreachable", "error": str(exc)}
         return dict(resp.json())
 
+    # ----------------------------------------------------------------- admin
+
+    async def _admin(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        if not self.admin_token:
+            raise TranslationError("this needs the admin token (VT_ADMIN_TOKEN or --admin-token)")
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        url = self.base_url + path
+        return (
+            await self._call(method, url, endpoint, auth=False, headers=headers, **kwargs)
+        ).json()
+
+    async def create_client(self, name: str) -> dict[str, Any]:
+        """Operator: create a client; its API key and webhook secret are shown only here."""
+        body = {"name": name}
+        return dict(
+            await self._admin("POST", "/v1/clients", "POST /v1/clients", json=body, retry=False)
+        )
+
+    async def list_clients(self) -> list[dict[str, Any]]:
+        """Operator: every client (ids and names)."""
+        return list((await self._admin("GET", "/v1/clients", "GET /v1/clients"))["clients"])
+
+    async def rotate_secret(self, client_id: str) -> dict[str, Any]:
+        """Operator: a new webhook secret for a client (the old one signs during the grace)."""
+        path, endpoint = (
+            f"/v1/clients/{client_id}/rotate-secret",
+            "POST /v1/clients/{id}/rotate-secret",
+        )
+        return dict(await self._admin("POST", path, endpoint, retry=False))
+
     # --------------------------------------------------------------- waiting
 
     async def wait(

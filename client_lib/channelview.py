@@ -3,7 +3,11 @@ numbers the heartbeats have accounted for (per client of the server)."""
 
 from __future__ import annotations
 
+import collections
+
 from .models import Heartbeat
+
+RECEIVED_KEPT = 4096  # the newest sequence numbers received, for telling gaps
 
 
 class ChannelView:
@@ -15,6 +19,7 @@ class ChannelView:
         self._waiting_since: float | None = None  # when the current stretch of waiting began
         self._interval = 1.0
         self._accounted: dict[str, int] = {}  # per client: the highest number accounted for
+        self._received: collections.deque[int] = collections.deque(maxlen=RECEIVED_KEPT)
 
     @property
     def waiting(self) -> bool:
@@ -38,12 +43,18 @@ class ChannelView:
         """Whether heartbeats were due and none came for a few intervals."""
         return self._waiting_since is not None and now >= self.silent_at()
 
+    def received(self, seq: int | None) -> None:
+        """A job event came through the feed: if numbered, heartbeats need not name it."""
+        if seq is not None:
+            self._received.append(seq)
+
     def read(self, beat: Heartbeat, now: float) -> bool:
-        """Take a heartbeat in; True when it gave out numbers it does not name (too many or
-        too old for one heartbeat), so that jobs that may have ended must be asked about."""
+        """Take a heartbeat in; True when numbers were given out that neither it nor the feed's
+        events account for (too many, or heartbeats the receiver did not feed), so that jobs
+        that may have ended must be asked about."""
         self.heard(now)
         self._interval = beat.interval_s
-        named = {e.seq for e in beat.events}
+        named = {e.seq for e in beat.events} | set(self._received)
         known = self._accounted.get(beat.client_id)
         self._accounted[beat.client_id] = max(known or 0, beat.seq)
         return known is not None and any(s not in named for s in range(known + 1, beat.seq + 1))

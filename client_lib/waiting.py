@@ -277,6 +277,7 @@ class WaitCore:
     # ------------------------------------------------------------ feed
 
     def _on_event(self, event: Event, now: float) -> Detection | None:
+        self._channel.received(event.seq)
         job = event.final_job
         if job is None:
             return None

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from client_lib.errors import TransportError
-from client_lib.models import format_time
+from client_lib.models import format_time, parse_time
 from client_lib.transport import Request, Response
 
 SERVER = "http://server.test"
@@ -101,6 +101,7 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_SOON = 0.05
 HEARTBEAT_LINGER = 10.0
 HEARTBEAT_RECENT = 64
+RETRY_SOON = 1.0  # the receiver's: a retry due sooner brings the event itself
 
 
 @dataclasses.dataclass
@@ -236,10 +237,25 @@ class FakeServices:
         heard = sorted(t for t in times if not self.is_down(t))
         self._heard = heard
         fed, digest = [], None
+        stored = {  # when each job's event was stored at the receiver
+            d.job.id: min(a for a in d.arrivals if not self.is_down(a))
+            for d in numbered
+            if any(not self.is_down(a) for a in d.arrivals)
+        }
         for n, h in enumerate(heard):
             beat = self._heartbeat(numbered, h)
-            key = json.dumps([beat["seq"], beat["events"]])
-            if key != digest:
+            # as the receiver does: fed only when it asks a client to act
+            urgent = [
+                e
+                for e in beat["events"]
+                if (
+                    stored.get(e["job_id"], h + 1) > h
+                    if e["state"] == "sent"
+                    else (parse_time(e["next_attempt_at"]) or 0) > h + RETRY_SOON
+                )
+            ]
+            key = json.dumps(urgent)
+            if urgent and key != digest:
                 digest = key
                 fed.append((h, f"msg_hb_{n}", beat))
         return fed

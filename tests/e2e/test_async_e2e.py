@@ -15,6 +15,7 @@ import pytest
 from client_lib import AsyncTranslationClient, JobStatus
 from tests.e2e.servers import Stack, start_stack
 from tests.e2e.test_waiting_shapes import lag_when_asked, status_requests
+from tests.support import ADMIN
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -127,3 +128,16 @@ def test_as_completed_yields_jobs_in_the_order_they_end(stack: Stack) -> None:
 
     asyncio.run(main())
     assert status_requests(stack) == 0
+
+
+def test_operator_calls_as_coroutines(stack: Stack) -> None:
+    async def run() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+        async with async_client(stack, admin_token=ADMIN) as client:
+            created = await client.create_client("async-acme")
+            listed = await client.list_clients()
+            rotated = await client.rotate_secret(created["id"])
+            return created, listed, rotated
+
+    created, listed, rotated = asyncio.run(run())
+    assert created["api_key"] and created["id"] in [c["id"] for c in listed]
+    assert rotated["webhook_secret"] != created["webhook_secret"]

@@ -105,13 +105,14 @@ def test_a_plain_webhook_consumer_gets_job_events_alone(stack: Stack) -> None:
         )
         assert resp.status_code == 201
 
-    def channel_said_sent() -> list[dict] | None:  # type: ignore[type-arg]
-        events = requests.get(f"{stack.receiver.url}/v1/events?after=0", timeout=5).json()
-        beats = [e for e in events["events"] if e["type"] == "channel.heartbeat"]
-        done = [b for b in beats if [x["state"] for x in b["data"]["events"]] == ["sent"]]
-        return events["events"] if done else None
+    def both_ended_and_channel_heard() -> dict | None:  # type: ignore[type-arg]
+        page = requests.get(f"{stack.receiver.url}/v1/events?after=0", timeout=5).json()
+        ended = [e for e in page["events"] if e["type"] == "job.completed"]
+        return page if len(ended) == 2 and page.get("channels") else None
 
-    events = wait_until(channel_said_sent, timeout=20)
-    assert {e["data"]["endpoint"] for e in events if e["type"] == "channel.heartbeat"} == {channel}
-    jobs = {e["data"]["callback_url"]: e for e in events if e["type"] == "job.completed"}
+    page = wait_until(both_ended_and_channel_heard, timeout=20, message="both ends, a heartbeat")
+    assert {c["endpoint"] for c in page["channels"]} == {channel}
+    beats = [e for e in page["events"] if e["type"] == "channel.heartbeat"]
+    assert all(b["data"]["endpoint"] == channel for b in beats)
+    jobs = {e["data"]["callback_url"]: e for e in page["events"] if e["type"] == "job.completed"}
     assert "seq" not in jobs[plain] and jobs[channel]["seq"] == 1

@@ -54,7 +54,8 @@ def test_a_heartbeat_with_news_is_fed_and_a_repeat_only_refreshes(client: FlaskC
     assert page["events"][0]["data"]["events"][0]["job_id"] == "job_1"
     (channel,) = page["channels"]
     assert channel["endpoint"] == ENDPOINT and channel["seq"] == 1 and channel["age_s"] < 5
-    pending = {"seq": 2, "job_id": "job_2", "state": "pending", "next_attempt_at": None}
+    later = "2099-01-01T00:00:00.000Z"  # a retry far off: a client should ask instead
+    pending = {"seq": 2, "job_id": "job_2", "state": "pending", "next_attempt_at": later}
     news = heartbeat(2, events=[*heartbeat()["data"]["events"], pending])
     assert post(client, news).status_code == 204
     page = client.get("/v1/events?after=0").get_json()
@@ -64,7 +65,8 @@ def test_a_heartbeat_with_news_is_fed_and_a_repeat_only_refreshes(client: FlaskC
 
 def test_two_clients_on_one_endpoint_keep_channels_of_their_own(client: FlaskClient) -> None:
     assert post(client, heartbeat(1)).status_code == 204
-    other = heartbeat(5, client_id="cli_b", events=[])
+    lost_b = {"seq": 5, "job_id": "job_b", "state": "sent", "next_attempt_at": None}
+    other = heartbeat(5, client_id="cli_b", events=[lost_b])
     assert post(client, other).status_code == 204
     assert post(client, heartbeat(1)).status_code == 204  # cli_a's again: nothing new
     page = client.get("/v1/events?after=0").get_json()
@@ -76,6 +78,19 @@ def test_two_clients_on_one_endpoint_keep_channels_of_their_own(client: FlaskCli
         ("cli_a", 1),
         ("cli_b", 5),
     ]
+
+
+def test_a_heartbeat_that_asks_nothing_of_a_client_wakes_no_one(client: FlaskClient) -> None:
+    """Every event it names as sent is stored here, and no retry is far off: not fed."""
+    job = {"type": "job.completed", "seq": 1, "data": {"id": "job_1", "status": "completed"}}
+    assert post(client, job).status_code == 204
+    soon = {"seq": 2, "job_id": "job_2", "state": "pending", "next_attempt_at": None}
+    assert (
+        post(client, heartbeat(2, events=[*heartbeat()["data"]["events"], soon])).status_code == 204
+    )
+    page = client.get("/v1/events?after=0").get_json()
+    assert [e["type"] for e in page["events"]] == ["job.completed"]
+    assert page["channels"][0]["seq"] == 2  # the channel is refreshed all the same
 
 
 def test_heartbeats_stay_out_of_a_jobs_own_views(client: FlaskClient) -> None:
