@@ -25,7 +25,7 @@ def test_argument_then_environment_then_file_then_default(tmp_path: Path) -> Non
     config = resolve(environ=env)
     assert (config.server_url, config.source_of("server_url")) == ("http://file:1", str(path))
     assert (config.api_key, config.source_of("api_key")) == ("from-env", "VT_API_KEY")
-    assert config.receiver_url == "http://127.0.0.1:8001"
+    assert config.receiver_url == "http://127.0.0.1:8001"  # the local default
     assert config.source_of("receiver_url") == "default"
     assert resolve(api_key="arg", environ=env).api_key == "arg"
     env["VT_SERVER_URL"] = "http://env:2/"
@@ -51,7 +51,7 @@ def test_data_paths_come_from_vt_home_or_the_working_directory(
 
 @pytest.mark.parametrize(
     ("url", "hint"),
-    [("localhost:8000", "did you mean http://localhost:8000?"), ("ftp://x", "")],
+    [("localhost:9000", "did you mean http://localhost:9000?"), ("ftp://x", "")],
 )
 def test_a_url_without_http_is_refused_with_a_hint(tmp_path: Path, url: str, hint: str) -> None:
     with pytest.raises(ConfigurationError) as info:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from tests.receiver_support import receiver_app, signed_headers
 
 pytestmark = pytest.mark.timeout(30)
-ENDPOINT = "http://127.0.0.1:8001/webhooks"
+ENDPOINT = "http://127.0.0.1:9/webhooks"
 
 
 @pytest.fixture
