@@ -160,8 +160,8 @@ def test_bulk_status_reuses_jobs_on_304(tmp_path: Any) -> None:
 def test_settings_resolve_as_the_sync_clients_do(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ConfigurationError, match="did you mean http://server:8000"):
-        AsyncTranslationClient(base_url="server:8000", credentials_file=str(tmp_path / "x"))
+    with pytest.raises(ConfigurationError, match="did you mean http://server:9000"):
+        AsyncTranslationClient(base_url="server:9000", credentials_file=str(tmp_path / "x"))
     script = Scripted(problem(401, "invalid_api_key"))
     missing = scripted_client(script, tmp_path, api_key=None)
     with pytest.raises(AuthenticationError, match="no API key"):

@@ -19,7 +19,7 @@ from translation_server.simulation import attempt_end
 from translation_server.store import Store
 
 T0 = 1_800_000_000.0
-URL = "http://127.0.0.1:8001/webhooks"
+URL = "http://127.0.0.1:9/webhooks"
 
 
 def ended(store: Store, *, channel: bool, count: int = 1, url: str = URL) -> list[str]:
