@@ -167,9 +167,9 @@ def test_vt_as_a_real_process(stack: Stack) -> None:
     assert missing.returncode == 1 and "VT_API_KEY" in missing.stderr
     assert "/nonexistent/local.json" in missing.stderr
     schemeless = subprocess.run(
-        [exe, "--server", "localhost:8000", "status"], capture_output=True, text=True, check=False
+        [exe, "--server", "localhost:9000", "status"], capture_output=True, text=True, check=False
     )
-    assert schemeless.returncode == 2 and "did you mean http://localhost:8000?" in schemeless.stderr
+    assert schemeless.returncode == 2 and "did you mean http://localhost:9000?" in schemeless.stderr
 
 
 def test_waiting_says_when_it_asks_the_server_and_when_a_job_had_already_ended(
