@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ import httpx
 
 from .aiodriver import AsyncServices, AsyncSleep, AsyncWaiting, clock_sleeper
 from .aiotransport import HTTPXTransport, RetryPolicy
-from .calls import checked, prepare
+from .calls import ETags, checked, create_body, idempotency_headers, prepare
 from .clock import Clock, SystemClock
 from .config import UNSET, resolve
 from .errors import TranslationError, job_outcome
@@ -38,8 +37,6 @@ from .waiting import WaitCore
 from .waitpolicy import Detection, WaitPolicy
 
 log = logging.getLogger(__name__)
-
-_ETAG_CACHE_MAX = 256
 
 
 class AsyncTranslationClient:
@@ -99,7 +96,7 @@ class AsyncTranslationClient:
             get_job=self.get_job,
         )
         self.stats = ClientStats(self._core.stats)
-        self._etags: dict[str, tuple[str, list[Job]]] = {}
+        self._etags = ETags()
 
     async def __aenter__(self) -> AsyncTranslationClient:
         return self
@@ -169,21 +166,23 @@ class AsyncTranslationClient:
         """
         if callback_url is UNSET:
             callback_url = self.default_callback_url
-        fields = {
-            "source_url": source_url,
-            "target_language": target_language,
-            "priority": priority,
-            "callback_url": callback_url,
-            "metadata": metadata,
-            "simulate": simulate,
-        }
-        body = {k: v for k, v in fields.items() if v is not None}
-        if callback_url and callback_url == self.default_callback_url:
-            body["channel_events"] = True  # numbered events and heartbeats (see waiting.py)
+        channel = bool(callback_url) and callback_url == self.default_callback_url
+        fields = dict(
+            source_url=source_url,
+            target_language=target_language,
+            priority=priority,
+            callback_url=callback_url,
+            metadata=metadata,
+            simulate=simulate,
+        )
+        if channel:
             await self._waiting.pin_feed()  # so the feed cannot miss this job's events
-        key = idempotency_key or f"vt-{uuid.uuid4()}"
         data = await self._server(
-            "POST", "/v1/jobs", "POST /v1/jobs", json=body, headers={"Idempotency-Key": key}
+            "POST",
+            "/v1/jobs",
+            "POST /v1/jobs",
+            json=create_body(fields, channel=channel),
+            headers=idempotency_headers(idempotency_key),
         )
         job = Job.from_dict(data)
         self._waiting.track(job)  # followed from now on: its events are kept until waited on
@@ -199,24 +198,15 @@ class AsyncTranslationClient:
         jobs: list[Job] = []
         for i in range(0, len(job_ids), BULK_IDS_MAX):
             chunk = ",".join(job_ids[i : i + BULK_IDS_MAX])
-            etag, cached = self._etags.get(chunk, (None, []))
             resp = await self._call(
                 "GET",
                 f"{self.base_url}/v1/jobs",
                 "GET /v1/jobs?ids",
                 params={"ids": chunk},
                 retry=retry,
-                headers={"If-None-Match": etag} if etag else None,
+                headers=self._etags.headers(chunk),
             )
-            if resp.status_code == 304:
-                jobs.extend(cached)
-                continue
-            found = [Job.from_dict(j) for j in resp.json()["jobs"]]
-            if resp.headers.get("ETag"):
-                if len(self._etags) >= _ETAG_CACHE_MAX:
-                    self._etags.pop(next(iter(self._etags)))
-                self._etags[chunk] = (resp.headers["ETag"], found)
-            jobs.extend(found)
+            jobs.extend(self._etags.jobs(chunk, resp))
         return jobs
 
     async def list_jobs(

@@ -12,12 +12,11 @@ wait at once; one of them at a time drives the shared feed connection, the other
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .backend import Services
-from .calls import checked, prepare
+from .calls import ETags, checked, create_body, idempotency_headers, prepare
 from .clock import Clock, SystemClock
 from .config import UNSET, resolve
 from .driver import Waiting
@@ -28,8 +27,6 @@ from .stats import ClientStats
 from .transport import RequestsTransport, Response, Transport
 from .waiting import WaitCore
 from .waitpolicy import Detection, WaitPolicy
-
-_ETAG_CACHE_MAX = 256
 
 
 class TranslationClient:
@@ -76,7 +73,7 @@ class TranslationClient:
             self._core, Services(self), self._clock, get_jobs=self.get_jobs, get_job=self.get_job
         )
         self.stats = ClientStats(self._core.stats)
-        self._etags: dict[str, tuple[str, list[Job]]] = {}
+        self._etags = ETags()
 
     def __enter__(self) -> TranslationClient:
         return self
@@ -151,24 +148,23 @@ class TranslationClient:
         """
         if callback_url is UNSET:
             callback_url = self.default_callback_url
-        body = {
-            k: v
-            for k, v in {
-                "source_url": source_url,
-                "target_language": target_language,
-                "priority": priority,
-                "callback_url": callback_url,
-                "metadata": metadata,
-                "simulate": simulate,
-            }.items()
-            if v is not None
-        }
-        if callback_url and callback_url == self.default_callback_url:
-            body["channel_events"] = True  # numbered events and heartbeats (see waiting.py)
+        channel = bool(callback_url) and callback_url == self.default_callback_url
+        fields = dict(
+            source_url=source_url,
+            target_language=target_language,
+            priority=priority,
+            callback_url=callback_url,
+            metadata=metadata,
+            simulate=simulate,
+        )
+        if channel:
             self._waiting.pin_feed()  # so the feed cannot miss this job's events
-        key = idempotency_key or f"vt-{uuid.uuid4()}"
         data = self._server(
-            "POST", "/v1/jobs", "POST /v1/jobs", json=body, headers={"Idempotency-Key": key}
+            "POST",
+            "/v1/jobs",
+            "POST /v1/jobs",
+            json=create_body(fields, channel=channel),
+            headers=idempotency_headers(idempotency_key),
         )
         job = Job.from_dict(data)
         self._waiting.track(job)  # followed from now on: its events are kept until waited on
@@ -187,24 +183,15 @@ class TranslationClient:
         jobs: list[Job] = []
         for i in range(0, len(job_ids), BULK_IDS_MAX):
             chunk = ",".join(job_ids[i : i + BULK_IDS_MAX])
-            etag, cached = self._etags.get(chunk, (None, []))
             resp = self._call(
                 "GET",
                 f"{self.base_url}/v1/jobs",
                 "GET /v1/jobs?ids",
                 params={"ids": chunk},
                 retry=retry,
-                headers={"If-None-Match": etag} if etag else None,
+                headers=self._etags.headers(chunk),
             )
-            if resp.status_code == 304:
-                jobs.extend(cached)
-                continue
-            found = [Job.from_dict(j) for j in resp.json()["jobs"]]
-            if resp.headers.get("ETag"):
-                if len(self._etags) >= _ETAG_CACHE_MAX:
-                    self._etags.pop(next(iter(self._etags)))
-                self._etags[chunk] = (resp.headers["ETag"], found)
-            jobs.extend(found)
+            jobs.extend(self._etags.jobs(chunk, resp))
         return jobs
 
     def list_jobs(self, *, status: JobStatus | str | None = None, limit: int = 20) -> Iterator[Job]:
