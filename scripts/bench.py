@@ -22,8 +22,24 @@ from typing import Any
 
 from scripts.common import RESULTS, ROOT, command, describe_machine, machine, parser, table
 
-BENCHMARKS = ("server", "webhooks", "receiver", "waiting", "clients", "scale", "hardening")  # the run's order
-HEADLINE = ("waiting", "clients", "webhooks", "receiver", "server", "scale", "hardening")  # the README's order
+BENCHMARKS = (
+    "server",
+    "webhooks",
+    "receiver",
+    "waiting",
+    "clients",
+    "scale",
+    "hardening",
+)  # the run's order
+HEADLINE = (
+    "waiting",
+    "clients",
+    "webhooks",
+    "receiver",
+    "server",
+    "scale",
+    "hardening",
+)  # the README's order
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 QUICK_NOTE = (
     "**Quick mode** (`make bench-quick`): every benchmark smaller and shorter, to check that "
