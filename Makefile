@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean
+.PHONY: venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean screenshots
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ run: $(STAMP)
 
 DEMO_LOG := -o log_cli=true -o log_cli_level=INFO -o log_cli_format="%(asctime)s %(name)-18s %(message)s"
 
+## Debian's chromium for the browser tests (Playwright drives it; it cannot download its own).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "chromium is missing: installing Debian's package (apt-get install -y -q chromium)"
+	apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
+
 ## The end-to-end demo first, with its story logged live, then the rest of the suite.
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e/test_demo.py -q
 
@@ -33,7 +39,7 @@ demo: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/e2e
 
 ## Benchmarks (minutes): every one, then docs/benchmarks.md and the README's results; QUICK=1
@@ -47,6 +53,11 @@ bench: $(STAMP)
 
 bench-quick:
 	$(MAKE) bench QUICK=1
+
+## PNGs of the dashboard and the receiver's page (desktop and phone width) in docs/screenshots/,
+## and the dashboard's measured figures in docs/dashboard.md.
+screenshots: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m scripts.screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
