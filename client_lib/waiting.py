@@ -23,6 +23,7 @@ from .actions import Action, Lookup, PinFeed, Poll, ReadFeed, Sleep
 from .channelview import ChannelView
 from .errors import JobNotFound, TranslationError
 from .models import BULK_IDS_MAX, ChannelStatus, Event, Heartbeat, Job, parse_time
+from .receiverview import ReceiverView
 from .timeline import Bounded, Timeline, Tracked
 from .waitpolicy import Detection, WaitPolicy, WaitStats
 
@@ -54,14 +55,12 @@ class WaitCore:
         self._failed: dict[str, TranslationError] = {}
         self._kept: Bounded[Job] = Bounded(KEPT_EVENTS)
         self._finished: list[str] = []
-        self._lookups: dict[str, None] = {}
-        self._wanted: set[str] = (
-            set()
-        )  # jobs a caller waits (or waited) on  # jobs to look up at the receiver, in order
+        self._lookups: dict[str, None] = {}  # jobs to look up at the receiver, in order
+        self._wanted: set[str] = set()  # jobs a caller waits (or waited) on
         self._cursor: str | None = None
-        self._receiver_up = endpoint is not None
-        self._receiver_retry_at = 0.0
-        self._receiver_backoff = self.policy.receiver_retry_s[0]
+        self._receiver = ReceiverView(
+            self.policy.receiver_retry_s, self._random, up=endpoint is not None
+        )
         self._channel = ChannelView(self.policy.channel_stale_factor)
         self._regime = self._current_regime(0.0)
 
@@ -70,7 +69,7 @@ class WaitCore:
     @property
     def receiver_up(self) -> bool:
         """Whether the last feed request succeeded."""
-        return self._receiver_up
+        return self._receiver.up
 
     @property
     def regime(self) -> str:
@@ -101,7 +100,7 @@ class WaitCore:
 
     def needs_pin(self, now: float) -> bool:
         """Whether the feed position should be pinned before a job is created."""
-        return self._cursor is None and self.endpoint is not None and now >= self._receiver_retry_at
+        return self._cursor is None and self.endpoint is not None and now >= self._receiver.retry_at
 
     # ------------------------------------------------------------- inputs
 
@@ -155,7 +154,7 @@ class WaitCore:
         """The feed's end, asked for before creating jobs: none of their events is missed."""
         if self._cursor is None:
             self._cursor = cursor
-        self._receiver_ok()
+        self._receiver.ok()
         self._check_regime(now)
 
     def on_feed(
@@ -168,7 +167,7 @@ class WaitCore:
         """A feed page: every event in order, then the channels' liveness."""
         self.stats.feed_requests += 1
         self._cursor = cursor
-        self._receiver_ok()
+        self._receiver.ok()
         found = []
         for event in events:
             if event.heartbeat is not None:
@@ -184,20 +183,9 @@ class WaitCore:
     def on_feed_error(self, exc: TranslationError, now: float) -> None:
         """A feed request (or pinning it) failed: poll, and try the receiver again later."""
         self.stats.feed_requests += 1
-        low, high = self.policy.receiver_retry_s
-        retry_after = getattr(exc, "retry_after", None)
-        if getattr(exc, "status_code", None) == 503 and retry_after is not None:
-            # up, but every long-poll slot is taken: come back when it says; if that lasts,
-            # the channel goes silent and jobs are polled
-            self._receiver_retry_at = now + retry_after
-            return
-        delay = retry_after if retry_after is not None else self._receiver_backoff
-        self._receiver_retry_at = now + delay * (1 + self._random.uniform(0, 0.2))
-        self._receiver_backoff = min(high, max(low, self._receiver_backoff * 2))
-        if self._receiver_up:
-            self._receiver_up = False
-            self.stats.receiver_outages += 1
-            log.info("receiver unreachable (%s); asking the translation server", exc)
+        outages = self._receiver.outages
+        self._receiver.failed(exc, now)
+        self.stats.receiver_outages += self._receiver.outages - outages
         self._check_regime(now)
 
     def on_lookup(self, job_id: str, final: Job | None, now: float) -> Detection | None:
@@ -269,9 +257,9 @@ class WaitCore:
         if max_block is not None:
             block = min(block, max_block)
         if block >= MIN_FEED_WAIT_S and self._cursor is not None:
-            if now >= self._receiver_retry_at:
+            if now >= self._receiver.retry_at:
                 return ReadFeed(self._cursor, block)
-            block = min(block, max(0.0, self._receiver_retry_at - now))
+            block = min(block, max(0.0, self._receiver.retry_at - now))
         return Sleep(block)
 
     # ------------------------------------------------------------ feed
@@ -409,7 +397,7 @@ class WaitCore:
         return "quiet" if self._regime == "channel" and self._on_channel(job) else "poll"
 
     def _current_regime(self, now: float) -> str:
-        if self.endpoint is None or not self._receiver_up:
+        if self.endpoint is None or not self._receiver.up:
             return "receiver down"
         if self._channel.is_silent(now):
             return "silent"
@@ -424,12 +412,6 @@ class WaitCore:
         self._regime = regime
         for tracked in self._tracked.values():
             self._reschedule(tracked, now)
-
-    def _receiver_ok(self) -> None:
-        self._receiver_backoff = self.policy.receiver_retry_s[0]
-        if not self._receiver_up:
-            self._receiver_up = True
-            log.info("receiver reachable again; following the feed")
 
     # ------------------------------------------------------------ ending
 
