@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from client_lib.models import LEGACY_RESULT, format_time
+from client_lib.models import LEGACY_RESULT
 
 from .errors import APIProblem, invalid
 from .records import ClientRecord, JobRecord, NewJob, decode_cursor, encode_cursor
-from .resources import render_job
+from .resources import render_delivery, render_job
 from .runtime import Runtime, current_runtime
 from .states import InvalidTransition, states_for_status
 from .store import IdempotencyConflict
@@ -250,32 +250,7 @@ def deliveries(job_id: str) -> Response:
     rt = current_runtime()
     job = _owned_job(rt, _client(rt), job_id)
     events = rt.dispatcher.outbox.deliveries(job.id)
-    return _json({"job_id": job.id, "deliveries": [_delivery_json(e) for e in events]})
-
-
-def _delivery_json(event: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "webhook_id": event["id"],
-        "type": event["type"],
-        "callback_url": event["callback_url"],
-        "state": event["state"],
-        "attempts": event["attempts"],
-        "created_at": format_time(event["created_at"]),
-        "next_attempt_at": format_time(event["next_attempt_at"]),
-        "finished_at": format_time(event["finished_at"]),
-        "attempt_log": [
-            {
-                "attempt": a["attempt"],
-                "attempted_at": format_time(a["attempted_at"]),
-                "status_code": a["status_code"],
-                "error": a["error"],
-                "latency_ms": round(a["latency_ms"], 2) if a["latency_ms"] is not None else None,
-                "outcome": a["outcome"],
-                "next_attempt_at": format_time(a["next_attempt_at"]),
-            }
-            for a in event["attempt_log"]
-        ],
-    }
+    return _json({"job_id": job.id, "deliveries": [render_delivery(e) for e in events]})
 
 
 @bp.post("/v1/jobs/<job_id>/redeliver")

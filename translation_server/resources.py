@@ -50,6 +50,32 @@ def render_job(job: JobRecord, estimate: Estimate | None) -> dict[str, Any]:
     }
 
 
+def render_delivery(event: dict[str, Any]) -> dict[str, Any]:
+    """One webhook event of a job with its attempt log, as ``deliveries`` lists it."""
+    return {
+        "webhook_id": event["id"],
+        "type": event["type"],
+        "callback_url": event["callback_url"],
+        "state": event["state"],
+        "attempts": event["attempts"],
+        "created_at": format_time(event["created_at"]),
+        "next_attempt_at": format_time(event["next_attempt_at"]),
+        "finished_at": format_time(event["finished_at"]),
+        "attempt_log": [
+            {
+                "attempt": a["attempt"],
+                "attempted_at": format_time(a["attempted_at"]),
+                "status_code": a["status_code"],
+                "error": a["error"],
+                "latency_ms": round(a["latency_ms"], 2) if a["latency_ms"] is not None else None,
+                "outcome": a["outcome"],
+                "next_attempt_at": format_time(a["next_attempt_at"]),
+            }
+            for a in event["attempt_log"]
+        ],
+    }
+
+
 def webhook_body(job: JobRecord, event_type: EventType, at: float) -> str:
     """The exact bytes every attempt of this event sends (so each retry signs the same body)."""
     body = {"type": event_type.value, "timestamp": format_time(at), "data": render_job(job, None)}
