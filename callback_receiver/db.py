@@ -9,12 +9,25 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+PG_POOL_MAX = 12  # connections one receiver keeps to a PostgreSQL server, at most
 
-def make_engine(url: str, *, pool_size: int) -> Engine:
-    """An engine for ``url``; SQLite files get WAL and explicit BEGIN handling."""
+
+def make_engine(url: str, *, pool_size: int, name: str | None = None) -> Engine:
+    """An engine for ``url``; SQLite files get WAL and explicit BEGIN handling.
+
+    On PostgreSQL the pool is capped at ``PG_POOL_MAX`` (threads beyond it wait their turn: a
+    server's connections are shared by every instance of both services), and ``name`` (the
+    instance id) is the connections' ``application_name``, the payload of their notifications.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=4)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=min(pool_size, PG_POOL_MAX),
+            max_overflow=4,
+            connect_args={"application_name": name} if name else {},
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
