@@ -13,10 +13,13 @@ class PinFeed:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReadFeed:
-    """Read the feed after ``after``, waiting up to ``wait`` s; then ``on_feed``."""
+    """Read the feed after ``after``, waiting up to ``wait`` s; then ``on_feed``. ``jobs``:
+    only these jobs' events (and heartbeats), so that other clients' events wake nobody here;
+    None: every event."""
 
     after: str
     wait: float
+    jobs: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -175,8 +175,7 @@ class AsyncTranslationClient:
             metadata=metadata,
             simulate=simulate,
         )
-        if channel:
-            await self._waiting.pin_feed()  # so the feed cannot miss this job's events
+        mark = await self._waiting.pin_feed() if channel else None  # the feed misses none of them
         data = await self._server(
             "POST",
             "/v1/jobs",
@@ -185,7 +184,7 @@ class AsyncTranslationClient:
             headers=idempotency_headers(idempotency_key),
         )
         job = Job.from_dict(data)
-        self._waiting.track(job)  # followed from now on: its events are kept until waited on
+        self._waiting.track(job, mark)  # followed from now on: its events kept until waited on
         return job
 
     async def get_job(self, job_id: str) -> Job:

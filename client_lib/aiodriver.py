@@ -94,12 +94,18 @@ class AsyncServices:
         )
         return str(data["cursor"])
 
-    async def feed(self, after: str, wait: float) -> tuple[list[Event], str, list[ChannelStatus]]:
-        """Events after the cursor, long-polling up to ``wait`` seconds, and the channels."""
+    async def feed(
+        self, after: str, wait: float, jobs: Sequence[str] | None = None
+    ) -> tuple[list[Event], str, list[ChannelStatus]]:
+        """Events after the cursor (only these jobs' and heartbeats, when given), long-polling
+        up to ``wait`` seconds, and the channels."""
+        params = {"after": after, "wait": f"{wait:.3f}"}
+        if jobs is not None:
+            params["jobs"] = ",".join(jobs)
         data = await self._receiver(
             "/v1/events",
             "GET receiver /v1/events",
-            params={"after": after, "wait": f"{wait:.3f}"},
+            params=params,
             timeout=wait + self._client.timeout,
         )
         return feed_page(data)
@@ -144,19 +150,22 @@ class AsyncWaiting:
         """Stop following a job, and drop what is kept of it."""
         self.core.forget(job_id)
 
-    def track(self, job: Job) -> None:
-        """Follow a job from now on (one this client created)."""
-        self.core.track(job, self._clock.now())
+    def track(self, job: Job, mark: int | None) -> None:
+        """Follow a job from now on (one this client created; ``mark``: ``pin_feed``'s)."""
+        self.core.track(job, self._clock.now(), mark)
 
-    async def pin_feed(self) -> None:
-        """Pin the feed position before creating a job, so none of its events is missed."""
+    async def pin_feed(self) -> int:
+        """Pin the feed position before creating a job, so none of its events is missed; the
+        core's read mark, for ``track``."""
         async with self._pinning:  # concurrent creates pin it once
             if self.core.needs_pin(self._clock.now()):
                 await self.run(PinFeed())
+        return self.core.read_mark()
 
     async def track_ids(self, ids: Sequence[str]) -> None:
         """Follow these jobs; only those the client never saw cost a first request."""
         now = self._clock.now
+        mark = self.core.read_mark()
         self.core.want(ids, now())
         unknown = [i for i in ids if not self.core.knows(i, now())]
         if not unknown:
@@ -172,7 +181,7 @@ class AsyncWaiting:
             if job_id not in fetched:
                 await self._get_job(job_id)  # not visible to this client: raises JobNotFound
         for job in fetched.values():
-            self.core.track(job, now())
+            self.core.track(job, now(), mark)
 
     async def _found_at_receiver(self, job_id: str) -> bool:
         try:
@@ -288,7 +297,9 @@ class AsyncWaiting:
                 cursor = await backend.feed_latest()
                 core.feed_pinned(cursor, now())
             elif isinstance(action, ReadFeed):
-                events, cursor, channels = await backend.feed(action.after, action.wait)
+                events, cursor, channels = await backend.feed(
+                    action.after, action.wait, action.jobs
+                )
                 core.on_feed(events, cursor, now(), channels)
             elif isinstance(action, Lookup):
                 final = await backend.final_event(action.job_id)

@@ -72,12 +72,18 @@ class Services:
             ]
         )
 
-    def feed(self, after: str, wait: float) -> tuple[list[Event], str, list[ChannelStatus]]:
-        """Events after the cursor, long-polling up to ``wait`` seconds, and the channels."""
+    def feed(
+        self, after: str, wait: float, jobs: Sequence[str] | None = None
+    ) -> tuple[list[Event], str, list[ChannelStatus]]:
+        """Events after the cursor (only these jobs' and heartbeats, when given), long-polling
+        up to ``wait`` seconds, and the channels."""
+        params = {"after": after, "wait": f"{wait:.3f}"}
+        if jobs is not None:
+            params["jobs"] = ",".join(jobs)
         data = self._receiver(
             "/v1/events",
             "GET receiver /v1/events",
-            params={"after": after, "wait": f"{wait:.3f}"},
+            params=params,
             timeout=wait + self._client.timeout,
         )
         return feed_page(data)

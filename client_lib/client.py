@@ -157,8 +157,7 @@ class TranslationClient:
             metadata=metadata,
             simulate=simulate,
         )
-        if channel:
-            self._waiting.pin_feed()  # so the feed cannot miss this job's events
+        mark = self._waiting.pin_feed() if channel else None  # the feed misses none of its events
         data = self._server(
             "POST",
             "/v1/jobs",
@@ -167,7 +166,7 @@ class TranslationClient:
             headers=idempotency_headers(idempotency_key),
         )
         job = Job.from_dict(data)
-        self._waiting.track(job)  # followed from now on: its events are kept until waited on
+        self._waiting.track(job, mark)  # followed from now on: its events kept until waited on
         return job
 
     def get_job(self, job_id: str) -> Job:

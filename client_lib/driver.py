@@ -44,10 +44,10 @@ class Waiting:
         with self.lock:
             self.core.forget(job_id)
 
-    def track(self, job: Job) -> None:
-        """Follow a job from now on (one this client created)."""
+    def track(self, job: Job, mark: int | None) -> None:
+        """Follow a job from now on (one this client created; ``mark``: ``pin_feed``'s)."""
         with self.lock:
-            self.core.track(job, self._clock.now())
+            self.core.track(job, self._clock.now(), mark)
 
     def as_completed(self, ids: list[str], timeout: float | None) -> Iterator[Job]:
         """Each job as it ends, in the order they end (WaitTimeout at the deadline)."""
@@ -78,16 +78,20 @@ class Waiting:
                 self._timeout(sorted(remaining)[0], now - started)
             self.drive(None if deadline is None else deadline - now)
 
-    def pin_feed(self) -> None:
-        """Pin the feed position before creating a job, so none of its events is missed."""
+    def pin_feed(self) -> int:
+        """Pin the feed position before creating a job, so none of its events is missed; the
+        core's read mark, for ``track``."""
         with self.lock:
             needed = self.core.needs_pin(self._clock.now())
         if needed:
             self.run(PinFeed())
+        with self.lock:
+            return self.core.read_mark()
 
     def track_ids(self, ids: Sequence[str]) -> None:
         """Follow these jobs; only those the client never saw cost a first request."""
         with self.lock:
+            mark = self.core.read_mark()
             self.core.want(ids, self._clock.now())
             unknown = [i for i in ids if not self.core.knows(i, self._clock.now())]
         if not unknown:
@@ -103,7 +107,7 @@ class Waiting:
                 self._get_job(job_id)  # not visible to this client: raises JobNotFound
         with self.lock:
             for job in fetched.values():
-                self.core.track(job, self._clock.now())
+                self.core.track(job, self._clock.now(), mark)
 
     def _found_at_receiver(self, job_id: str) -> bool:
         try:
@@ -173,7 +177,7 @@ class Waiting:
                 with self.lock:
                     core.feed_pinned(cursor, self._clock.now())
             elif isinstance(action, ReadFeed):
-                events, cursor, channels = backend.feed(action.after, action.wait)
+                events, cursor, channels = backend.feed(action.after, action.wait, action.jobs)
                 with self.lock:
                     core.on_feed(events, cursor, self._clock.now(), channels)
             elif isinstance(action, Lookup):

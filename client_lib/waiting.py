@@ -6,8 +6,9 @@ feed, look a job up at the receiver, ask the server about some jobs, or sleep. I
 thread, socket or lock: the clients drive it, the tests do so in virtual time.
 
 A job whose callback is this client's receiver ends by webhook (every event the feed brings
-is kept), or, when the webhook channel's heartbeats say its event was sent and it never came,
-by one ``?ids=`` request. While heartbeats come nothing is polled but a safety net at three
+is kept; while few jobs are followed, it is read for them only, so that other clients' events
+wake nobody), or, when the webhook channel's heartbeats say its event was sent and it never
+came, by one ``?ids=`` request. While heartbeats come nothing is polled but a safety net at three
 times a job's estimate. Jobs are polled from their estimates only while the receiver is
 unreachable, the channel silent, or for jobs whose webhooks cannot reach this client; the
 next heartbeat puts them back on the quiet path. docs/design.md tells why.
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MIN_FEED_WAIT_S = 0.01
 KEPT_EVENTS = 10_000  # final jobs seen in the feed for jobs not tracked (yet)
 KEPT_RESULTS = 10_000  # ended jobs remembered after they were reported
+FEED_FILTER_MAX = 50  # following this many channel jobs at most, the feed is read for them only
 
 
 class WaitCore:
@@ -56,6 +58,10 @@ class WaitCore:
         self._kept: Bounded[Job] = Bounded(KEPT_EVENTS)
         self._finished: list[str] = []
         self._lookups: dict[str, None] = {}  # jobs to look up at the receiver, in order
+        self._coverage: set[str] = set()  # ... of which only to learn what came before
+        self._filtered_reads = 0  # feed reads issued for some jobs only
+        self._read_filtered = False  # the read under way (or the last one) was
+        self._reading = False
         self._wanted: set[str] = set()  # jobs a caller waits (or waited) on
         self._cursor: str | None = None
         self._receiver = ReceiverView(
@@ -98,14 +104,20 @@ class WaitCore:
         """Ids whose end was learned (or that failed) after ``mark``, and the new mark."""
         return self._finished[mark:], len(self._finished)
 
+    def read_mark(self) -> int:
+        """Taken before a job is created or looked up, handed to ``track``: tells whether a
+        feed read for other jobs only may have passed over this job's event meanwhile."""
+        return -1 if self._reading and self._read_filtered else self._filtered_reads
+
     def needs_pin(self, now: float) -> bool:
         """Whether the feed position should be pinned before a job is created."""
         return self._cursor is None and self.endpoint is not None and now >= self._receiver.retry_at
 
     # ------------------------------------------------------------- inputs
 
-    def track(self, job: Job, now: float) -> None:
-        """Follow a job until it ends (created by this client, or asked about)."""
+    def track(self, job: Job, now: float, mark: int | None = None) -> None:
+        """Follow a job until it ends (created by this client, or asked about); ``mark``:
+        ``read_mark()`` from before it was created or looked up."""
         if job.id in self._done or job.id in self._failed:
             return
         if job.id in self._tracked:
@@ -119,6 +131,11 @@ class WaitCore:
         start = parse_time(job.started_at) or parse_time(job.created_at) or now
         tracked = Tracked(job, start, parse_time(job.estimated_completion_at))
         tracked.covered = self._cursor is not None
+        if tracked.covered and self._filtered_reads != (0 if mark is None else mark):
+            # a read for other jobs only went by: what came before it is asked for once
+            tracked.covered = False
+            self._lookups[job.id] = None
+            self._coverage.add(job.id)
         if self._on_channel(job) and not any(
             self._on_channel(t.job) for t in self._tracked.values()
         ):
@@ -166,6 +183,7 @@ class WaitCore:
     ) -> list[Detection]:
         """A feed page: every event in order, then the channels' liveness."""
         self.stats.feed_requests += 1
+        self._reading = False
         self._cursor = cursor
         self._receiver.ok()
         found = []
@@ -183,6 +201,7 @@ class WaitCore:
     def on_feed_error(self, exc: TranslationError, now: float) -> None:
         """A feed request (or pinning it) failed: poll, and try the receiver again later."""
         self.stats.feed_requests += 1
+        self._reading = False
         outages = self._receiver.outages
         self._receiver.failed(exc, now)
         self.stats.receiver_outages += self._receiver.outages - outages
@@ -192,6 +211,8 @@ class WaitCore:
         """The receiver's final event for a job, or None: it has none (then a webhook the
         channel said was sent is lost)."""
         self._lookups.pop(job_id, None)
+        coverage_only = job_id in self._coverage
+        self._coverage.discard(job_id)
         if final is not None and final.is_final and job_id not in self._done:
             self.stats.webhooks_used += 1
             return self._resolve(final, "webhook", now)
@@ -199,6 +220,8 @@ class WaitCore:
         if tracked is None or final is not None:
             return None
         tracked.covered = True  # nothing before the feed position: the next word is final
+        if coverage_only:
+            return None
         self.stats.lost_webhooks += 1
         tracked.urgent = True
         self._set_poll(tracked, now)
@@ -258,11 +281,21 @@ class WaitCore:
             block = min(block, max_block)
         if block >= MIN_FEED_WAIT_S and self._cursor is not None:
             if now >= self._receiver.retry_at:
-                return ReadFeed(self._cursor, block)
+                return self._read(block)
             block = min(block, max(0.0, self._receiver.retry_at - now))
         return Sleep(block)
 
     # ------------------------------------------------------------ feed
+
+    def _read(self, block: float) -> ReadFeed:
+        """Read the feed for the channel jobs followed when they are few, else all of it."""
+        assert self._cursor is not None
+        jobs = sorted(t.job.id for t in self._tracked.values() if self._on_channel(t.job))
+        self._reading, self._read_filtered = True, 0 < len(jobs) <= FEED_FILTER_MAX
+        if not self._read_filtered:
+            return ReadFeed(self._cursor, block)
+        self._filtered_reads += 1
+        return ReadFeed(self._cursor, block, tuple(jobs))
 
     def _on_event(self, event: Event, now: float) -> Detection | None:
         self._channel.received(event.seq)
@@ -277,19 +310,15 @@ class WaitCore:
             return None
         self.stats.webhooks_used += 1
         detection = self._resolve(job, "webhook", now)
-        lag = detection.lag_s
-        log.info(
-            "%s %s: webhook received %s after it ended",
-            job.id,
-            job.status.value,
-            f"{lag * 1000:.0f} ms" if lag is not None else "",
-        )
+        lag = f"{detection.lag_s * 1000:.0f} ms" if detection.lag_s is not None else ""
+        log.info("%s %s: webhook received %s after it ended", job.id, job.status.value, lag)
         return detection
 
     def _on_heartbeat(self, beat: Heartbeat, now: float) -> None:
         if beat.endpoint != self.endpoint:
             return
-        unaccounted = self._channel.read(beat, now)
+        # numbers of jobs a read for some jobs only left out cannot be accounted for here
+        unaccounted = self._channel.read(beat, now) and not self._read_filtered
         for entry in beat.events:
             tracked = self._tracked.get(entry.job_id)
             if tracked is None:
@@ -297,6 +326,7 @@ class WaitCore:
             if entry.sent and not tracked.covered:
                 # its event may have been stored before this client's feed position
                 self._lookups[entry.job_id] = None
+                self._coverage.discard(entry.job_id)
             elif entry.sent:
                 # sent, and the event (fed before this heartbeat) never came: lost
                 if not tracked.urgent:
@@ -318,7 +348,7 @@ class WaitCore:
             # events too many or too old for the heartbeat to name: ask for every job that
             # may plausibly have ended (one request; they ride along in the same ?ids=)
             for tracked in self._tracked.values():
-                if self._on_channel(tracked.job) and self._plausibly_ended(tracked, now):
+                if self._on_channel(tracked.job) and self.policy.plausibly_ended(tracked, now):
                     tracked.urgent = True
                     self._set_poll(tracked, now)
 
@@ -342,11 +372,7 @@ class WaitCore:
             return False
         if tracked.next_poll <= horizon:
             return True
-        return self._regime_of(tracked.job) == "poll" and self._plausibly_ended(tracked, now)
-
-    def _plausibly_ended(self, tracked: Tracked, now: float) -> bool:
-        duration = tracked.duration(now, self.policy.min_poll_s)
-        return now - tracked.start >= self.policy.ride_along_fraction * duration
+        return self._regime_of(tracked.job) == "poll" and self.policy.plausibly_ended(tracked, now)
 
     def _update(self, tracked: Tracked, job: Job, now: float) -> None:
         tracked.job = job
@@ -359,17 +385,8 @@ class WaitCore:
         if tracked.urgent:
             self._set_poll(tracked, now)
             return
-        p = self.policy
-        duration = tracked.duration(now, p.min_poll_s)
-        if self._regime_of(tracked.job) == "quiet":
-            at = tracked.start + p.deadline_factor * duration * (1 + tracked.checks) + p.grace_s
-            self._set_poll(tracked, max(at, now + p.min_poll_s))
-            return
-        grown = p.interval_fraction * duration * p.interval_growth ** max(0, tracked.checks - 1)
-        interval = min(p.max_poll_s, max(p.min_poll_s, grown))
-        first = tracked.start + p.early_fraction * duration
-        at = first if tracked.checks == 0 and first > now else now + interval
-        self._set_poll(tracked, now + self._jitter(max(at - now, p.min_poll_s)))
+        quiet = self._regime_of(tracked.job) == "quiet"
+        self._set_poll(tracked, self.policy.next_poll(tracked, now, quiet, self._jitter))
 
     def _set_poll(self, tracked: Tracked, at: float) -> None:
         tracked.next_poll = at

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 
 from .models import Job, parse_time
+from .timeline import Tracked
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -31,6 +33,28 @@ class WaitPolicy:
     retry_grace_s: float = 1.0  # ... and checked on this long after it was due
     channel_stale_factor: float = 3.0  # silent after this many heartbeat intervals
     receiver_retry_s: tuple[float, float] = (0.5, 5.0)  # backoff while the receiver is down
+
+    def next_poll(
+        self, tracked: Tracked, now: float, quiet: bool, jitter: Callable[[float], float]
+    ) -> float:
+        """When to ask about a job next: on the quiet path only as a safety net, else from
+        its estimate (``jitter`` spreads a delay)."""
+        duration = tracked.duration(now, self.min_poll_s)
+        if quiet:
+            at = tracked.start + self.deadline_factor * duration * (1 + tracked.checks)
+            return max(at + self.grace_s, now + self.min_poll_s)
+        grown = (
+            self.interval_fraction * duration * self.interval_growth ** max(0, tracked.checks - 1)
+        )
+        interval = min(self.max_poll_s, max(self.min_poll_s, grown))
+        first = tracked.start + self.early_fraction * duration
+        at = first if tracked.checks == 0 and first > now else now + interval
+        return now + jitter(max(at - now, self.min_poll_s))
+
+    def plausibly_ended(self, tracked: Tracked, now: float) -> bool:
+        """Whether a job is far enough into its estimate to ride along in a poll."""
+        duration = tracked.duration(now, self.min_poll_s)
+        return now - tracked.start >= self.ride_along_fraction * duration
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -331,17 +331,21 @@ class FakeServices:
         if params.get("after") == "latest":
             return self._json(200, {"events": [], "cursor": str(self._count_until(now))})
         after, wait = int(params["after"]), float(params.get("wait", 0))
-        following = events[after] if after < len(events) else None
+        if "jobs" in params:  # as the receiver does: these jobs' events, and heartbeats
+            wanted = set(params["jobs"].split(","))
+            self.requests["feed for some jobs"] += 1
+        shown = [
+            (i, e)
+            for i, e in enumerate(events)
+            if i >= after and ("jobs" not in params or _shown(e[2], wanted))
+        ]
+        following = shown[0][1] if shown else None
         if following is None or following[0] > now:
             wake = min(now + wait, following[0] if following else now + wait)
             down_at = [a for a, _b in self.receiver_down if now < a < wake]
             self.clock.advance_to(min([wake, *down_at]))
         now = self.clock.now()
-        found = list(
-            itertools.takewhile(
-                lambda ie: ie[1][0] <= now, ((i, events[i]) for i in range(after, len(events)))
-            )
-        )
+        found = list(itertools.takewhile(lambda ie: ie[1][0] <= now, shown))
         cursor = str(found[-1][0] + 1) if found else str(after)
         page: dict[str, Any] = {"events": [self._event(i, e) for i, e in found], "cursor": cursor}
         heard = [h for h in self._heard if h <= now]
@@ -407,3 +411,8 @@ class FakeServices:
             self._events = None
             return self._json(200, job.body(now))
         return self._json(404, {"code": "not_found", "detail": path})
+
+
+def _shown(what: Any, jobs: set[str]) -> bool:
+    """Whether a feed filtered to ``jobs`` shows this event: theirs, or a heartbeat."""
+    return not isinstance(what, Delivery) or what.job.id in jobs

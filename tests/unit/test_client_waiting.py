@@ -21,9 +21,9 @@ from client_lib import (
     TranslationClient,
     WaitTimeout,
 )
-from client_lib.actions import Lookup, PinFeed, Poll
+from client_lib.actions import Lookup, PinFeed, Poll, ReadFeed
 from client_lib.models import Event, Job
-from client_lib.waiting import WaitCore
+from client_lib.waiting import FEED_FILTER_MAX, WaitCore
 from tests.fakes import ENDPOINT, RECEIVER, SERVER, T0, FakeClock, FakeJob, FakeServices
 
 
@@ -348,10 +348,13 @@ def test_duplicate_webhook_and_poll_report_the_job_once(
     done = client.wait(job.id, timeout=60, on_update=lambda j: updates.append(j.status.value))
     assert done.status is JobStatus.COMPLETED
     assert client.detection(job.id).path == "poll"  # type: ignore[union-attr]
-    # the two webhooks arrive later, when the receiver is back: both are dropped as repeats
+    # the two webhooks arrive later, when the receiver is back: the feed, read for the job
+    # followed then only, does not even bring them, and the job was reported once
     other = client.create_job(simulate={"duration_s": 60.0})  # the retries come meanwhile
     client.wait(other.id, timeout=90)
-    assert client.stats.waiting.duplicate_reports_dropped == 2
+    assert client.detection(other.id).path == "webhook"  # type: ignore[union-attr]
+    assert services.requests["feed for some jobs"] >= 1
+    assert client.stats.waiting.duplicate_reports_dropped == 0
     assert updates.count("completed") == 1
 
 
@@ -420,18 +423,65 @@ def test_waiting_on_a_job_created_elsewhere_asks_once(
     assert client.detection("job_elsewhere").path == "webhook"  # type: ignore[union-attr]
 
 
-def test_an_event_for_a_job_not_yet_asked_about_is_kept(
+def test_a_job_that_ended_while_the_feed_was_read_for_others_is_found_at_the_receiver(
     client: TranslationClient, services: FakeServices, clock: FakeClock
 ) -> None:
-    """Another process's job ends while this client waits on its own: asked later, it is
-    known from the kept event, with no request at all."""
+    """Another process's job ends while this client waits on its own (the feed read for its
+    own job only): asked later, its end is found at the receiver, with no status request."""
     services.add_job("job_other", 2.0)
     mine = client.create_job(simulate={"duration_s": 5.0})
     client.wait(mine.id, timeout=30)
-    before = services.requests["status"]
+    assert services.requests["feed for some jobs"] >= 1
+    before, lookups = services.requests["status"], services.requests["lookup"]
+    assert client._core.last_known("job_other") is None  # its event never reached this client
+    assert client.wait("job_other", timeout=30).status is JobStatus.COMPLETED
+    assert services.requests["status"] == before
+    assert services.requests["lookup"] == lookups + 1
+    assert client.detection("job_other").path == "webhook"  # type: ignore[union-attr]
+
+
+def test_an_event_for_a_job_not_yet_asked_about_is_kept_when_the_feed_is_read_whole(
+    client: TranslationClient, services: FakeServices, clock: FakeClock
+) -> None:
+    """Following more jobs than a filtered read names, the feed is read whole: another
+    process's job's event is kept, and asking later costs no request at all."""
+    services.add_job("job_other", 2.0)
+    ids = [client.create_job(simulate={"duration_s": 5.0}).id for _ in range(FEED_FILTER_MAX + 1)]
+    assert len(list(client.as_completed(ids, timeout=30))) == len(ids)
+    assert services.requests["feed for some jobs"] == 0
+    before = dict(services.requests)
     assert client._core.last_known("job_other") is not None
     client.wait("job_other", timeout=30)
-    assert services.requests["status"] == before
+    assert services.requests == before
+
+
+def test_a_job_created_while_a_read_for_other_jobs_was_under_way_is_looked_up_once() -> None:
+    """A read for other jobs only may pass over a new job's event: the job is looked up at
+    the receiver once, after that read; finding nothing there is no sign of a lost webhook."""
+    core = WaitCore(endpoint=ENDPOINT, seed=1)
+    core.feed_pinned("0", T0)
+    first = _job("job_a", T0)
+    core.track(first, T0, core.read_mark())
+    read = core.next_action(T0)
+    assert isinstance(read, ReadFeed) and read.jobs == ("job_a",)
+    mark = core.read_mark()  # job_b is created while that read is under way
+    core.track(_job("job_b", T0), T0 + 0.1, mark)
+    core.on_feed([], "0", T0 + 0.2)
+    assert core.next_action(T0 + 0.2) == Lookup("job_b")
+    core.on_lookup("job_b", None, T0 + 0.3)
+    assert core.stats.lost_webhooks == 0
+    after = core.next_action(T0 + 0.3)
+    assert isinstance(after, ReadFeed) and after.jobs == ("job_a", "job_b")
+    core.on_feed([], "0", T0 + 0.4)
+    core.track(_job("job_c", T0), T0 + 0.5, core.read_mark())  # nothing under way meanwhile
+    last = core.next_action(T0 + 0.5)  # no look-up: this read names the new job
+    assert isinstance(last, ReadFeed) and last.jobs == ("job_a", "job_b", "job_c")
+
+
+def _job(job_id: str, created: float) -> Job:
+    """A pending job of this client's channel, as the server describes it."""
+    fake = FakeJob(job_id, created, 10.0, 1.0, "completed", "deliver", ENDPOINT, channel=True)
+    return Job.from_dict(fake.body(created))
 
 
 def test_ten_thousand_jobs_with_webhooks_need_almost_no_polls(
