@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from .app import close_app, create_app
 from .config import Settings
 from .feed import Feed
+from .feed_auth import get_feed_token
 from .receiver import get_receiver
 from .signatures import parse_secret
 
@@ -103,7 +105,7 @@ def _secrets(
     type=int,
     envvar="VT_RECEIVER_MAX_WAITERS",
     show_envvar=True,
-    show_default="threads - 4",
+    show_default="threads - 32",
     help="Long-polls that may block at once; more get 503 Retry-After at once.",
 )
 @click.option(
@@ -113,6 +115,54 @@ def _secrets(
     envvar="VT_RECEIVER_MAX_WAIT",
     show_envvar=True,
     help="Longest wait= a long-poll may ask for, seconds (<= 60).",
+)
+@click.option(
+    "--feed-token",
+    default=None,
+    envvar="VT_RECEIVER_FEED_TOKEN",
+    show_envvar=True,
+    show_default="the credentials file's",
+    help="Bearer token the feed requires (16+ characters); prefer the variable.",
+)
+@click.option(
+    "--connection-limit",
+    default=_D.connection_limit,
+    type=int,
+    envvar="VT_RECEIVER_CONNECTION_LIMIT",
+    show_envvar=True,
+    help="Connections open at once; beyond it new ones wait in the listen backlog.",
+)
+@click.option(
+    "--channel-timeout",
+    default=_D.channel_timeout,
+    type=int,
+    envvar="VT_RECEIVER_CHANNEL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a connection may sit idle (no request under way) before it is closed.",
+)
+@click.option(
+    "--cleanup-interval",
+    default=_D.cleanup_interval,
+    type=int,
+    envvar="VT_RECEIVER_CLEANUP_INTERVAL",
+    show_envvar=True,
+    help="Seconds between checks for idle connections.",
+)
+@click.option(
+    "--backlog",
+    default=_D.backlog,
+    type=int,
+    envvar="VT_RECEIVER_BACKLOG",
+    show_envvar=True,
+    help="Listen backlog of the socket.",
+)
+@click.option(
+    "--ingest-batch-max",
+    default=_D.ingest_batch_max,
+    type=int,
+    envvar="VT_RECEIVER_INGEST_BATCH_MAX",
+    show_envvar=True,
+    help="Webhooks committed in one transaction at most (1: one transaction each).",
 )
 @click.option(
     "--ready-file",
@@ -143,6 +193,7 @@ def main(**options: Any) -> None:
 def _settings(options: dict[str, Any]) -> Settings:
     cred = options.pop("credentials_file")
     ready = options.pop("ready_file")
+    options["feed_token"] = options.get("feed_token") or None
     try:
         return Settings(
             credentials_file=Path(cred) if cred else None,
@@ -158,22 +209,20 @@ def _settings(options: dict[str, Any]) -> Settings:
 def serve(settings: Settings) -> int:
     """Serve until a signal; returns the exit code (0 on SIGTERM/SIGINT)."""
     app = create_app(settings)
-    server = waitress.create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        ident="callback_receiver",
-        # refused from the declared length, before a byte of the body is read
-        max_request_body_size=MAX_BODY_BYTES,
-        max_request_header_size=MAX_HEADER_BYTES,
-    )
+    server = build_server(app, settings)
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"
     receiver = get_receiver(app)
     _install_signal_handlers(receiver.feed)
     if not settings.secrets and settings.credentials_file is None:
         log.warning("no webhook secret configured: every webhook will be refused (401)")
+    if settings.feed_token is None:
+        log.info("feed token: the receiver_token of %s", settings.credentials_file)
+        if get_feed_token(app).current() is None:
+            log.warning(
+                "%s holds no receiver_token yet: the feed answers 401 until it does",
+                settings.credentials_file,
+            )
     log.info(
         "listening on %s (threads=%d, max waiters=%d)", url, settings.threads, settings.waiter_limit
     )
@@ -186,6 +235,49 @@ def serve(settings: Settings) -> int:
     finally:
         _shutdown(server, app)
     return 0
+
+
+def build_server(app: Flask, settings: Settings) -> Any:
+    """The waitress server for ``app``, listening; configured through its public settings.
+
+    An idle or trickling connection costs a file descriptor and no thread (waitress hands a
+    request to a thread only once its headers are complete), so the connection limit is
+    high and poll() replaces select(), which cannot watch descriptors above 1023. A parked
+    long-poll does hold a thread: hence the thread count (config.py). waitress has no
+    header timeout and no per-address limit: docs/reverse-proxy.md.
+    """
+    files = raise_open_files_limit()
+    if files < settings.connection_limit + 64:
+        log.warning(
+            "open-files limit %d is below connection-limit %d plus headroom: "
+            "connections beyond it will fail to be accepted",
+            files,
+            settings.connection_limit,
+        )
+    return waitress.create_server(
+        app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        ident="callback_receiver",
+        connection_limit=settings.connection_limit,
+        channel_timeout=settings.channel_timeout,
+        cleanup_interval=settings.cleanup_interval,
+        backlog=settings.backlog,
+        asyncore_use_poll=True,
+        # refused from the declared length, before a byte of the body is read
+        max_request_body_size=MAX_BODY_BYTES,
+        max_request_header_size=MAX_HEADER_BYTES,
+    )
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's open-files soft limit to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard and hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return int(soft)
 
 
 def _install_signal_handlers(feed: Feed) -> None:

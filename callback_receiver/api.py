@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -15,10 +14,12 @@ from client_lib.fields import Field
 
 from .config import Settings
 from .feed import FeedBusy
+from .feed_auth import require_feed_token
 from .problems import APIProblem, problem_response
 from .receiver import get_receiver
 
 bp = Blueprint("api", __name__)
+RETRY_AFTER_S = 1  # a parked long-poll ends within --max-wait; most clients re-poll sooner
 
 
 @bp.post("/webhooks")
@@ -32,34 +33,33 @@ def receive_webhook() -> Response:
 @bp.get("/v1/events")
 def list_events() -> Response:
     """The change feed: events after ``after``, waiting up to ``wait`` seconds for one."""
+    require_feed_token()
     receiver = get_receiver()
     query = {f.name: f.parse(request.args.get(f.name)) for f in feed_query(receiver.settings)}
-    after = receiver.store.last_cursor() if query["after"] == "latest" else int(query["after"] or 0)
-    job_id, limit, wait = query["job_id"], query["limit"], query["wait"]
+    feed = receiver.feed
+    after = feed.latest() if query["after"] == "latest" else int(query["after"] or 0)
     try:
-        found = receiver.feed.poll(
-            lambda: receiver.store.events_after(after, job_id=job_id, limit=limit), wait=wait
-        )
+        page = feed.read(after, job_id=query["job_id"], limit=query["limit"], wait=query["wait"])
     except FeedBusy as exc:
         receiver.metrics.waits_refused.inc()
         raise APIProblem(
             503,
             "too_many_waiters",
-            f"wait: every long-poll slot is taken ({exc}); retry shortly",
-            headers={"Retry-After": "1"},
+            f"wait: every long-poll slot is taken ({exc}); retry after {RETRY_AFTER_S} s",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            field="wait",
         ) from exc
-    cursor = str(found[-1].seq) if found else str(after)
-    page: dict[str, Any] = {"events": [e.to_wire() for e in found], "cursor": cursor}
-    now = time.time()
-    channels = [c.to_wire(now) for c in receiver.store.channels(now)]
-    if channels:  # webhook channels heard from lately (docs/api.md)
-        page["channels"] = channels
-    return jsonify(page)
+    cursor = str(page.last_seq) if page.last_seq is not None else str(after)
+    body: dict[str, Any] = {"events": page.events, "cursor": cursor}
+    if page.channels:  # webhook channels heard from lately (docs/api.md)
+        body["channels"] = page.channels
+    return jsonify(body)
 
 
 @bp.get("/v1/events/<job_id>")
 def final_event(job_id: str) -> Response:
     """The final event received for a job, or 404."""
+    require_feed_token()
     found = get_receiver().store.final_event(job_id)
     if found is None:
         raise APIProblem(404, "event_not_found", "job_id: no final event received for this job")

@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 
 from client_lib.wire import MAX_BODY_BYTES, printable, request_id
 
-from . import api, openapi, page
+from . import api, feed_auth, openapi, page
 from .config import Settings
 from .problems import register_error_handlers
 from .receiver import EXTENSION_KEY, Receiver, get_receiver
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[EXTENSION_KEY] = Receiver.build(settings)
+    feed_auth.install(app, settings)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.after_request(_finish_request)

@@ -1,90 +1,252 @@
-"""The change feed's wake-up: a condition variable notified after each event is committed.
+"""The change feed's reads: an in-memory tail of recent events, parked long-polls, wake-ups.
 
-A long-poll reads the feed's version, queries the store, and if nothing matched waits on the
-condition until the version moves (or its deadline), then queries again. Reading the version
-BEFORE the query closes the race where an event commits between the query and the wait.
+**Reads.** Every request needs a page as fresh as the database was when it arrived. The feed
+keeps the newest events in memory (``tail_size`` of them, with the channels' liveness) and
+brings that tail up to date with one query for the events after its newest; concurrent
+requests share such a sync (one started after a request arrived serves it), so any number of
+readers costs one query at a time. A cursor older than the tail is read from the database.
 
-Capacity: waitress serves requests from a fixed pool of threads and a blocked long-poll holds
-one. At most ``max_waiters`` long-polls block at once (default: threads minus 4, so webhooks,
-the page and health checks always find a thread). A poll that finds events answers at once and
-needs no slot; one that would have to block when every slot is taken raises ``FeedBusy``, which
-the API answers immediately with 503 and ``Retry-After: 1`` rather than hanging (an empty 200
-would invite a client to re-poll in a tight loop and would hide the overload).
+**Waiting.** ``notify()`` (after a commit: once per stored event or batch, from any thread)
+only wakes the feed's own sync thread, so ingestion pays nothing for the readers. That
+thread syncs the tail once, then wakes exactly the parked long-polls the new events match
+(their job, or any job, after their cursor); each builds its page from memory. Many clients
+waiting on one event cost one query, not one each.
 
-The condition only sees this process's inserts: run one receiver process per database.
+**Capacity.** waitress serves requests from a fixed pool of threads and a parked long-poll
+holds one. At most ``max_waiters`` park at once (default: threads minus 32, so webhooks,
+pages and health checks always find a thread). A poll that finds events answers at once and
+needs no slot; one that would have to park when every slot is taken raises ``FeedBusy``,
+which the API answers at once with 503 and ``Retry-After`` rather than hanging.
+
+Events other processes store reach the tail at the next request or ``notify()``.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+SYNC_BATCH = 1000  # events read per query while the tail catches up
+DEFAULT_TAIL = 4096
 
 
 class FeedBusy(Exception):
     """Every long-poll slot is taken: the caller should retry shortly."""
 
 
-class Feed:
-    """Wakes long-polls when an event is stored (per app; no module-level state)."""
+class StoredEventLike(Protocol):
+    """What the feed needs of a stored event."""
 
-    def __init__(self, *, max_waiters: int) -> None:
-        self._cond = threading.Condition()
-        self._version = 0
-        self._waiters = 0
+    @property
+    def seq(self) -> int: ...
+    @property
+    def job_id(self) -> str: ...
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+class ChannelLike(Protocol):
+    """What the feed needs of a channel's latest heartbeat."""
+
+    def to_wire(self, now: float) -> dict[str, Any]: ...
+
+
+class FeedSource(Protocol):
+    """The store's reads the feed uses."""
+
+    def events_after(
+        self, after: int, *, job_id: str | None = None, limit: int = 100
+    ) -> Sequence[StoredEventLike]: ...
+    def last_cursor(self) -> int: ...
+    def channels(self, now: float) -> Sequence[ChannelLike]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One event of the tail, in its wire form (built once, served to every reader)."""
+
+    seq: int
+    job_id: str
+    wire: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """What a feed request answers: events, oldest first, and the channels' liveness."""
+
+    events: list[dict[str, Any]]
+    channels: list[dict[str, Any]]
+    last_seq: int | None
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Waiter:
+    after: int
+    job_id: str | None
+    woken: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+class Feed:
+    """The feed of one app: the tail, its sync thread and the parked long-polls."""
+
+    def __init__(
+        self, source: FeedSource, *, max_waiters: int, tail_size: int = DEFAULT_TAIL
+    ) -> None:
+        self._source = source
         self._max_waiters = max_waiters
+        self._tail_size = max(1, tail_size)
+        self._lock = threading.Lock()  # the tail, the channels and the parked waiters
+        self._sync_lock = threading.Lock()  # one sync at a time
+        self._tail: list[Entry] = []
+        self._high = self._low = source.last_cursor()  # the tail holds (low, high]
+        self._channels: Sequence[ChannelLike] = ()
+        self._syncs_started = 0
+        self._syncs_done = 0
+        self._parked: dict[str | None, set[_Waiter]] = {}
+        self._waiters = 0
         self._closed = False
+        self._kick = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feed-sync", daemon=True)
+        self._thread.start()
 
     @property
     def waiters(self) -> int:
-        """Long-polls blocked right now."""
+        """Long-polls parked right now."""
         return self._waiters
 
     def notify(self) -> None:
-        """Wake every long-poll: an event was committed."""
-        with self._cond:
-            self._version += 1
-            self._cond.notify_all()
+        """Events were committed: sync the tail and wake the long-polls they match."""
+        self._kick.set()
 
     def close(self) -> None:
-        """Release every long-poll now (shutdown); later polls do not block."""
-        with self._cond:
+        """Release every long-poll now (shutdown); later polls do not park."""
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            for group in self._parked.values():
+                for waiter in group:
+                    waiter.woken.set()
+        self._kick.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
 
-    def poll(self, fetch: Callable[[], Sequence[T]], *, wait: float) -> Sequence[T]:
-        """``fetch()``'s first non-empty answer within ``wait`` seconds, else an empty one."""
+    def latest(self) -> int:
+        """The cursor of the newest event, as fresh as the database now."""
+        self._sync(self._syncs_started)
+        return self._high
+
+    def read(self, after: int, *, job_id: str | None, limit: int, wait: float) -> Page:
+        """Events after ``after`` (for one job, or all), parking up to ``wait`` seconds for
+        one when there are none yet; FeedBusy when every parking slot is taken."""
         deadline = time.monotonic() + wait
-        version = self._version
-        items = fetch()
-        if items or wait <= 0 or self._closed:
-            return items
-        self._take_slot()
+        self._sync(self._syncs_started)
+        page = self._page(after, job_id, limit)
+        if page.events or wait <= 0 or self._closed:
+            return page
+        waiter = self._park(after, job_id)
         try:
             while True:
-                version = self._wait_for_change(version, deadline)
-                if self._closed or time.monotonic() >= deadline:
-                    return fetch()
-                items = fetch()
-                if items:
-                    return items
+                page = self._page(after, job_id, limit)  # what synced before it parked, too
+                left = deadline - time.monotonic()
+                if page.events or self._closed or left <= 0:
+                    break
+                waiter.woken.wait(left)
+                waiter.woken.clear()
         finally:
-            with self._cond:
-                self._waiters -= 1
+            self._unpark(waiter)
+        if page.events or self._closed:
+            return page
+        self._sync(self._syncs_started)  # the deadline: a last look, as fresh as can be
+        return self._page(after, job_id, limit)
 
-    def _wait_for_change(self, seen: int, deadline: float) -> int:
-        """Block until the version differs from ``seen``, the feed closes or the deadline."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._version != seen or self._closed, max(0.0, deadline - time.monotonic())
-            )
-            return self._version
+    def _page(self, after: int, job_id: str | None, limit: int) -> Page:
+        now = time.time()
+        with self._lock:
+            channels = [c.to_wire(now) for c in self._channels]
+            if after >= self._low:
+                start = bisect.bisect_right(self._tail, after, key=lambda e: e.seq)
+                found: list[Entry] = []
+                for entry in self._tail[start:]:
+                    if job_id is None or entry.job_id == job_id:
+                        found.append(entry)
+                        if len(found) >= limit:
+                            break
+                last = found[-1].seq if found else None
+                return Page([e.wire for e in found], channels, last)
+        older = self._source.events_after(after, job_id=job_id, limit=limit)
+        last = older[-1].seq if older else None
+        return Page([e.to_wire() for e in older], channels, last)
 
-    def _take_slot(self) -> None:
-        with self._cond:
+    def _sync(self, seen_started: int) -> None:
+        """Bring the tail up to date with a sync that began after ``seen_started`` syncs had
+        (the caller read that count when it arrived)."""
+        with self._sync_lock:
+            if self._syncs_done > seen_started:
+                return  # one that began after the caller arrived has finished
+            self._syncs_started += 1
+            number = self._syncs_started
+            fresh: list[Entry] = []
+            high = self._high
+            while True:  # a failure propagates: the next caller tries again
+                batch = self._source.events_after(high, limit=SYNC_BATCH)
+                fresh.extend(Entry(e.seq, e.job_id, e.to_wire()) for e in batch)
+                if batch:
+                    high = batch[-1].seq
+                if len(batch) < SYNC_BATCH:
+                    break
+            self._extend(fresh, self._source.channels(time.time()))
+            self._syncs_done = number
+
+    def _extend(self, fresh: list[Entry], channels: Sequence[ChannelLike]) -> None:
+        with self._lock:
+            self._channels = channels
+            if not fresh:
+                return
+            self._tail.extend(fresh)
+            self._high = fresh[-1].seq
+            excess = len(self._tail) - self._tail_size
+            if excess > 0:
+                self._low = self._tail[excess - 1].seq
+                del self._tail[:excess]
+            newest = fresh[-1].seq
+            for waiter in self._parked.get(None, ()):
+                if newest > waiter.after:
+                    waiter.woken.set()
+            for entry in fresh:
+                for waiter in self._parked.get(entry.job_id, ()):
+                    if entry.seq > waiter.after:
+                        waiter.woken.set()
+
+    def _park(self, after: int, job_id: str | None) -> _Waiter:
+        waiter = _Waiter(after, job_id)
+        with self._lock:
             if self._waiters >= self._max_waiters:
                 raise FeedBusy(f"{self._waiters} long-polls already waiting")
             self._waiters += 1
+            self._parked.setdefault(job_id, set()).add(waiter)
+        return waiter
+
+    def _unpark(self, waiter: _Waiter) -> None:
+        with self._lock:
+            self._waiters -= 1
+            group = self._parked.get(waiter.job_id)
+            if group is not None:
+                group.discard(waiter)
+                if not group:
+                    del self._parked[waiter.job_id]
+
+    def _run(self) -> None:
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            if self._closed:
+                return
+            try:
+                self._sync(self._syncs_started)
+            except Exception:  # the database is away: the next request or notify retries
+                log.warning("feed: syncing the tail failed", exc_info=True)

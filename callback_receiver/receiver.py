@@ -6,9 +6,10 @@ import dataclasses
 
 from flask import Flask, current_app
 
-from .config import Settings
+from .config import RESERVED_THREADS, Settings
 from .feed import Feed
 from .inbox import Inbox
+from .ingest import Ingest
 from .metrics import Metrics, create_metrics
 from .signatures import SecretSource
 from .store import Store
@@ -24,26 +25,40 @@ class Receiver:
     store: Store
     feed: Feed
     metrics: Metrics
+    ingest: Ingest
     inbox: Inbox
 
     @classmethod
     def build(cls, settings: Settings) -> Receiver:
         """Open the store and wire the parts together."""
         secrets = SecretSource(settings.secrets, settings.credentials_file)
-        store = Store(settings.database_url, pool_size=settings.threads)
-        feed = Feed(max_waiters=settings.waiter_limit)
+        # parked long-polls hold no connection: the threads kept free of them, and the feed
+        store = Store(settings.database_url, pool_size=min(settings.threads, RESERVED_THREADS + 2))
+        feed = Feed(store, max_waiters=settings.waiter_limit)
         metrics = create_metrics(feed)
+        ingest = Ingest(
+            store, feed, batch_max=settings.ingest_batch_max, batch_sizes=metrics.batch_sizes
+        )
         inbox = Inbox(
             store=store,
-            feed=feed,
+            ingest=ingest,
             secrets=secrets,
             metrics=metrics,
             tolerance_s=settings.tolerance_s,
         )
-        return cls(settings=settings, store=store, feed=feed, metrics=metrics, inbox=inbox)
+        return cls(
+            settings=settings,
+            store=store,
+            feed=feed,
+            metrics=metrics,
+            ingest=ingest,
+            inbox=inbox,
+        )
 
     def close(self) -> None:
-        """Release long-polls, then the database connections (idempotent)."""
+        """Commit the webhooks queued, release long-polls, then the database connections
+        (idempotent)."""
+        self.ingest.close()
         self.feed.close()
         self.store.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
 from standardwebhooks import Webhook
 
 from callback_receiver.app import close_app, create_app
@@ -21,6 +22,16 @@ from callback_receiver.config import Settings
 SECRET = "whsec_" + base64.b64encode(b"receiver-test-secret-0123456789a").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"receiver-test-secret-rotated-key").decode()
 WRONG_SECRET = "whsec_" + base64.b64encode(b"not-a-secret-the-receiver-knows!").decode()
+FEED_TOKEN = "receiver-test-feed-token-0123456789"
+FEED_AUTH = {"Authorization": f"Bearer {FEED_TOKEN}"}
+
+
+class FeedReader(FlaskClient):
+    """Flask's test client, sending the feed token on every request (``test_client_class``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = FEED_AUTH["Authorization"]
 
 
 def job(job_id: str = "job_1", status: str = "completed") -> dict[str, Any]:
@@ -65,11 +76,13 @@ def signed_headers(
 
 
 def settings_for(tmp_path: Path, **changes: Any) -> Settings:
-    """Settings with a temporary SQLite file and only the test secret (no credentials file)."""
+    """Settings with a temporary SQLite file, only the test secret (no credentials file) and
+    the test feed token."""
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'receiver.db'}",
         "secrets": (SECRET,),
         "credentials_file": None,
+        "feed_token": FEED_TOKEN,
     }
     values.update(changes)
     return Settings(**values)
@@ -77,8 +90,10 @@ def settings_for(tmp_path: Path, **changes: Any) -> Settings:
 
 @contextmanager
 def receiver_app(tmp_path: Path, **changes: Any) -> Iterator[Flask]:
-    """A fresh app on a temporary database, closed afterwards."""
+    """A fresh app on a temporary database, closed afterwards; its test clients send the
+    feed token."""
     app = create_app(settings_for(tmp_path, **changes))
+    app.test_client_class = FeedReader
     try:
         yield app
     finally:

@@ -172,6 +172,11 @@ def test_broken_credentials_file_is_ignored_not_fatal(tmp_path: Path) -> None:
         {"max_waiters": -1},
         {"tolerance_s": 0},
         {"max_wait_s": 61},
+        {"credentials_file": None},  # no feed token from anywhere
+        {"feed_token": "short"},
+        {"feed_token": "a token with spaces in it"},
+        {"connection_limit": 10},
+        {"channel_timeout": 0},
     ],
 )
 def test_invalid_settings_are_refused(changes: dict[str, float]) -> None:
@@ -179,11 +184,11 @@ def test_invalid_settings_are_refused(changes: dict[str, float]) -> None:
         Settings(**changes)  # type: ignore[arg-type]
 
 
-def test_max_waiters_defaults_to_threads_minus_four() -> None:
-    assert Settings().waiter_limit == 12
-    assert Settings(threads=8).waiter_limit == 4
+def test_max_waiters_defaults_to_threads_minus_thirty_two() -> None:
+    assert (Settings().threads, Settings().waiter_limit) == (544, 512)
+    assert Settings(threads=40).waiter_limit == 8
     assert Settings(threads=3).waiter_limit == 1
-    assert Settings().replace(threads=6).waiter_limit == 2
+    assert Settings().replace(threads=64).waiter_limit == 32
 
 
 def test_help_shows_every_default_and_variable() -> None:
@@ -197,6 +202,9 @@ def test_help_shows_every_default_and_variable() -> None:
         ("--threads", "VT_RECEIVER_THREADS"),
         ("--max-waiters", "VT_RECEIVER_MAX_WAITERS"),
         ("--credentials-file", "VT_CREDENTIALS_FILE"),
+        ("--feed-token", "VT_RECEIVER_FEED_TOKEN"),
+        ("--connection-limit", "VT_RECEIVER_CONNECTION_LIMIT"),
+        ("--channel-timeout", "VT_RECEIVER_CHANNEL_TIMEOUT"),
     ]:
         line = next(ln for ln in result.output.splitlines() if ln.strip().startswith(option))
         assert envvar in line and "default:" in line, line
