@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine
 
+from tests.pgsupport import empty, fresh_database
 from translation_server import Settings, create_app
 from translation_server.runtime import Runtime
-from translation_server.schema import metadata
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -32,30 +31,71 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return base.replace(**overrides)
 
 
-def shared_database(config: pytest.Config) -> str | None:
-    """The database named by ``--server-database`` (the server's tests run on it), or None."""
-    return config.getoption("--server-database")  # type: ignore[no-any-return]
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The ``both_engines`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run the test (or module) once on SQLite and once on PostgreSQL, through "
+        "the db_engine fixture (database_url, receiver_database_url, make_app)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_engines`` run on each of ``ENGINES``."""
+    if "db_engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_engines"
+    ):
+        metafunc.parametrize("db_engine", ENGINES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of this test session, created at first use and dropped after."""
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A factory of apps; background threads are off unless ``start=True``.
+def db_engine(request: pytest.FixtureRequest) -> str:
+    """The engine a test's databases are on: SQLite unless marked ``both_engines``."""
+    return getattr(request, "param", "sqlite")
 
-    A SQLite database takes one server at a time, so a second app gets a database of its own.
-    With ``--server-database`` every app of a test shares that database, emptied first.
+
+@pytest.fixture
+def database_url(db_engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The server's database of a test: a new SQLite file, or the session's PostgreSQL database
+    emptied first (every app and receiver of the test then shares it)."""
+    if db_engine == "sqlite":
+        return f"sqlite:///{tmp_path / 'server.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    empty(url)
+    return url
+
+
+@pytest.fixture
+def receiver_database_url(db_engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The receiver's database of a test: a SQLite file of its own, or ``database_url``'s."""
+    if db_engine == "sqlite":
+        return f"sqlite:///{tmp_path / 'receiver.db'}"
+    return request.getfixturevalue("database_url")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, db_engine: str, database_url: str) -> Iterator[Any]:
+    """A factory of apps on ``database_url``; background threads are off unless ``start=True``.
+
+    A SQLite database takes one server at a time, so a second app gets a file of its own; on
+    PostgreSQL every app of a test shares the database, as server instances do.
     """
     apps: list[Flask] = []
-    shared = shared_database(request.config)
-    if shared is not None:
-        engine = create_engine(shared)
-        metadata.drop_all(engine)
-        engine.dispose()
 
     def factory(*, start: bool = False, **overrides: Any) -> Flask:
-        if shared is not None:
-            overrides.setdefault("database_url", shared)
-        elif apps:
+        if apps and db_engine == "sqlite":
             overrides.setdefault("database_url", f"sqlite:///{tmp_path / f'server{len(apps)}.db'}")
+        overrides.setdefault("database_url", database_url)
         app = create_app(server_settings(tmp_path, **overrides), start=start)
         app.testing = True
         apps.append(app)
@@ -101,13 +141,7 @@ def auth(tenant: dict[str, str]) -> dict[str, str]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Options: the server's database for its tests; the demo test's running services."""
-    parser.addoption(
-        "--server-database",
-        default=None,
-        help="run the server's unit tests on this database, such as a PostgreSQL URL "
-        "(its tables are dropped at the start of every test)",
-    )
+    """Options: the demo test's running services."""
     group = parser.getgroup("demo")
     group.addoption(
         "--demo-server",

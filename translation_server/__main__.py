@@ -18,6 +18,7 @@ from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from .app import create_app
 from .config import Settings, options, settings_from_options
 from .db import DatabaseInUse
+from .migrations import SchemaVersionError
 
 log = logging.getLogger("translation_server")
 
@@ -63,7 +64,7 @@ def main(log_level: str, **values: Any) -> None:
     settings = settings_from_options(**values)
     try:
         app = create_app(settings)
-    except DatabaseInUse as exc:
+    except (DatabaseInUse, SchemaVersionError) as exc:
         raise click.ClickException(str(exc)) from None
     server = build_server(app, settings)
     # What start-up made (modules, the app, its tables and caches) lives as long as the

@@ -57,8 +57,17 @@ _IN_FLIGHT = (State.QUEUED.value, State.PROCESSING.value)
 class Heartbeats:
     """Sends each active channel endpoint its heartbeats, on a thread of its own."""
 
-    def __init__(self, database: Database, post: Post, *, interval: float, linger: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        post: Post,
+        *,
+        interval: float,
+        linger: float,
+        leads: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._db = database
+        self._leads = leads
         self._post = post
         self._interval = interval
         self._linger = linger
@@ -100,7 +109,8 @@ class Heartbeats:
         now = time.time()
         due: set[Endpoint] = set()
         if now >= self._next_round:
-            due.update(self.active_endpoints(now))
+            if self._leads():  # one instance of several sends the rounds (leases.py)
+                due.update(self.active_endpoints(now))
             self._next_round = now + self._interval
         with self._lock:
             for endpoint, at in list(self._soon.items()):

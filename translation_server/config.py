@@ -56,6 +56,7 @@ class Settings:
     secret_grace: float = 86400.0
     rate_limit: float = 0.0
     rate_burst: int = 200
+    lease_seconds: float = 10.0  # an instance's lease (leases.py): its jobs wait this long
     ready_file: Path | None = None
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class Settings:
             problems.append("heartbeat-interval and heartbeat-linger must be >= 0")
         if self.estimate_noise < 0:
             problems.append("estimate-noise must be >= 0")
+        if self.lease_seconds <= 0:
+            problems.append("lease-seconds must be > 0")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -252,6 +255,13 @@ OPTIONS: list[Callable[[Any], Any]] = [
         default=_D.rate_burst,
         type=int,
         help="Burst size of the per-client rate limit.",
+    ),
+    _opt(
+        "--lease-seconds",
+        default=_D.lease_seconds,
+        type=float,
+        help="This instance's lease on the database, renewed every third of it: when it stops "
+        "unannounced, other instances take its running jobs over once the lease has passed.",
     ),
     _opt(
         "--ready-file",

@@ -17,21 +17,25 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import URL, make_url
 
-from .schema import metadata
+from .migrations import migrate
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite, transactions begin explicitly (see ``_on_begin``)."""
+def make_engine(url: str, *, name: str | None = None) -> Engine:
+    """An engine for ``url``; on SQLite, transactions begin explicitly (see ``_on_begin``).
+
+    ``name``: on PostgreSQL, the connections' ``application_name`` (the instance id: it shows
+    in ``pg_stat_activity`` and is the payload of the notifications its writes send).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = _engine(parsed)
+    engine = _engine(parsed, **_named(parsed, name))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "begin", _on_begin)
     return engine
 
 
-def reader(engine: Engine) -> Engine:
+def reader(engine: Engine, *, name: str | None = None) -> Engine:
     """An engine of its own for reads of ONE statement, which need no transaction around them.
 
     Its connections are in autocommit, on SQLite and PostgreSQL alike: a hot read costs no
@@ -39,12 +43,25 @@ def reader(engine: Engine) -> Engine:
     several statements that must agree use ``engine``.
     """
     # nothing to roll back when a connection goes back to the pool: skip the reset
-    return _engine(engine.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+    return _engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        **_named(engine.url, name),
+    )
+
+
+def _named(url: URL, name: str | None) -> dict[str, Any]:
+    if name is None or url.get_backend_name() != "postgresql":
+        return {}
+    return {"connect_args": {"application_name": name}}
 
 
 def _engine(url: URL, **options: Any) -> Engine:
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **options)
+        # every instance holds its own connections: a modest pool leaves the server's
+        # max_connections (100 by default) room for several instances of both services
+        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, **options)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
@@ -166,16 +183,18 @@ class Database:
     """One database as the server uses it: the engine, the writer's transactions, the engine
     for one-statement reads, and (on a SQLite file) this process's lock on it.
 
-    Raises ``DatabaseInUse`` when another server holds the SQLite file; creates the tables.
+    Raises ``DatabaseInUse`` when another server holds the SQLite file, ``SchemaVersionError``
+    when its schema is newer than this code's; creates or migrates the tables
+    (``migrations.py``). ``name``: the instance id, PostgreSQL's ``application_name``.
     """
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: str, *, name: str | None = None) -> None:
+        self.engine = make_engine(url, name=name)
         self._lock = lock_database(self.engine)
         try:
             self.writer = Writer(self.engine)
-            self.reader = reader(self.engine)
-            metadata.create_all(self.engine)
+            self.reader = reader(self.engine, name=name)
+            migrate(self.engine)
         except BaseException:
             self.close()
             raise

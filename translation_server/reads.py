@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Connection, and_, bindparam, func, or_, select
 
 from .db import Database
+from .leases import ENDED_BY
 from .pointread import PointRead
 from .records import JobRecord, QueueView
 from .schema import jobs
@@ -39,6 +40,14 @@ _SLOT_ENDS = (
     .where(jobs.c.state == State.PROCESSING.value)
     .order_by(_ESTIMATED_END)
     .limit(bindparam("slots"))
+)
+_RUNNING_COUNT = (
+    select(func.count())
+    .select_from(jobs)
+    .where(
+        jobs.c.state == State.PROCESSING.value,
+        or_(jobs.c.owner == bindparam("owner"), jobs.c.owner.is_(None)),
+    )
 )
 _PROCESSING_COUNT = (
     select(func.count()).select_from(jobs).where(jobs.c.state == State.PROCESSING.value)
@@ -124,12 +133,20 @@ class JobReads:
         with self._db.reader.connect() as conn:
             return [JobRecord.from_row(r) for r in conn.execute(query)]
 
-    def next_due_at(self) -> float | None:
-        """When the next processing attempt ends."""
+    def next_due_at(self, *, owner: str | None = None, now: float = 0.0) -> float | None:
+        """When the next processing attempt ends; with ``owner`` (an instance), the next one it
+        may end (``leases.ENDED_BY``): its own, and those of instances whose lease had passed
+        at ``now``."""
+        query = select(func.min(jobs.c.due_at)).where(jobs.c.state == State.PROCESSING.value)
+        if owner is not None:
+            query = query.where(ENDED_BY)
         with self._db.reader.connect() as conn:
-            return conn.execute(
-                select(func.min(jobs.c.due_at)).where(jobs.c.state == State.PROCESSING.value)
-            ).scalar()
+            return conn.execute(query, {"owner": owner, "now": now}).scalar()
+
+    def count_running(self, owner: str | None) -> int:
+        """How many jobs ``owner`` (an instance) is processing: the worker slots it holds."""
+        with self._db.reader.connect() as conn:
+            return int(conn.execute(_RUNNING_COUNT, {"owner": owner}).scalar_one())
 
     def count_in_state(self, state: State) -> int:
         """How many jobs are in ``state``."""

@@ -86,6 +86,7 @@ class JobRecord:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     version: int
+    owner: str | None  # the server instance that started its latest attempt
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> JobRecord:

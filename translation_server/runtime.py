@@ -6,6 +6,8 @@ find it with ``current_runtime()``.
 
 from __future__ import annotations
 
+import time
+
 from flask import current_app
 
 from .callbacks import CallbackPolicy
@@ -16,10 +18,12 @@ from .db import Database
 from .delivery import Dispatcher
 from .demo import bootstrap_local_setup, create_demo_job
 from .estimator import Estimator
+from .leases import Lease
 from .metrics import ServerMetrics
+from .notify import Listener
 from .ratelimit import RateLimiter
 from .reads import JobReads
-from .records import JobRecord
+from .records import JobRecord, new_id
 from .simulation import Simulator
 from .store import Store
 
@@ -31,7 +35,8 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.instance_id = new_id("srv")
+        self.db = Database(settings.database_url, name=self.instance_id)
         try:
             self._build(settings)
         except BaseException:
@@ -41,9 +46,13 @@ class Runtime:
 
     def _build(self, settings: Settings) -> None:
         self.clients = Clients(self.db)
-        self.store = Store(self.db)
+        self.lease = Lease(self.db, self.instance_id, lease_s=settings.lease_seconds)
+        self.lease.register(time.time())
+        self.store = Store(self.db, owner=self.instance_id)
         self.reads = JobReads(self.db)
-        self.simulator = Simulator(self.store, self.reads, settings, on_final=self.on_final)
+        self.simulator = Simulator(
+            self.store, self.reads, settings, on_final=self.on_final, lease=self.lease
+        )
         self.estimator = Estimator(
             self.reads,
             queue_version=lambda: self.store.queue_version,
@@ -51,7 +60,10 @@ class Runtime:
             mean_duration=(settings.duration_min + settings.duration_max) / 2,
         )
         self.metrics = ServerMetrics(self.reads.counts_by_state)
-        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        # the rate limit holds across instances: each allows its share of it
+        self.limiter = RateLimiter(
+            settings.rate_limit, settings.rate_burst, shares=lambda: self.lease.live
+        )
         self.callback_policy = CallbackPolicy(settings.callback_allow)
         self.dispatcher = Dispatcher(
             self.db,
@@ -67,6 +79,16 @@ class Runtime:
             self.dispatcher.post_once,
             interval=settings.heartbeat_interval,
             linger=settings.heartbeat_linger,
+            leads=lambda: self.lease.leader,
+        )
+        self.listener = (
+            Listener(
+                settings.database_url,
+                {"vt_jobs": self.simulator.wake_for_peer, "vt_outbox": self.dispatcher.wake},
+                instance_id=self.instance_id,
+            )
+            if self.db.engine.dialect.name == "postgresql"
+            else None
         )
         self.admin_token, self.demo_client_id = bootstrap_local_setup(self.clients, settings)
         self.demo_job_id = (
@@ -87,12 +109,17 @@ class Runtime:
             self.simulator.start()
             self.dispatcher.start()
             self.heartbeats.start()
+            if self.listener is not None:
+                self.listener.start()
 
     def close(self) -> None:
-        """Stop the background threads and release the database."""
+        """Stop the background threads, give the lease up and release the database."""
+        if self.listener is not None:
+            self.listener.stop()
         self.simulator.stop()
         self.heartbeats.stop()
         self.dispatcher.stop()
+        self.lease.release()
         self.db.close()
 
 

@@ -1,6 +1,7 @@
 """Every table of the server: the schema, and no logic.
 
-SQLAlchemy Core tables, created at start by ``db.Database`` on SQLite and PostgreSQL alike.
+SQLAlchemy Core tables, at the latest schema version (``migrations.py`` creates or upgrades them
+at start), on SQLite and PostgreSQL alike.
 Jobs and tenants are written by ``store`` and ``clients``; the webhook outbox rows by ``store``
 (with a job's final state) and then by ``outbox`` (their deliveries); the channel tables by
 ``store`` (numbering) and read by ``channel`` (heartbeats).
@@ -52,6 +53,8 @@ jobs = Table(
     Column("result", Text),
     Column("error", Text),
     Column("version", Integer, nullable=False, default=1),
+    # The instance running the job's attempt (see leases.py); kept after it ends.
+    Column("owner", String(40)),
     Index("ix_jobs_client_seq", "client_id", "seq"),
     Index("ix_jobs_state_due", "state", "due_at"),
     Index("ix_jobs_state_priority_seq", "state", "priority", "seq"),
@@ -109,6 +112,18 @@ channel_events = Table(
     Column("event_id", String(40), nullable=False),
     Column("job_id", String(40), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# Every server instance on the database and its lease: an instance whose lease has passed is
+# gone, and the processing jobs it owned are taken over (leases.py).
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False),
 )
 
 delivery_attempts = Table(

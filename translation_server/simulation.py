@@ -3,8 +3,9 @@
 One scheduler thread does all the work. It ends the attempts that are due (as ``attempt_end``
 rules), hands free slots to queued jobs (priority, then age), and then sleeps until the next
 attempt is due or until it is woken by a new job, so a job becomes final within milliseconds
-of its due time without ticking. Every step reads the database afresh, so it also ends what
-another server instance on the same database started. Every random draw comes from one
+of its due time without ticking. Every step reads the database afresh; with several server
+instances on one database, each fills its own slots and ends its own attempts, and those of an
+instance whose lease has passed (``leases.py``). Every random draw comes from one
 seeded source, under a lock.
 """
 
@@ -22,6 +23,7 @@ from client_lib.models import Outcome, WebhookMode
 from .background import Loop
 from .config import Settings
 from .estimator import estimated_progress
+from .leases import Lease
 from .reads import JobReads
 from .records import JobRecord
 from .states import State
@@ -62,8 +64,11 @@ class Simulator:
         reads: JobReads,
         settings: Settings,
         on_final: Callable[[list[JobRecord]], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._store = store
+        self._lease = lease
+        self._had_free = True
         self._reads = reads
         self._settings = settings
         self._rng = random.Random(settings.seed)
@@ -146,8 +151,18 @@ class Simulator:
         """Tell the scheduler that something changed (a new or cancelled job)."""
         self._loop.wake()
 
+    def wake_for_peer(self) -> None:
+        """Another instance queued a job: look for it, unless every slot here is taken (a
+        slot freeing up makes the scheduler look anyway)."""
+        if self._had_free:
+            self._loop.wake()
+
     def step(self, now: float) -> float:
-        """End due attempts, fill free slots; returns how long to sleep until the next due."""
+        """Renew the lease, end due attempts (this instance's, and those of instances whose
+        lease passed), fill free slots; returns how long to sleep until the next due."""
+        if self._lease is not None:
+            self._lease.renew(now)
+        owner = self._store.owner
         while True:
             finished = self._store.finish_due(
                 now=now, end=attempt_end, fault=self.webhook_fault, batch=FINISH_BATCH
@@ -157,9 +172,10 @@ class Simulator:
                 self._on_final(final)
             if len(finished) < FINISH_BATCH:
                 break
-        free = self._settings.workers - self._reads.count_in_state(State.PROCESSING)
-        self._store.claim(now=now, limit=free)
-        next_due = self._reads.next_due_at()
-        if next_due is None:
-            return IDLE_WAIT_S
-        return max(0.0, next_due - time.time())
+        free = self._settings.workers - self._reads.count_running(owner)
+        started = self._store.claim(now=now, limit=free)
+        self._had_free = len(started) < free
+        next_due = self._reads.next_due_at(owner=owner, now=now)
+        wait = IDLE_WAIT_S if next_due is None else max(0.0, next_due - time.time())
+        # the lease is renewed in time, and other instances' expired jobs are looked for
+        return wait if self._lease is None else min(wait, self._lease.renew_every)

@@ -25,6 +25,7 @@ from client_lib.models import EventType
 
 from .db import Database
 from .estimator import estimated_progress
+from .leases import ENDED_BY
 from .reads import job_by_id
 from .records import JobRecord, NewJob, new_id
 from .resources import webhook_body
@@ -40,10 +41,10 @@ FINISH_BATCH = 500
 _JOBS_BY_IDS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
 _DUE_FOR_UPDATE = (
     select(jobs)
-    .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= bindparam("now"))
+    .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= bindparam("now"), ENDED_BY)
     .order_by(jobs.c.due_at)
     .limit(bindparam("batch"))
-    .with_for_update(skip_locked=True)
+    .with_for_update(skip_locked=True, of=jobs)
 )
 
 
@@ -115,13 +116,16 @@ def _number_channel_events(conn: Connection, rows: list[dict[str, Any]], now: fl
     """Give each outbox row bound for a channel endpoint the endpoint's next sequence number.
 
     The number goes into the signed body (``"seq"``) and into ``channel_events``; rows for
-    endpoints without a channel are left as they are. One UPDATE per endpoint in the batch.
+    endpoints without a channel are left as they are. One UPDATE per endpoint in the batch,
+    which locks the endpoint's row until the commit: concurrent writers (other instances) take
+    turns, so numbers are never given twice or skipped; endpoints go in sorted order, so two
+    writers never wait on each other's rows.
     """
     by_endpoint: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_endpoint.setdefault((row["client_id"], row["callback_url"]), []).append(row)
     links = []
-    for (client_id, url), group in by_endpoint.items():
+    for (client_id, url), group in sorted(by_endpoint.items(), key=lambda item: item[0]):
         last = conn.execute(
             update(channels)
             .where(channels.c.client_id == client_id, channels.c.callback_url == url)
@@ -159,8 +163,9 @@ def _announce(conn: Connection, finals: list[JobRecord], now: float, fault: Webh
 class Store:
     """Every write of jobs the server makes."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, owner: str | None = None) -> None:
         self._db = database
+        self.owner = owner  # this instance's id: the jobs it starts are its to end
         self._change_counter = itertools.count(1)
         self.queue_version = 0
 
@@ -281,6 +286,7 @@ class Store:
                 .where(jobs.c.id.in_(ids), jobs.c.state.in_(sources_of(State.PROCESSING)))
                 .values(
                     state=State.PROCESSING.value,
+                    owner=self.owner,
                     started_at=now,
                     due_at=now + jobs.c.duration_s,
                     attempts=jobs.c.attempts + 1,
@@ -311,7 +317,9 @@ class Store:
         with self._db.writer.begin() as conn:
             due = [
                 JobRecord.from_row(r)
-                for r in conn.execute(_DUE_FOR_UPDATE, {"now": now, "batch": batch})
+                for r in conn.execute(
+                    _DUE_FOR_UPDATE, {"now": now, "batch": batch, "owner": self.owner}
+                )
             ]
             groups: dict[State, list[tuple[JobRecord, dict[str, Any]]]] = {}
             for job in due:

@@ -13,13 +13,13 @@ from flask.testing import FlaskClient
 
 from tests.receiver_support import receiver_app, signed_headers
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.both_engines]
 ENDPOINT = "http://127.0.0.1:9/webhooks"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    with receiver_app(tmp_path) as app:
+def app(tmp_path: Path, receiver_database_url: str) -> Iterator[Flask]:
+    with receiver_app(tmp_path, database_url=receiver_database_url) as app:
         yield app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
@@ -18,6 +19,7 @@ from translation_server.schema import webhook_events
 from translation_server.simulation import attempt_end
 from translation_server.store import Store
 
+pytestmark = pytest.mark.both_engines
 T0 = 1_800_000_000.0
 URL = "http://127.0.0.1:9/webhooks"
 

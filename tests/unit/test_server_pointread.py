@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.unit.test_server_store import T0, new_job
 from translation_server.app import Runtime
 from translation_server.pointread import PointRead
 from translation_server.reads import _JOB_BY_ID, job_by_id
+
+pytestmark = pytest.mark.both_engines
 
 
 def test_a_point_read_matches_the_core_read(runtime: Runtime) -> None:

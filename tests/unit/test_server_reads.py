@@ -17,6 +17,8 @@ from translation_server.schema import jobs
 from translation_server.simulation import attempt_end
 from translation_server.states import State
 
+pytestmark = pytest.mark.both_engines
+
 
 @pytest.fixture
 def reads(runtime: Runtime) -> JobReads:
@@ -124,6 +126,7 @@ def job_record(state: State, job_id: str = "job_x") -> JobRecord:
         progress=None,
         result=None,
         error=None,
+        owner=None,
     )
     return JobRecord(**fields)
 

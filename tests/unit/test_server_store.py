@@ -17,6 +17,7 @@ from translation_server.simulation import attempt_end
 from translation_server.states import TRANSITIONS, InvalidTransition, State, sources_of
 from translation_server.store import IDEMPOTENCY_WINDOW_S, IdempotencyConflict, Store
 
+pytestmark = pytest.mark.both_engines
 T0 = 1_800_000_000.0
 
 
