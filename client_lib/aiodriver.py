@@ -21,7 +21,7 @@ from .actions import Action, Lookup, PinFeed, ReadFeed, Sleep
 from .backend import feed_page
 from .clock import Clock
 from .driver import LOOKUPS_MAX
-from .errors import JobNotFound, TranslationError, WaitTimeout
+from .errors import AuthenticationError, JobNotFound, TranslationError, WaitTimeout
 from .models import ChannelStatus, Event, Job
 from .transport import Response
 from .waiting import WaitCore
@@ -186,6 +186,8 @@ class AsyncWaiting:
     async def _found_at_receiver(self, job_id: str) -> bool:
         try:
             final = await self._services.final_event(job_id)
+        except AuthenticationError:
+            raise  # a wrong or missing feed token
         except TranslationError:
             return False  # the receiver is not reachable: ask the server
         if final is None:
@@ -311,5 +313,7 @@ class AsyncWaiting:
                     core.on_status_error(action.job_ids, exc, now())
                     return
                 core.on_statuses(action.job_ids, jobs, now())
+        except AuthenticationError:
+            raise  # the feed refused its token: the caller's to fix, never a cause to poll
         except TranslationError as exc:  # the receiver's (a status failure is handled above)
             core.on_feed_error(exc, now())

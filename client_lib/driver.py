@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 from .actions import Action, Lookup, PinFeed, ReadFeed, Sleep
 from .backend import Services
 from .clock import Clock
-from .errors import TranslationError, WaitTimeout
+from .errors import AuthenticationError, TranslationError, WaitTimeout
 from .models import Job
 from .waiting import WaitCore
 from .waitpolicy import Detection
@@ -112,6 +112,8 @@ class Waiting:
     def _found_at_receiver(self, job_id: str) -> bool:
         try:
             final = self._services.final_event(job_id)
+        except AuthenticationError:
+            raise  # a wrong or missing feed token
         except TranslationError:
             return False  # the receiver is not reachable: ask the server
         if final is None:
@@ -193,6 +195,8 @@ class Waiting:
                     return
                 with self.lock:
                     core.on_statuses(action.job_ids, jobs, self._clock.now())
+        except AuthenticationError:
+            raise  # the feed refused its token: the caller's to fix, never a cause to poll
         except TranslationError as exc:  # the receiver's (a status failure is handled above)
             with self.lock:
                 core.on_feed_error(exc, self._clock.now())

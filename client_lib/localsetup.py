@@ -1,9 +1,9 @@
 """Where the local set-up (``make run``) writes the demo credentials, and how to read them.
 
 The translation server writes this file once when it creates the demo client; the callback
-receiver reads the webhook secret from it and the client library reads URLs and the API key,
-so nobody copies keys by hand. It is a local-development convenience: production callers pass
-their credentials explicitly.
+receiver reads the webhook secret and its feed token from it and the client library reads
+URLs, the API key and the feed token, so nobody copies keys by hand. It is a local-development
+convenience: production callers pass their credentials explicitly.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,22 @@ def remember_secret(path: Path, secret: str) -> None:
     kept = [s for s in setup.webhook_secrets if s != secret]
     fresh = dataclasses.replace(setup, webhook_secrets=tuple([*kept, secret][-SECRETS_KEPT:]))
     fresh.write(path)
+
+
+def new_token() -> str:
+    """A fresh bearer token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def ensure_receiver_token(path: Path) -> str:
+    """The set-up file's feed token for the local receiver, generated and written (owner-only)
+    when it holds none yet."""
+    setup = load_local_setup(path)
+    if setup.receiver_token:
+        return setup.receiver_token
+    token = new_token()
+    dataclasses.replace(setup, receiver_token=token).write(path)
+    return token
 
 
 def write_ready_file(path: Path, url: str, port: int) -> None:

@@ -2,8 +2,9 @@
 
 Each service's log lines are prefixed with its name; Ctrl-C (or SIGTERM) stops both cleanly.
 The server creates the demo client on its first start and writes var/local.json, where the
-receiver and the client library find the credentials. Extra arguments go to the server
-(``make run ARGS="--workers 8"``); VT_ variables reach both.
+receiver and the client library find the credentials. The receiver's feed token is written
+there before either starts, so the receiver serves its feed from its first request. Extra
+arguments go to the server (``make run ARGS="--workers 8"``); VT_ variables reach both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import IO
+
+from client_lib.localsetup import data_home, ensure_receiver_token
 
 ROOT = Path(__file__).resolve().parent.parent
 COLOURS = {"server": "\033[36m", "receiver": "\033[35m"}
@@ -42,6 +45,9 @@ def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:
 
 
 def main() -> int:
+    creds = os.environ.get("VT_CREDENTIALS_FILE") or str(data_home() / "local.json")
+    if creds:
+        ensure_receiver_token(Path(creds))
     services = {"server": start("server", ["translation_server", *sys.argv[1:]])}
     if (ROOT / "callback_receiver" / "__main__.py").exists():
         services["receiver"] = start("receiver", ["callback_receiver"])

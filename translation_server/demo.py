@@ -1,8 +1,9 @@
 """The local demo: the demo client, whose credentials go to the set-up file, and the demo job.
 
 The credentials file is the local set-up's hand-off: the receiver reads the webhook secret
-from it and the client library the API key, so nobody copies keys by hand. The demo job is
-the one ``GET /status`` names without a ``job_id``; it belongs to the server's own tenant.
+and its feed token from it and the client library the API key and that token, so nobody
+copies keys by hand. The demo job is the one ``GET /status`` names without a ``job_id``; it
+belongs to the server's own tenant.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 import time
 from typing import Any
 
-from client_lib.localsetup import load_local_setup, remember_secret
+from client_lib.localsetup import load_local_setup, new_token, remember_secret
 
 from .clients import Clients
 from .config import Settings
@@ -45,6 +46,7 @@ def bootstrap_local_setup(clients: Clients, settings: Settings) -> tuple[str | N
         api_key=api_key,
         webhook_secret=client.webhook_secret,
         admin_token=admin_token,
+        receiver_token=current.receiver_token or new_token(),  # the local receiver's feed
     )
     if updated != current:
         updated.write(path)
