@@ -12,18 +12,21 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from callback_receiver.feed import Feed, FeedBusy
+from callback_receiver.feed import Feed, FeedBusy, FeedSource
 from callback_receiver.receiver import get_receiver
+from client_lib.localsetup import LocalSetup
 from client_lib.models import Event
-from tests.receiver_support import event_body, receiver_app, signed_headers
+from tests.receiver_support import FEED_TOKEN, event_body, receiver_app, signed_headers
 from tests.support import wait_until
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.both_engines]
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    with receiver_app(tmp_path, threads=4, max_waiters=2) as app:
+def app(tmp_path: Path, receiver_database_url: str) -> Iterator[Flask]:
+    with receiver_app(
+        tmp_path, database_url=receiver_database_url, threads=4, max_waiters=2
+    ) as app:
         yield app
 
 
@@ -201,9 +204,114 @@ def test_closing_the_feed_releases_waiters(app: Flask) -> None:
     assert poller.result == {"events": [], "cursor": "0"}
 
 
-def test_feed_refuses_a_waiter_over_its_limit() -> None:
-    feed_ = Feed(max_waiters=0)
-    assert feed_.poll(lambda: [1], wait=5) == [1]  # found at once: no slot needed
-    with pytest.raises(FeedBusy):
-        feed_.poll(list, wait=5)
-    assert feed_.waiters == 0
+class CountingStore:
+    """The receiver's real store, counting the feed's reads of it."""
+
+    def __init__(self, store: FeedSource) -> None:
+        self.store = store
+        self.reads = 0
+
+    def events_after(self, after: int, *, job_id: str | None = None, limit: int = 100) -> Any:
+        self.reads += 1
+        return self.store.events_after(after, job_id=job_id, limit=limit)
+
+    def last_cursor(self) -> int:
+        return self.store.last_cursor()
+
+    def channels(self, now: float) -> Any:
+        return self.store.channels(now)
+
+
+def test_feed_refuses_a_waiter_over_its_limit(app: Flask, client: FlaskClient) -> None:
+    feed_ = Feed(get_receiver(app).store, max_waiters=0)
+    try:
+        with pytest.raises(FeedBusy):
+            feed_.read(0, job_id=None, limit=10, wait=5)
+        assert feed_.waiters == 0
+        deliver(client, "job_1", "msg_1")
+        page = feed_.read(0, job_id=None, limit=10, wait=5)  # found at once: no slot needed
+        assert [e["webhook_id"] for e in page.events] == ["msg_1"]
+    finally:
+        feed_.close()
+
+
+def test_one_event_wakes_many_waiters_with_one_read(app: Flask, client: FlaskClient) -> None:
+    counted = CountingStore(get_receiver(app).store)
+    feed_ = Feed(counted, max_waiters=40)
+    pages: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda: pages.append(feed_.read(0, job_id=None, limit=10, wait=20)),
+            daemon=True,
+        )
+        for _ in range(30)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        wait_until(lambda: feed_.waiters == 30, timeout=5, message="30 parked waiters")
+        reads_before = counted.reads
+        deliver(client, "job_all", "msg_all")
+        feed_.notify()
+        for t in threads:
+            t.join(timeout=5)
+        assert [p.events[0]["webhook_id"] for p in pages] == ["msg_all"] * 30
+        assert counted.reads - reads_before == 1  # one query for thirty waiters
+    finally:
+        feed_.close()
+
+
+def test_a_cursor_older_than_the_tail_is_read_from_the_database(
+    app: Flask, client: FlaskClient
+) -> None:
+    feed_ = Feed(get_receiver(app).store, max_waiters=4, tail_size=2)
+    try:
+        for i in range(5):
+            deliver(client, f"job_{i % 2}", f"msg_{i}")
+        assert feed_.latest() == 5
+        every = feed_.read(0, job_id=None, limit=100, wait=0)
+        assert [e["webhook_id"] for e in every.events] == [f"msg_{i}" for i in range(5)]
+        mine = feed_.read(0, job_id="job_1", limit=100, wait=0)
+        assert [e["webhook_id"] for e in mine.events] == ["msg_1", "msg_3"]
+        recent = feed_.read(3, job_id=None, limit=1, wait=0)  # from the tail
+        assert ([e["webhook_id"] for e in recent.events], recent.last_seq) == (["msg_3"], 4)
+    finally:
+        feed_.close()
+
+
+def test_the_feed_needs_its_token(app: Flask) -> None:
+    client = app.test_client()
+    client.environ_base.pop("HTTP_AUTHORIZATION")
+    for path in ("/v1/events", "/v1/events?wait=5", "/v1/events/job_1"):
+        missing = client.get(path)
+        assert missing.status_code == 401, path
+        assert missing.headers["WWW-Authenticate"] == 'Bearer realm="vt-receiver"'
+        assert missing.content_type == "application/problem+json"
+        body = missing.get_json()
+        assert (body["code"], body["field"], body["status"]) == (
+            "unauthorized",
+            "Authorization",
+            401,
+        )
+        for wrong in (f"Bearer {FEED_TOKEN}x", f"Basic {FEED_TOKEN}", "Bearer ", FEED_TOKEN):
+            refused = client.get(path, headers={"Authorization": wrong})
+            assert refused.status_code == 401, (path, wrong)
+            assert refused.get_json()["code"] == "invalid_feed_token"
+            assert refused.get_json()["field"] == "Authorization"
+            assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    ok = client.get("/v1/events", headers={"Authorization": f"bearer {FEED_TOKEN}"})
+    assert ok.status_code == 200
+    deliver(client, "job_open")  # webhooks need no token: their signature is their proof
+
+
+def test_the_token_comes_from_the_local_setup_file(tmp_path: Path) -> None:
+    creds = tmp_path / "local.json"
+    with receiver_app(tmp_path, credentials_file=creds, feed_token=None) as app:
+        client = app.test_client()
+        refused = client.get("/v1/events")
+        assert refused.status_code == 401
+        assert refused.get_json()["code"] == "no_feed_token_configured"
+        LocalSetup(receiver_token="file-token-0123456789abcdef").write(creds)
+        auth = {"Authorization": "Bearer file-token-0123456789abcdef"}
+        assert client.get("/v1/events", headers=auth).status_code == 200
+        assert client.get("/v1/events").get_json()["code"] == "invalid_feed_token"
