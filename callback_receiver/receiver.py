@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets as _secrets
 
 from flask import Flask, current_app
 
@@ -11,6 +12,7 @@ from .feed import Feed
 from .inbox import Inbox
 from .ingest import Ingest
 from .metrics import Metrics, create_metrics
+from .notify import FeedListener, is_postgresql
 from .signatures import SecretSource
 from .store import Store
 
@@ -27,13 +29,20 @@ class Receiver:
     metrics: Metrics
     ingest: Ingest
     inbox: Inbox
+    # on PostgreSQL: other receivers' events wake this one's long-polls (notify.py)
+    listener: FeedListener | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Receiver:
         """Open the store and wire the parts together."""
         secrets = SecretSource(settings.secrets, settings.credentials_file)
         # parked long-polls hold no connection: the threads kept free of them, and the feed
-        store = Store(settings.database_url, pool_size=min(settings.threads, RESERVED_THREADS + 2))
+        instance_id = f"rcv_{_secrets.token_urlsafe(12)}"
+        store = Store(
+            settings.database_url,
+            pool_size=min(settings.threads, RESERVED_THREADS + 2),
+            name=instance_id,
+        )
         feed = Feed(store, max_waiters=settings.waiter_limit)
         metrics = create_metrics(feed)
         ingest = Ingest(
@@ -46,6 +55,10 @@ class Receiver:
             metrics=metrics,
             tolerance_s=settings.tolerance_s,
         )
+        listener = None
+        if is_postgresql(settings.database_url):
+            listener = FeedListener(settings.database_url, feed.notify, instance_id=instance_id)
+            listener.start()
         return cls(
             settings=settings,
             store=store,
@@ -53,11 +66,14 @@ class Receiver:
             metrics=metrics,
             ingest=ingest,
             inbox=inbox,
+            listener=listener,
         )
 
     def close(self) -> None:
         """Commit the webhooks queued, release long-polls, then the database connections
         (idempotent)."""
+        if self.listener is not None:
+            self.listener.stop()
         self.ingest.close()
         self.feed.close()
         self.store.close()

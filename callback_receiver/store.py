@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from client_lib.models import HEARTBEAT_TYPE, JobStatus, format_time
 
 from .db import make_engine
+from .migrations import migrate
 
 RECEIPTS_KEPT = 1000
 RECEIPTS_PRUNE_EVERY = 50
@@ -190,14 +191,14 @@ def _primary_key(result: CursorResult[Any]) -> int:
 class Store:
     """Reads and writes the receiver's tables; the only module that speaks SQL."""
 
-    def __init__(self, url: str, *, pool_size: int = 16) -> None:
-        self._engine = make_engine(url, pool_size=pool_size)
+    def __init__(self, url: str, *, pool_size: int = 16, name: str | None = None) -> None:
+        self._engine = make_engine(url, pool_size=pool_size, name=name)
         self._writer = (
             self._engine.execution_options(sqlite_begin="IMMEDIATE")
             if self._engine.dialect.name == "sqlite"
             else self._engine
         )
-        metadata.create_all(self._engine)
+        migrate(self._engine, metadata)  # raises SchemaVersionError for a newer schema
         try:
             with self._writer.begin() as conn:
                 if conn.execute(select(feed_lock.c.id)).first() is None:
