@@ -6,7 +6,7 @@ from flask import Flask
 
 from client_lib.wire import MAX_BODY_BYTES
 
-from . import api, openapi, ops, tenants
+from . import api, dashboard, openapi, ops, tenants
 from .config import Settings
 from .errors import register_error_handlers
 from .observe import RequestObserver, RoutedRequest
@@ -27,6 +27,8 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.register_blueprint(tenants.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(dashboard.page_bp)
+    app.register_blueprint(dashboard.api_bp)
     app.wsgi_app = RequestObserver(app.wsgi_app, runtime.metrics)  # type: ignore[method-assign]
     if start:
         runtime.start()

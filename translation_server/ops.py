@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, metrics, and the small front page."""
+"""Operational endpoints: liveness and metrics (the front page is the dashboard's)."""
 
 from __future__ import annotations
 
@@ -30,17 +30,3 @@ def healthz() -> dict[str, object]:
 def metrics() -> Response:
     """Prometheus text format."""
     return Response(current_runtime().metrics.render(), mimetype=CONTENT_TYPE_LATEST)
-
-
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>Video translation server</title></head><body>
-<h1>Video translation server</h1>
-<p>A simulated video translation backend. See <a href="/openapi.json">/openapi.json</a>,
-<a href="/status">/status</a> (the demo job), <a href="/healthz">/healthz</a> and
-<a href="/metrics">/metrics</a>.</p></body></html>"""
-
-
-@bp.get("/")
-def index() -> Response:
-    """A front page pointing at the API description."""
-    return Response(_PAGE, mimetype="text/html")
