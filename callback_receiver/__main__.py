@@ -21,6 +21,7 @@ from .app import close_app, create_app
 from .config import Settings
 from .feed import Feed
 from .feed_auth import get_feed_token
+from .migrations import SchemaVersionError
 from .receiver import get_receiver
 from .signatures import parse_secret
 
@@ -208,7 +209,10 @@ def _settings(options: dict[str, Any]) -> Settings:
 
 def serve(settings: Settings) -> int:
     """Serve until a signal; returns the exit code (0 on SIGTERM/SIGINT)."""
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SchemaVersionError as exc:
+        raise click.ClickException(str(exc)) from None
     server = build_server(app, settings)
     port = int(server.effective_port)  # type: ignore[union-attr]
     url = f"http://{settings.host}:{port}"

@@ -3,6 +3,8 @@ one receiver woken by an event another stored (LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from callback_receiver.receiver import get_receiver
 from callback_receiver.store import Store
 from tests.pgsupport import query
 from tests.receiver_support import event_body, receiver_app, signed_headers
-from tests.support import wait_until
+from tests.support import ROOT, wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -90,3 +92,21 @@ def test_a_newer_schema_is_refused_naming_both_versions(receiver_database_url: s
     assert f"version {SCHEMA_VERSION + 1}, newer than this receiver's {SCHEMA_VERSION}" in str(
         caught.value
     )
+
+
+def test_the_receiver_refuses_a_newer_schema_at_start_with_a_clear_message(
+    tmp_path: Path, receiver_database_url: str
+) -> None:
+    Store(receiver_database_url).close()
+    query(receiver_database_url, "UPDATE schema_version SET version = version + 1")
+    command = [sys.executable, "-m", "callback_receiver", "--database-url", receiver_database_url]
+    done = subprocess.run(
+        [*command, "--port", "0", "--credentials-file", str(tmp_path / "none.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"newer than this receiver's {SCHEMA_VERSION}" in done.stderr
+    assert "Traceback" not in done.stderr
