@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import resource
 import signal
 import sys
 from types import FrameType
@@ -24,17 +25,45 @@ log = logging.getLogger("translation_server")
 
 
 def build_server(app: Any, settings: Settings) -> Any:
-    """The waitress server for ``app``, listening; configured through its public settings."""
+    """The waitress server for ``app``, listening; configured through its public settings.
+
+    An idle or trickling connection costs a file descriptor and no thread (waitress hands a
+    request to a thread only once its headers are complete), so the connection limit is
+    high and poll() replaces select(), which cannot watch descriptors above 1023. waitress
+    has no header timeout and no per-address limit: docs/reverse-proxy.md.
+    """
+    files = raise_open_files_limit()
+    if files < settings.connection_limit + 64:
+        log.warning(
+            "open-files limit %d is below connection-limit %d plus headroom: "
+            "connections beyond it will fail to be accepted",
+            files,
+            settings.connection_limit,
+        )
     return create_server(
         app,
         host=settings.host,
         port=settings.port,
         threads=settings.threads,
         ident="vt-translation-server",
+        connection_limit=settings.connection_limit,
+        channel_timeout=settings.channel_timeout,
+        cleanup_interval=settings.cleanup_interval,
+        backlog=settings.backlog,
+        asyncore_use_poll=True,
         # refused from the declared length, before a byte of the body is read
         max_request_body_size=MAX_BODY_BYTES,
         max_request_header_size=MAX_HEADER_BYTES,
     )
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's open-files soft limit to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard and hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return int(soft)
 
 
 def _raise_exit(signum: int, _frame: FrameType | None) -> None:

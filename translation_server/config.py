@@ -49,6 +49,10 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_senders: int = 16
     webhook_per_host: int = 0  # 0: three quarters of the senders
+    webhook_per_tenant: int = 0  # 0: a quarter of the senders
+    webhook_connect_timeout: float = 2.0
+    webhook_breaker_failures: int = 5  # 0: no circuit breaker
+    webhook_breaker_cooldown: float = 30.0
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     heartbeat_interval: float = 1.0  # channel heartbeats; 0: none
     heartbeat_linger: float = 10.0
@@ -58,6 +62,12 @@ class Settings:
     rate_burst: int = 200
     lease_seconds: float = 10.0  # an instance's lease (leases.py): its jobs wait this long
     ready_file: Path | None = None
+    # connections (waitress): open at once, idle seconds before closing, the idle check's
+    # period, and the listen backlog
+    connection_limit: int = 4096
+    channel_timeout: int = 60
+    cleanup_interval: int = 10
+    backlog: int = 2048
 
     def __post_init__(self) -> None:
         problems = []
@@ -74,6 +84,10 @@ class Settings:
                 problems.append(f"{name.replace('_', '-')} must be within [0, 1]")
         if self.workers < 1 or self.threads < 1 or self.webhook_senders < 1:
             problems.append("workers, threads and webhook-senders must be at least 1")
+        if min(self.webhook_per_host, self.webhook_per_tenant, self.webhook_breaker_failures) < 0:
+            problems.append("webhook-per-host, -per-tenant and -breaker-failures must be >= 0")
+        if self.webhook_connect_timeout <= 0 or self.webhook_breaker_cooldown <= 0:
+            problems.append("webhook-connect-timeout and webhook-breaker-cooldown must be > 0")
         if self.max_attempts < 1:
             problems.append("max-attempts must be at least 1")
         if self.heartbeat_interval < 0 or self.heartbeat_linger < 0:
@@ -82,6 +96,10 @@ class Settings:
             problems.append("estimate-noise must be >= 0")
         if self.lease_seconds <= 0:
             problems.append("lease-seconds must be > 0")
+        if self.connection_limit < self.threads:
+            problems.append("connection-limit must be at least the thread count")
+        if self.channel_timeout < 1 or self.cleanup_interval < 1 or self.backlog < 1:
+            problems.append("channel-timeout, cleanup-interval and backlog must be at least 1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -213,8 +231,33 @@ OPTIONS: list[Callable[[Any], Any]] = [
         "--webhook-per-host",
         default=_D.webhook_per_host,
         type=int,
-        help="Most attempts under way to one callback host, so a slow endpoint "
+        help="Most attempts under way to one callback host (any port), so a slow host "
         "cannot hold every sender (0: three quarters of the senders).",
+    ),
+    _opt(
+        "--webhook-per-tenant",
+        default=_D.webhook_per_tenant,
+        type=int,
+        help="Most attempts under way for one client, so one tenant's slow endpoints "
+        "hold at most that many senders (0: a quarter of the senders).",
+    ),
+    _opt(
+        "--webhook-connect-timeout",
+        default=_D.webhook_connect_timeout,
+        type=float,
+        help="Seconds a webhook attempt may take to connect (within --webhook-timeout).",
+    ),
+    _opt(
+        "--webhook-breaker-failures",
+        default=_D.webhook_breaker_failures,
+        type=int,
+        help="Failed attempts in a row after which an endpoint is paused (0: never).",
+    ),
+    _opt(
+        "--webhook-breaker-cooldown",
+        default=_D.webhook_breaker_cooldown,
+        type=float,
+        help="Seconds a failing endpoint is first paused; doubled after each failed trial.",
     ),
     _opt(
         "--webhook-retry-schedule",
@@ -256,6 +299,25 @@ OPTIONS: list[Callable[[Any], Any]] = [
         type=int,
         help="Burst size of the per-client rate limit.",
     ),
+    _opt(
+        "--connection-limit",
+        default=_D.connection_limit,
+        type=int,
+        help="Connections open at once; beyond it new ones wait in the listen backlog.",
+    ),
+    _opt(
+        "--channel-timeout",
+        default=_D.channel_timeout,
+        type=int,
+        help="Seconds a connection may sit idle (no request under way) before it is closed.",
+    ),
+    _opt(
+        "--cleanup-interval",
+        default=_D.cleanup_interval,
+        type=int,
+        help="Seconds between checks for idle connections.",
+    ),
+    _opt("--backlog", default=_D.backlog, type=int, help="Listen backlog of the socket."),
     _opt(
         "--lease-seconds",
         default=_D.lease_seconds,
