@@ -3,8 +3,9 @@
 "Persist, then notify": a job's final state and its outbox row are committed together, then
 the scheduler wakes this dispatcher, which leases due rows and hands them to the senders.
 Delivery is at-least-once with the retry schedule of API.md section 3 (full jitter); an
-unreachable endpoint can never fail a job, and one slow endpoint cannot hold every sender
-(at most ``per_host`` attempts to one host at once).
+unreachable endpoint can never fail a job. Only events that may go at once are leased
+(``fairness.py``: limits per tenant and per host, a breaker per endpoint), so a slow or dead
+endpoint holds at most its tenant's share of the senders; connecting is ``egress.py``'s.
 """
 
 from __future__ import annotations
@@ -12,18 +13,11 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
 
-import certifi
-from urllib3 import PoolManager, Timeout
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError
 
 from client_lib.models import WebhookMode
@@ -31,10 +25,12 @@ from client_lib.webhooks import sign
 from client_lib.wire import retry_after as parse_retry_after
 
 from .background import Loop
-from .callbacks import CallbackPolicy
+from .callbacks import REFUSED, CallbackPolicy
 from .clients import Clients
 from .config import Settings
 from .db import Database
+from .egress import Egress, Forbidden, error_text
+from .fairness import Fairness
 from .metrics import ServerMetrics
 from .outbox import DELIVERED, DROPPED, FAILED, PENDING, AttemptResult, Outbox, OutboxEvent
 from .records import ClientRecord
@@ -43,61 +39,9 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "vt-webhooks/1.0"
 HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
-POOLS = 16  # hosts whose keep-alive connections are kept
-_ERROR_TEXT_MAX = 300
-
-
-class ForbiddenAddress(OSError):
-    """The callback host resolved to an address outside the allow-list; nothing was sent."""
-
-
-def _is_forbidden(exc: BaseException, depth: int = 0) -> bool:
-    """urllib3 wraps our refusal (ProtocolError("Connection aborted.", ForbiddenAddress))."""
-    if isinstance(exc, ForbiddenAddress):
-        return True
-    return depth < 4 and any(
-        isinstance(a, BaseException) and _is_forbidden(a, depth + 1) for a in exc.args
-    )
-
-
-def guarded_pool_manager(policy: CallbackPolicy, *, maxsize: int = 4) -> PoolManager:
-    """Keep-alive pools, shared by every sender, whose connections refuse peers outside the
-    allow-list (checked on the connected socket, so a name resolving to a forbidden address is
-    never sent a byte). No retries, no redirects, no environment proxy; requests' CA bundle.
-    """
-
-    def check(conn: Any, sock: Any) -> None:
-        peer = sock.getpeername()[0]
-        if not (policy.host_allowed_by_name(conn.host) or policy.address_allowed(peer)):
-            sock.close()
-            raise ForbiddenAddress(f"{conn.host} resolved to {peer}, outside the allow-list")
-
-    class GuardedHTTP(HTTPConnection):
-        def _new_conn(self) -> Any:
-            sock = super()._new_conn()
-            check(self, sock)
-            return sock
-
-    class GuardedHTTPS(HTTPSConnection):
-        def _new_conn(self) -> Any:
-            sock = super()._new_conn()
-            check(self, sock)
-            return sock
-
-    class HTTPPool(HTTPConnectionPool):
-        ConnectionCls = GuardedHTTP
-
-    class HTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = GuardedHTTPS
-
-    manager = PoolManager(
-        num_pools=POOLS,
-        maxsize=maxsize,
-        retries=False,
-        ca_certs=certifi.where(),
-    )
-    manager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
-    return manager
+BREAKER_MAX_S = 600.0  # the longest pause of an endpoint that keeps failing
+HOST_WAIT_S = 0.5  # how far events to a full host move when they crowd out the others
+SUCCEEDED = {"delivered": True, "gone": True, "retry": False, "failed": False}
 
 
 class Dispatcher:
@@ -122,18 +66,28 @@ class Dispatcher:
         self._policy = policy
         self._random = rng or random.Random(settings.seed).random
         self._senders = settings.webhook_senders
-        self._per_host = settings.webhook_per_host or max(1, self._senders * 3 // 4)
+        self._fair = Fairness(
+            per_host=settings.webhook_per_host or max(1, self._senders * 3 // 4),
+            per_tenant=settings.webhook_per_tenant or max(1, self._senders // 4),
+            breaker_failures=settings.webhook_breaker_failures,
+            cooldown=settings.webhook_breaker_cooldown,
+            max_cooldown=BREAKER_MAX_S,
+        )
         self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")
         # senders hand their results back; the dispatch loop records them in batches
         self._results: queue.SimpleQueue[tuple[OutboxEvent, list[AttemptResult]]] = (
             queue.SimpleQueue()
         )
-        self._http = guarded_pool_manager(policy, maxsize=self._per_host)
-        self._timeout = Timeout(connect=settings.webhook_timeout, read=settings.webhook_timeout)
-        self._lock = threading.Lock()
-        self._in_flight: Counter[str] = Counter()
+        self._http = Egress(
+            policy, maxsize=self._fair.per_host, connect_timeout=settings.webhook_connect_timeout
+        )
         self._loop = Loop("vt-dispatcher", self._dispatch_once)
         self._secrets: dict[str, tuple[float, ClientRecord | None]] = {}
+
+    @property
+    def fairness(self) -> Fairness:
+        """The limits and breakers senders are admitted by."""
+        return self._fair
 
     @property
     def outbox(self) -> Outbox:
@@ -160,29 +114,50 @@ class Dispatcher:
     def _dispatch_once(self) -> float:
         """Record finished attempts, lease what free senders can take; returns the idle wait.
 
-        Each round costs at most two write transactions however many webhooks it moves.
+        Events of tenants at their limit are not even read; events to a full host, or to an
+        endpoint whose breaker is open, are moved later rather than handed to a sender. Each
+        round costs at most two write transactions however many webhooks it moves.
         """
         self._record_finished()
-        with self._lock:
-            free = self._senders - sum(self._in_flight.values())
-            busy = {h for h, n in self._in_flight.items() if n >= self._per_host}
-        events = self._outbox.lease(
-            now=time.time(),
-            limit=free,
-            busy_hosts=busy,
-            host_of=_host,
-            lease_s=self._settings.webhook_timeout * 2 + 5,
-        )
+        free = self._senders - self._fair.in_flight
+        if free <= 0:
+            return 1.0  # a sender finishing wakes us
+        skip_clients, skip_urls = self._fair.exclusions()
+        now = time.time()
+        admitted: list[OutboxEvent] = []
+        left = 0
+
+        def admit(events: list[OutboxEvent]) -> tuple[list[OutboxEvent], dict[str, float]]:
+            nonlocal left
+            crowded = len(events) >= free * 4  # the read window is full: do not let
+            host_wait = HOST_WAIT_S if crowded else None  # full hosts' events crowd it again
+            take, later, left = self._fair.admit(events, now, free, host_wait)
+            admitted.extend(take)
+            return take, later
+
+        try:
+            events = self._outbox.lease(
+                now=now,
+                limit=free,
+                lease_s=self._settings.webhook_timeout * 2 + 5,
+                skip_clients=skip_clients,
+                skip_urls=skip_urls,
+                admit=admit,
+            )
+        except Exception:
+            for event in admitted:  # admitted, never leased: give their places back
+                self._fair.release(event, None, now)
+            raise
         for event in events:
-            with self._lock:
-                self._in_flight[_host(event.callback_url)] += 1
             self._pool.submit(self._deliver, event)
-        if events and len(events) < free and not busy:
+        if events and len(events) < free and not left:
             return 0.0  # the outbox may hold more that is due
-        if events or free <= 0 or busy:
-            return 1.0  # every sender (or host) is taken: one finishing wakes us
+        if len(events) >= free or left:
+            return 1.0  # every sender (or the host or tenant) is taken: one finishing wakes us
         next_due = self._outbox.next_due_at()
-        return 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
+        wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
+        # due events of skipped tenants are not ours to spin on: their senders finishing wake us
+        return max(wait, 0.25) if skip_clients or skip_urls else wait
 
     def _record_finished(self) -> None:
         """Write the results the senders handed back, in one transaction."""
@@ -202,14 +177,16 @@ class Dispatcher:
             self._on_recorded([event for event, _ in batch])
 
     def _deliver(self, event: OutboxEvent) -> None:
+        succeeded: bool | None = None
         try:
-            self._results.put((event, self._attempts(event)))
+            results = self._attempts(event)
+            succeeded = SUCCEEDED.get(results[-1].outcome)
+            self._results.put((event, results))
         except Exception:
             # the lease expires and the event is retried: at-least-once, never lost
             log.exception("%s webhook %s: delivery crashed", event.job_id, event.id)
         finally:
-            with self._lock:
-                self._in_flight[_host(event.callback_url)] -= 1
+            self._fair.release(event, succeeded, time.time())
             self._loop.wake()
 
     def _attempts(self, event: OutboxEvent) -> list[AttemptResult]:
@@ -237,7 +214,12 @@ class Dispatcher:
         status, error, retry_after, forbidden = None, None, None, False
         try:
             resp = self._signed_post(
-                client, event.callback_url, event.id, event.payload, started, self._timeout
+                client,
+                event.callback_url,
+                event.id,
+                event.payload,
+                started,
+                self._settings.webhook_timeout,
             )
             status = resp.status
             retry_after = (
@@ -245,12 +227,13 @@ class Dispatcher:
                 if status in (429, 503)
                 else None
             )
+        except Forbidden:
+            forbidden = True
         except (HTTPError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
-            forbidden = _is_forbidden(exc)
+            error = error_text(exc)
         latency = (time.time() - started) * 1000
-        if forbidden:  # SSRF guard: never retried, never contacted
-            result = AttemptResult(started, None, error, latency, "forbidden", FAILED, None)
+        if forbidden:  # SSRF guard: nothing was connected to, never retried
+            result = AttemptResult(started, None, REFUSED, None, "forbidden", FAILED, None)
         else:
             result = self._decide(started, number, status, error, latency, retry_after)
         self._metrics.webhook_attempts.labels(result.outcome).inc()
@@ -260,7 +243,7 @@ class Dispatcher:
             event.id,
             number,
             result.outcome,
-            status if status is not None else error,
+            status if status is not None else (error or REFUSED),
             latency,
         )
         return result
@@ -272,7 +255,7 @@ class Dispatcher:
         msg_id: str,
         payload: str,
         now: float,
-        timeout: Timeout,
+        timeout: float,
     ) -> Any:
         """POST one body, signed Standard Webhooks style with the tenant's active secrets."""
         stamp = int(now)
@@ -282,23 +265,16 @@ class Dispatcher:
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(secrets, msg_id, stamp, payload),
         }
-        return self._http.request(
-            "POST",
-            url,
-            body=payload.encode(),
-            headers={**HEADERS, **headers},
-            redirect=False,
-            timeout=timeout,
-        )
+        return self._http.post(url, payload.encode(), {**HEADERS, **headers}, timeout)
 
     def post_once(self, client_id: str, url: str, msg_id: str, payload: str, timeout: float) -> Any:
         """Send one signed body once, unrecorded (heartbeats); the status, or the error text."""
         try:
             resp = self._signed_post(
-                self._client(client_id), url, msg_id, payload, time.time(), Timeout(timeout)
+                self._client(client_id), url, msg_id, payload, time.time(), timeout
             )
-        except (HTTPError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
+        except (HTTPError, OSError, Forbidden) as exc:
+            return error_text(exc)
         return resp.status
 
     def _decide(
@@ -338,7 +314,3 @@ class Dispatcher:
     def forget_client(self, client_id: str) -> None:
         """Drop a tenant's cached secrets (after a rotation)."""
         self._secrets.pop(client_id, None)
-
-
-def _host(url: str) -> str:
-    return urlsplit(url).netloc.lower()

@@ -16,7 +16,7 @@ has passed is due again: delivery is at-least-once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
@@ -62,6 +62,9 @@ class AttemptResult:
     next_attempt_at: float | None
 
 
+# chooses, of leasable events, those to send now and those to move later ({id: when})
+Admit = Callable[[list["OutboxEvent"]], tuple[list["OutboxEvent"], dict[str, float]]]
+
 # The statements of the delivery loop, built once: constructing a Core statement per event
 # cost more than running it.
 _DUE = or_(
@@ -71,6 +74,8 @@ _DUE = or_(
 _DUE_EVENTS = (
     select(*(webhook_events.c[f.name] for f in dataclasses.fields(OutboxEvent)))
     .where(_DUE)
+    .where(webhook_events.c.client_id.not_in(bindparam("skip_clients", expanding=True)))
+    .where(webhook_events.c.callback_url.not_in(bindparam("skip_urls", expanding=True)))
     .order_by(webhook_events.c.next_attempt_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
@@ -79,6 +84,12 @@ _LEASE = (
     update(webhook_events)
     .where(webhook_events.c.id.in_(bindparam("ids", expanding=True)), _DUE)
     .values(state=SENDING, lease_until=bindparam("lease_until"))
+)
+# executemany: due events that may not be sent yet move to a later time, with no attempt
+_DEFER = (
+    update(webhook_events)
+    .where(webhook_events.c.id == bindparam("b_id"), _DUE)
+    .values(state=PENDING, next_attempt_at=bindparam("b_until"), lease_until=None)
 )
 # executemany: one row per lease; only a row still leased (``sending``) moves on
 _RECORD = (
@@ -106,26 +117,31 @@ class Outbox:
         now: float,
         limit: int,
         lease_s: float,
-        busy_hosts: Collection[str] = (),
-        host_of: Any = None,
+        skip_clients: Collection[str] = (),
+        skip_urls: Collection[str] = (),
+        admit: Admit | None = None,
     ) -> list[OutboxEvent]:
-        """Take up to ``limit`` due events for sending, skipping events to ``busy_hosts``."""
+        """Take up to ``limit`` due events for sending, oldest due first, leaving those of
+        ``skip_clients`` and to ``skip_urls`` unread. ``admit`` (given up to four times
+        ``limit`` due events) chooses which to send and which to move later (``{id: when}``)."""
         if limit <= 0:
             return []
+        window = limit * 4 if admit else limit
+        skips = {"skip_clients": list(skip_clients), "skip_urls": list(skip_urls)}
         with self._db.writer.begin() as conn:
-            rows = conn.execute(
-                _DUE_EVENTS, {"now": now, "limit": limit * 4 if busy_hosts else limit}
-            ).all()
-            events = [
-                OutboxEvent(*r)
-                for r in rows
-                if not busy_hosts or host_of(r.callback_url) not in busy_hosts
-            ][:limit]
-            if not events:
-                return []
-            conn.execute(
-                _LEASE, {"ids": [e.id for e in events], "now": now, "lease_until": now + lease_s}
-            )
+            rows = conn.execute(_DUE_EVENTS, {"now": now, "limit": window, **skips}).all()
+            events = [OutboxEvent(*r) for r in rows]
+            later: dict[str, float] = {}
+            if admit is not None:
+                events, later = admit(events)  # at most ``limit`` to send
+            if later:
+                moves = [{"b_id": i, "b_until": t, "now": now} for i, t in later.items()]
+                conn.execute(_DEFER, moves)
+            if events:
+                conn.execute(
+                    _LEASE,
+                    {"ids": [e.id for e in events], "now": now, "lease_until": now + lease_s},
+                )
         return events
 
     def record_many(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:

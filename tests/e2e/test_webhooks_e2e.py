@@ -212,7 +212,8 @@ def test_secret_rotation_signs_with_old_and_new(server: Service) -> None:
 
 
 def test_sigkill_with_pending_deliveries_then_restart_delivers_all(tmp_path: Path) -> None:
-    schedule = ["--webhook-retry-schedule", "0.5,1,2,4,8"]
+    # the breaker off: five events failing at once would pause the endpoint for its cooldown
+    schedule = ["--webhook-retry-schedule", "0.5,1,2,4,8", "--webhook-breaker-failures", "0"]
     server = start_server(tmp_path, *schedule)
     tenant = new_tenant(server.url)
     sink = Sink([tenant["webhook_secret"]])

@@ -1,4 +1,4 @@
-"""Signing, retry decisions and the connect-time SSRF guard of the webhook sender."""
+"""Signing, retry decisions and the connecting of the webhook sender (``egress.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from urllib3.exceptions import HTTPError, ProtocolError
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
 from client_lib.webhooks import sign
 from client_lib.wire import retry_after
@@ -15,12 +15,8 @@ from tests.sink import Sink
 from translation_server.callbacks import CallbackPolicy
 from translation_server.clients import new_webhook_secret
 from translation_server.config import Settings
-from translation_server.delivery import (
-    Dispatcher,
-    ForbiddenAddress,
-    _is_forbidden,
-    guarded_pool_manager,
-)
+from translation_server.delivery import Dispatcher
+from translation_server.egress import Egress, Forbidden, error_text
 
 
 def test_signature_verifies_with_the_reference_package_for_each_secret() -> None:
@@ -85,22 +81,39 @@ def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> N
     d.stop()
 
 
-def test_guarded_pool_manager_never_connects_outside_the_allow_list() -> None:
+def test_egress_never_connects_outside_the_allow_list() -> None:
     with Sink() as sink:
-        refused = guarded_pool_manager(CallbackPolicy(("127.0.0.2/32",)))
-        with pytest.raises(HTTPError) as info:
-            refused.request("POST", sink.url, body=b"{}", timeout=2)
-        assert _is_forbidden(info.value) and "outside the allow-list" in str(info.value)
-        # a name that resolves to a forbidden address is refused at connect time too
-        with pytest.raises(HTTPError) as info:
-            refused.request("POST", sink.url.replace("127.0.0.1", "localhost"), body=b"{}")
-        assert _is_forbidden(info.value)
+        refused = Egress(CallbackPolicy(("127.0.0.2/32",)))
+        with pytest.raises(Forbidden) as info:
+            refused.post(sink.url, b"{}", {}, 2)
+        assert str(info.value) == "refused by the allow-list"
+        # a name that resolves to a forbidden address is refused before any connection too
+        with pytest.raises(Forbidden):
+            refused.post(sink.url.replace("127.0.0.1", "localhost"), b"{}", {}, 2)
         assert sink.arrivals == []
-        allowed = guarded_pool_manager(CallbackPolicy(("127.0.0.0/8",)))
-        assert allowed.request("POST", sink.url, body=b"{}", timeout=2).status == 204
-        assert len(sink.arrivals) == 1
-    assert not _is_forbidden(ProtocolError("Connection aborted.", ConnectionRefusedError(111)))
-    assert _is_forbidden(ForbiddenAddress("x"))
+        allowed = Egress(CallbackPolicy(("127.0.0.0/8",)))
+        assert allowed.post(sink.url + "?a=1", b"{}", {}, 2).status == 204
+        # a name allowed by the operator: resolved once, connected to by address, with the
+        # URL's own Host header
+        by_name = Egress(CallbackPolicy(("localhost",)))
+        named = sink.url.replace("127.0.0.1", "LocalHost")
+        assert by_name.post(named, b"{}", {}, 2).status == 204
+        arrivals = sink.wait_for(2)
+        assert arrivals[0].headers["host"] == f"127.0.0.1:{sink.port}"
+        assert arrivals[1].headers["host"] == f"localhost:{sink.port}"
+        allowed.clear()
+        by_name.clear()
+
+
+def test_error_texts_name_the_class_and_no_address() -> None:
+    assert error_text(Forbidden()) == "refused by the allow-list"
+    refused = NewConnectionError(object(), "Failed to establish: [Errno 111] 10.9.8.7 refused")
+    assert error_text(refused) == "NewConnectionError: the connection failed"
+    assert "10.9.8.7" not in error_text(ProtocolError("aborted", OSError("10.9.8.7")))
+    assert error_text(ReadTimeoutError(None, "/x", "10.9.8.7")).startswith("ReadTimeoutError")  # type: ignore[arg-type]
+    assert (
+        error_text(ConnectionResetError("10.9.8.7")) == "ConnectionResetError: the attempt failed"
+    )
 
 
 def test_policy_allows_names_explicitly_and_addresses_by_network() -> None:
