@@ -61,8 +61,8 @@ class FeedListener:
                     self._conninfo, autocommit=True, application_name=f"{self._me}-listen"
                 ) as conn:
                     conn.execute(f"LISTEN {FEED_CHANNEL}")
-                    self.listening.set()
                     self._notify()  # whatever was stored while nobody listened
+                    self.listening.set()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=POLL_S):
                             if note.payload != self._me:

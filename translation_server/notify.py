@@ -72,9 +72,9 @@ class Listener:
         ) as conn:
             for channel in self._handlers:
                 conn.execute(f"LISTEN {channel}")
-            self.listening.set()
             for handler in self._handlers.values():
                 handler()  # whatever was sent while nobody listened
+            self.listening.set()
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=POLL_S):
                     if note.payload != self._me:
