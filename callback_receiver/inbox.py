@@ -1,7 +1,8 @@
 """``POST /webhooks``: raw bytes in, a verified, durably stored, de-duplicated event out.
 
-Persist, then notify: the feed is woken only after the event's transaction has committed, and
-the caller gets 204 only then, so a receiver restart never loses an acknowledged event.
+Persist, then notify: the feed is woken only after the batch holding the event has committed
+(``ingest.py``), and the caller gets 204 only then, so a receiver restart never loses an
+acknowledged event.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from client_lib.models import HEARTBEAT_TYPE, EventType, Heartbeat, JobStatus, p
 from client_lib.webhooks import HEADER_ID, verify_signature
 from client_lib.wire import APIProblem, invalid, loads_strict
 
-from .feed import Feed
+from .batchwrite import EventWrite, HeartbeatWrite, Write
+from .ingest import Ingest, IngestFailed
 from .metrics import Metrics
 from .signatures import SecretSource
-from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Store
+from .store import ENDPOINT_LENGTH, ID_LENGTH, TYPE_LENGTH, Receipt, Store
 
 HEARTBEAT_EVENTS_MAX = 1000
 RETRY_SOON_S = 1.0  # a retry due sooner will bring the event itself
+RETRY_AFTER_S = 1  # a webhook not stored: the sender may try again this soon
 
 log = logging.getLogger(__name__)
 
@@ -109,25 +112,27 @@ def _short_text(value: Any, field: str, max_len: int) -> str:
 
 
 class Inbox:
-    """Receives webhooks: verify, parse, store once, wake the feed."""
+    """Receives webhooks: verify and parse here, in the request's thread; then store once
+    through the group commit (``Ingest``), which wakes the feed."""
 
     def __init__(
         self,
         *,
         store: Store,
-        feed: Feed,
+        ingest: Ingest,
         secrets: SecretSource,
         metrics: Metrics,
         tolerance_s: float,
     ) -> None:
         self._store = store
-        self._feed = feed
+        self._ingest = ingest
         self._secrets = secrets
         self._metrics = metrics
         self._tolerance_s = tolerance_s
 
     def receive(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        """Handle one POST; True if stored now, False if a duplicate; APIProblem if rejected."""
+        """Handle one POST; True if stored now, False if a duplicate; APIProblem if rejected
+        or not stored (503: retry later)."""
         now = time.time()
         msg_id = headers.get(HEADER_ID)
         try:
@@ -143,7 +148,7 @@ class Inbox:
             raise
         if event.heartbeat is not None:
             return self._keep_heartbeat(verified.msg_id, event.heartbeat, verified.body, now)
-        seq = self._store.add_event(
+        write = EventWrite(
             webhook_id=verified.msg_id,
             job_id=event.job_id,
             type=event.type,
@@ -151,15 +156,15 @@ class Inbox:
             payload=verified.body,
             received_at=now,
         )
+        seq = self._store_now(write)
         if seq is None:
             self._metrics.webhooks.labels(result="duplicate").inc()
             log.info(
                 "job %s: webhook %s is a duplicate, already stored", event.job_id, verified.msg_id
             )
             return False
-        self._feed.notify()
         self._metrics.webhooks.labels(result="verified").inc()
-        log.info(
+        log.debug(
             "job %s: webhook %s (%s) stored as cursor %d",
             event.job_id,
             verified.msg_id,
@@ -167,6 +172,19 @@ class Inbox:
             seq,
         )
         return True
+
+    def _store_now(self, write: Write) -> int | None:
+        """Store through the group commit; 503 with Retry-After if its batch failed."""
+        try:
+            return self._ingest.store(write)
+        except IngestFailed as exc:
+            self._metrics.webhooks.labels(result="not_stored").inc()
+            raise APIProblem(
+                503,
+                "database_unavailable",
+                f"webhook not stored ({exc}); retry after {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
 
     def _keep_heartbeat(self, msg_id: str, beat: Heartbeat, body: str, now: float) -> bool:
         """Refresh the channel; a heartbeat that asks a client to act also enters the feed and
@@ -181,25 +199,38 @@ class Inbox:
             if ((e.job_id not in stored) if e.sent else (e.next_attempt_at or 0) > soon)
         ]
         digest = hashlib.sha256(json.dumps(urgent).encode()).hexdigest() if urgent else None
-        cursor = self._store.add_heartbeat(
-            webhook_id=msg_id,
-            endpoint=beat.endpoint,
-            client_id=beat.client_id,
-            seq=beat.seq,
-            digest=digest,
-            payload=body,
-            received_at=now,
+        cursor = self._store_now(
+            HeartbeatWrite(
+                webhook_id=msg_id,
+                endpoint=beat.endpoint,
+                client_id=beat.client_id,
+                seq=beat.seq,
+                digest=digest,
+                payload=body,
+                received_at=now,
+            )
         )
         self._metrics.webhooks.labels(result="heartbeat").inc()
         if cursor is None:
             return False
-        self._feed.notify()
         log.debug("channel %s: heartbeat seq %d fed as cursor %d", beat.endpoint, beat.seq, cursor)
         return True
 
     def _reject(self, msg_id: str | None, code: str, status: int, now: float) -> None:
+        """Count and log a refused POST, and keep its receipt (the refusal stands even if the
+        receipt cannot be kept)."""
         self._metrics.webhooks.labels(result="invalid").inc()
         log.warning("webhook %r rejected: %s (%d)", (msg_id or "")[:80], code, status)
-        self._store.add_rejection(
-            webhook_id=msg_id or None, result=code, status=status, received_at=now
+        receipt = Receipt(
+            received_at=now,
+            webhook_id=msg_id or None,
+            job_id=None,
+            type=None,
+            result=code,
+            status=status,
+            duplicate=False,
         )
+        try:
+            self._ingest.store(receipt)
+        except IngestFailed as exc:
+            log.warning("receipt of refused webhook %r not kept: %s", (msg_id or "")[:80], exc)

@@ -18,6 +18,7 @@ class Metrics:
     requests: Counter
     latency: Histogram
     waits_refused: Counter
+    batch_sizes: Histogram
 
 
 def create_metrics(feed: Feed) -> Metrics:
@@ -31,7 +32,7 @@ def create_metrics(feed: Feed) -> Metrics:
         registry=registry,
         webhooks=Counter(
             "receiver_webhooks_received",
-            "Webhooks received, by result (verified, duplicate, invalid).",
+            "Webhooks received, by result (verified, duplicate, heartbeat, invalid, not_stored).",
             ["result"],
             registry=registry,
         ),
@@ -50,6 +51,12 @@ def create_metrics(feed: Feed) -> Metrics:
         waits_refused=Counter(
             "receiver_feed_waits_refused",
             "Long-polls answered 503 because every waiting slot was taken.",
+            registry=registry,
+        ),
+        batch_sizes=Histogram(
+            "receiver_ingest_batch_size",
+            "Writes (webhooks, heartbeats, receipts) committed together, per transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
             registry=registry,
         ),
     )

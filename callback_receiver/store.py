@@ -5,7 +5,7 @@
 - ``job_states``: one row per job, written by the job's FIRST final event and never updated:
   the primary key is the guard that keeps a late or out-of-order event from changing a final job.
 - ``receipts``: a bounded log of every POST (verified or why not, duplicate or not) for the page.
-- ``feed_lock``: one row every event-writing transaction updates before inserting, so event
+- ``feed_lock``: one row every write transaction (``batchwrite``) updates first, so event
   inserts are serialized and ``seq`` order is commit order on PostgreSQL too (a reader that has
   seen cursor N can never later miss an event N-1 committed after it).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import (
@@ -29,23 +30,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
-    delete,
     func,
     insert,
     select,
-    update,
 )
-from sqlalchemy.engine import CursorResult, RowMapping
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from client_lib.models import HEARTBEAT_TYPE, JobStatus, format_time
+from client_lib.models import format_time
 
 from .db import make_engine
 from .migrations import migrate
 
-RECEIPTS_KEPT = 1000
-RECEIPTS_PRUNE_EVERY = 50
 ID_LENGTH = 255
 TYPE_LENGTH = 100
 ENDPOINT_LENGTH = 2048
@@ -182,14 +178,8 @@ class Receipt:
     duplicate: bool
 
 
-def _primary_key(result: CursorResult[Any]) -> int:
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
 class Store:
-    """Reads and writes the receiver's tables; the only module that speaks SQL."""
+    """Reads the receiver's tables; its writes are ``batchwrite``'s, in ``begin_write()``."""
 
     def __init__(self, url: str, *, pool_size: int = 16, name: str | None = None) -> None:
         self._engine = make_engine(url, pool_size=pool_size, name=name)
@@ -215,106 +205,10 @@ class Store:
         with self._engine.connect() as conn:
             conn.execute(select(feed_lock.c.writes)).first()
 
-    def add_event(
-        self,
-        *,
-        webhook_id: str,
-        job_id: str,
-        type: str,
-        final_status: JobStatus | None,
-        payload: str,
-        received_at: float,
-    ) -> int | None:
-        """Store a verified event and its receipt in one transaction; None if a duplicate."""
-        with self._writer.begin() as conn:
-            conn.execute(
-                update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
-            )
-            seq = self._insert_event(
-                conn,
-                webhook_id=webhook_id,
-                job_id=job_id,
-                type=type,
-                received_at=received_at,
-                payload=payload,
-            )
-            if seq is not None and final_status is not None:
-                self._finalize_job(conn, job_id, final_status, seq, received_at)
-            self._add_receipt(
-                conn,
-                Receipt(
-                    received_at=received_at,
-                    webhook_id=webhook_id,
-                    job_id=job_id,
-                    type=type,
-                    result="verified",
-                    status=204,
-                    duplicate=seq is None,
-                ),
-            )
-        return seq
-
-    def add_heartbeat(
-        self,
-        *,
-        webhook_id: str,
-        endpoint: str,
-        client_id: str,
-        seq: int,
-        digest: str | None,
-        payload: str,
-        received_at: float,
-    ) -> int | None:
-        """Keep a channel's latest heartbeat; when it says something new, feed it too.
-
-        Returns the feed cursor it was stored at, or None when it only refreshed the channel.
-        """
-        try:
-            return self._add_heartbeat(
-                webhook_id, (endpoint, client_id), seq, digest, payload, received_at
-            )
-        except IntegrityError:  # another writer kept this channel's first heartbeat meanwhile
-            return self._add_heartbeat(
-                webhook_id, (endpoint, client_id), seq, digest, payload, received_at
-            )
-
-    def _add_heartbeat(
-        self,
-        webhook_id: str,
-        channel: tuple[str, str],
-        seq: int,
-        digest: str | None,
-        payload: str,
-        received_at: float,
-    ) -> int | None:
-        endpoint, client_id = channel
-        key = and_(
-            channel_heartbeats.c.endpoint == endpoint, channel_heartbeats.c.client_id == client_id
-        )
-        with self._writer.begin() as conn:
-            known = conn.execute(select(channel_heartbeats.c.digest).where(key)).scalar()
-            fresh = {"seq": seq, "digest": digest or known or "", "received_at": received_at}
-            if known is None:
-                conn.execute(
-                    insert(channel_heartbeats).values(
-                        endpoint=endpoint, client_id=client_id, **fresh
-                    )
-                )
-            else:
-                conn.execute(update(channel_heartbeats).where(key).values(**fresh))
-            if digest is None or known == digest:
-                return None
-            conn.execute(
-                update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
-            )
-            return self._insert_event(
-                conn,
-                webhook_id=webhook_id,
-                job_id="",
-                type=HEARTBEAT_TYPE,
-                received_at=received_at,
-                payload=payload,
-            )
+    def begin_write(self) -> AbstractContextManager[Connection]:
+        """A write transaction (on SQLite it takes the write lock at once: BEGIN IMMEDIATE);
+        ``batchwrite`` writes through it."""
+        return self._writer.begin()
 
     def final_jobs(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs have a final event stored."""
@@ -332,63 +226,6 @@ class Store:
         with self._engine.connect() as conn:
             rows = conn.execute(query)
             return [ChannelState(r.endpoint, r.client_id, r.seq, r.received_at) for r in rows]
-
-    def add_rejection(
-        self,
-        *,
-        webhook_id: str | None,
-        result: str,
-        status: int,
-        received_at: float,
-        job_id: str | None = None,
-        type: str | None = None,
-    ) -> None:
-        """Log a POST that was not stored (bad signature, malformed body...)."""
-        with self._writer.begin() as conn:
-            self._add_receipt(
-                conn,
-                Receipt(
-                    received_at=received_at,
-                    webhook_id=webhook_id,
-                    job_id=job_id,
-                    type=type,
-                    result=result,
-                    status=status,
-                    duplicate=False,
-                ),
-            )
-
-    @staticmethod
-    def _insert_event(conn: Connection, **values: Any) -> int | None:
-        """Insert an event row; None if its webhook_id is already stored."""
-        try:
-            with conn.begin_nested():
-                return _primary_key(conn.execute(insert(events).values(**values)))
-        except IntegrityError:
-            return None  # webhook_id is UNIQUE: the database, not a look-up, de-duplicates
-
-    @staticmethod
-    def _finalize_job(
-        conn: Connection, job_id: str, status: JobStatus, seq: int, now: float
-    ) -> None:
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(job_states).values(
-                        job_id=job_id, status=status.value, event_seq=seq, updated_at=now
-                    )
-                )
-        except IntegrityError:
-            pass  # the job is already final: a final status never changes again
-
-    @staticmethod
-    def _add_receipt(conn: Connection, receipt: Receipt) -> None:
-        values = dataclasses.asdict(receipt)
-        if values["webhook_id"] is not None:
-            values["webhook_id"] = values["webhook_id"][:ID_LENGTH]
-        new_id = _primary_key(conn.execute(insert(receipts).values(**values)))
-        if new_id % RECEIPTS_PRUNE_EVERY == 0:  # at most KEPT + PRUNE_EVERY rows, cheaply
-            conn.execute(delete(receipts).where(receipts.c.id <= new_id - RECEIPTS_KEPT))
 
     def events_after(
         self, after: int, *, job_id: str | None = None, limit: int = 100

@@ -172,8 +172,8 @@ def test_body_over_64_kib_is_413(client: FlaskClient) -> None:
 def test_receipts_log_is_bounded(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("callback_receiver.store.RECEIPTS_KEPT", 5)
-    monkeypatch.setattr("callback_receiver.store.RECEIPTS_PRUNE_EVERY", 2)
+    monkeypatch.setattr("callback_receiver.batchwrite.RECEIPTS_KEPT", 5)
+    monkeypatch.setattr("callback_receiver.batchwrite.RECEIPTS_PRUNE_EVERY", 2)
     for i in range(12):
         client.post("/webhooks", data=b"{}", headers={"webhook-id": f"msg_{i}"})
     kept = [r.webhook_id for r in get_receiver(app).store.receipts(limit=100)]
