@@ -163,6 +163,7 @@ def closed_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.both_engines
 def test_deliveries_say_the_same_of_an_open_and_a_closed_forbidden_port(make_app: Any) -> None:
     """Jobs accepted under a wider allow-list, sent under a narrower one (a restart)."""
     app: Flask = make_app(callback_allow=("127.0.0.0/8",))
@@ -191,6 +192,7 @@ def test_deliveries_say_the_same_of_an_open_and_a_closed_forbidden_port(make_app
                                    "next_attempt_at": None}]  # fmt: skip
 
 
+@pytest.mark.both_engines
 def test_one_tenants_hanging_endpoints_do_not_delay_another_tenants_webhook(
     make_app: Any,
 ) -> None:
@@ -209,6 +211,7 @@ def test_one_tenants_hanging_endpoints_do_not_delay_another_tenants_webhook(
         assert tarpit.accepted == 4  # its share (a quarter of the senders), no more
 
 
+@pytest.mark.both_engines
 def test_the_circuit_breaker_pauses_a_failing_endpoint_then_closes(make_app: Any) -> None:
     app: Flask = make_app(
         start=True,
