@@ -38,7 +38,6 @@ from .store import (
 
 RECEIPTS_KEPT = 1000
 RECEIPTS_PRUNE_EVERY = 50  # batches; at most KEPT + PRUNE_EVERY x batch size receipts are kept
-_UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,12 +102,13 @@ def write_batch(conn: Connection, batch: Sequence[Write]) -> BatchResult:
 
 def _insert_new(conn: Connection, table: Table, key: str) -> Any:
     """``INSERT`` that skips a row whose ``key`` is already taken (the dialect's upsert)."""
-    construct = _UPSERTS.get(conn.dialect.name)
-    if construct is None:
-        raise NotImplementedError(
-            f"the receiver stores on SQLite or PostgreSQL, not on {conn.dialect.name}"
-        )
-    return construct(table).on_conflict_do_nothing(index_elements=[key])
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    raise NotImplementedError(
+        f"the receiver stores on SQLite or PostgreSQL, not {conn.dialect.name}"
+    )
 
 
 def _insert_events(
@@ -129,7 +129,7 @@ def _insert_events(
         for _, w in first.values()
     ]
     statement = _insert_new(conn, events, "webhook_id").returning(events.c.seq, events.c.webhook_id)
-    stored = sorted(conn.execute(statement, values).tuples())  # the rows inserted, by cursor
+    stored = sorted((seq, wid) for seq, wid in conn.execute(statement, values))  # by cursor
     out = []
     for seq, webhook_id in stored:
         n, w = first[webhook_id]

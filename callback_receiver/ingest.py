@@ -62,8 +62,19 @@ class Ingest:
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._committing = 0
         self._thread = threading.Thread(target=self._run, name="receiver-ingest", daemon=True)
         self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch."""
+        return len(self._queue)
+
+    @property
+    def committing(self) -> int:
+        """Writes in the batch being committed now (0: the writer is idle)."""
+        return self._committing
 
     def store(self, write: Write) -> int | None:
         """Queue ``write`` and block until its batch commits: its feed cursor, or None (a
@@ -91,11 +102,13 @@ class Ingest:
         with self._cond:
             self._cond.wait_for(lambda: self._queue or self._closed)
             count = min(len(self._queue), self._batch_max)
+            self._committing = count
             return [self._queue.popleft() for _ in range(count)]
 
     def _run(self) -> None:
         while batch := self._next_batch():
             self._commit(batch)
+            self._committing = 0
 
     def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
