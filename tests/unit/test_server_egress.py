@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from client_lib.models import parse_time
 from tests.conftest import ADMIN_TOKEN
+from tests.hostile_urls import HOSTILE
 from tests.sink import Sink
 from tests.support import wait_until
 from tests.tarpit import Tarpit
@@ -24,47 +25,6 @@ from translation_server.delivery import Dispatcher
 from translation_server.egress import Egress, Forbidden
 from translation_server.fairness import Fairness
 from translation_server.outbox import OutboxEvent
-
-HOSTILE = [
-    "http://127.0.0.2:{p}\\@127.0.0.1:{q}/x",  # the validator and urllib3 read other hosts
-    "http://127.0.0.2:{p}@127.0.0.1:{q}/x",
-    "http://user@127.0.0.1:{q}/x",
-    "http://user:pw@127.0.0.1:{q}/x",
-    "http://@127.0.0.1:{q}/x",
-    "http://127.0.0.1:{q}\\x",
-    "http:\\\\127.0.0.1:{q}/x",
-    "http://127.0.0.1:{q}/x y",
-    "http://127.0.0.1:{q}/x\ty",
-    "http://127.0.0.1:{q}/x\r\nHost: evil",
-    " http://127.0.0.1:{q}/x",
-    "http://127.0.0.1:{q}/x#frag",
-    "http://127.0.0.1:0/x",
-    "http://127.0.0.1:65536/x",
-    "http://127.0.0.1:99999999999/x",
-    "http://127.0.0.1:+80/x",
-    "http://127.0.0.1:/x",
-    "ftp://127.0.0.1:{q}/x",
-    "file:///etc/passwd",
-    "http:///x",
-    "http://:80/x",
-    "http://2130706434/x",  # decimal 127.0.0.2
-    "http://0x7f000002/x",
-    "http://0177.0.0.2/x",  # octal
-    "http://127.1/x",
-    "http://127.0.0.02/x",
-    "http://[::ffff:127.0.0.2]:{p}/x",
-    "http://[::ffff:7f00:2]/x",
-    "http://[::1%25lo]/x",
-    "http://[::1/x",
-    "http://0.0.0.0:{q}/x",
-    "http://127.0.0.1.:{q}/x",  # trailing dot
-    "http://localhost.:{q}/x",
-    "http://127%2E0%2E0%2E1:{q}/x",  # percent-encoded host
-    "http://exa%6dple.com/x",
-    "http://127.0.0.1:{q}/%zz",
-    "http://ex_ample.com/x",
-    "http://bücher.example/x",
-]
 
 
 def post_job(client: FlaskClient, auth: dict[str, str], url: str, **simulate: Any) -> Any:
