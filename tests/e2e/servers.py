@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from client_lib import TranslationClient
+from client_lib.localsetup import load_local_setup
 from tests import support
 from tests.support import ADMIN, Service, wait_until
 
@@ -84,6 +85,10 @@ class Stack:
         kwargs.update(overrides)
         return TranslationClient(**kwargs)
 
+    def feed_auth(self) -> dict[str, str]:
+        """The ``Authorization`` header of the feed (its token from the set-up file)."""
+        return feed_auth(self.creds)
+
     def restart_receiver(self) -> Service:
         """Start the receiver again on the same port and database."""
         self.receiver = start_receiver(self.tmp_path, self.creds, port=self.receiver.port)
@@ -93,6 +98,11 @@ class Stack:
         for service in (self.server, self.receiver):
             if service.proc.poll() is None:
                 service.stop()
+
+
+def feed_auth(creds: Path) -> dict[str, str]:
+    """The feed's ``Authorization`` header, its token read from the local set-up file."""
+    return {"Authorization": f"Bearer {load_local_setup(creds).receiver_token}"}
 
 
 def start_receiver(tmp_path: Path, creds: Path, *, port: int = 0) -> Service:

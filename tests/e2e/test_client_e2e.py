@@ -102,7 +102,9 @@ def test_duplicate_webhooks_are_reported_once(stack: Stack) -> None:
                 timeout=10,
             )
             assert outcomes == ["delivered", "delivered"]
-        feed = requests.get(f"{stack.receiver.url}/v1/events", timeout=5).json()["events"]
+        feed = requests.get(
+            f"{stack.receiver.url}/v1/events", headers=stack.feed_auth(), timeout=5
+        ).json()["events"]
         job_events = [e for e in feed if e["type"].startswith("job.")]
         assert sorted(e["data"]["id"] for e in job_events) == sorted(ids_of(jobs))
 

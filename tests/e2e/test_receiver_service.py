@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.receiver_support import SECRET, event_body, signed_headers
+from tests.receiver_support import FEED_AUTH, FEED_TOKEN, SECRET, event_body, signed_headers
 from tests.support import Service, start_service, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -33,6 +33,8 @@ class Receivers:
             SECRET,
             "--credentials-file",
             "",
+            "--feed-token",
+            FEED_TOKEN,
             *extra,
         ]
         service = start_service(
@@ -60,7 +62,7 @@ def deliver(session: requests.Session, url: str, job_id: str, msg_id: str) -> in
 
 
 def feed_ids(url: str) -> list[str]:
-    resp = requests.get(f"{url}/v1/events", params={"limit": 1000}, timeout=10)
+    resp = requests.get(f"{url}/v1/events", params={"limit": 1000}, headers=FEED_AUTH, timeout=10)
     resp.raise_for_status()
     return [e["webhook_id"] for e in resp.json()["events"]]
 
@@ -83,7 +85,9 @@ class LongPoll(threading.Thread):
 
     def run(self) -> None:
         try:
-            resp = requests.get(f"{self.url}/v1/events", params=self.params, timeout=70)
+            resp = requests.get(
+                f"{self.url}/v1/events", params=self.params, headers=FEED_AUTH, timeout=70
+            )
             self.status, self.body = resp.status_code, resp.json()
         except requests.RequestException:
             self.status = -1
@@ -178,7 +182,8 @@ def test_long_poll_answers_promptly_when_a_webhook_arrives(receivers: Receivers)
 def test_long_poll_times_out_cleanly(receivers: Receivers) -> None:
     service = receivers.start()
     started = time.monotonic()
-    resp = requests.get(f"{service.url}/v1/events", params={"after": "7", "wait": 0.3}, timeout=10)
+    query = {"after": "7", "wait": 0.3}
+    resp = requests.get(f"{service.url}/v1/events", params=query, headers=FEED_AUTH, timeout=10)
     elapsed = time.monotonic() - started
     assert resp.status_code == 200
     assert resp.json() == {"events": [], "cursor": "7"}
@@ -199,7 +204,9 @@ def test_busy_long_polls_never_block_webhooks(receivers: Receivers) -> None:
     service = receivers.start("--threads", "4", "--max-waiters", "2")
     polls = [start_long_poll(service.url, n, job_id="job_never", wait=30) for n in (1, 2)]
     started = time.monotonic()
-    refused = requests.get(f"{service.url}/v1/events", params={"wait": 30}, timeout=10)
+    refused = requests.get(
+        f"{service.url}/v1/events", params={"wait": 30}, headers=FEED_AUTH, timeout=10
+    )
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
     assert refused.json()["code"] == "too_many_waiters"
     with requests.Session() as session:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.e2e.servers import feed_auth
 from tests.support import Service, start_service, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -75,14 +76,18 @@ def test_a_finished_job_reaches_the_feed_and_the_page(
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
     started = time.monotonic()
+    auth = feed_auth(creds)
     feed = requests.get(
-        f"{receiver.url}/v1/events", params={"job_id": job_id, "wait": 30}, timeout=40
+        f"{receiver.url}/v1/events",
+        params={"job_id": job_id, "wait": 30},
+        headers=auth,
+        timeout=40,
     ).json()
     assert time.monotonic() - started < 20
     assert [(e["type"], e["data"]["id"], e["data"]["status"]) for e in feed["events"]] == [
         ("job.completed", job_id, "completed")
     ]
-    final = requests.get(f"{receiver.url}/v1/events/{job_id}", timeout=10)
+    final = requests.get(f"{receiver.url}/v1/events/{job_id}", headers=auth, timeout=10)
     assert (
         final.status_code == 200 and final.json()["webhook_id"] == feed["events"][0]["webhook_id"]
     )

@@ -106,7 +106,9 @@ def test_a_plain_webhook_consumer_gets_job_events_alone(stack: Stack) -> None:
         assert resp.status_code == 201
 
     def both_ended_and_channel_heard() -> dict | None:  # type: ignore[type-arg]
-        page = requests.get(f"{stack.receiver.url}/v1/events?after=0", timeout=5).json()
+        page = requests.get(
+            f"{stack.receiver.url}/v1/events?after=0", headers=stack.feed_auth(), timeout=5
+        ).json()
         ended = [e for e in page["events"] if e["type"] == "job.completed"]
         return page if len(ended) == 2 and page.get("channels") else None
 
