@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +144,14 @@ def start_receiver(
     return start_service(
         "callback_receiver", [*base, *args], workdir, name="receiver", port=port, timeout=timeout
     )
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it when missing
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync")  # fmt: skip
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium driven by Playwright (``playwright install`` cannot fetch browsers)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
