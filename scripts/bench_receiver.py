@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -30,6 +31,8 @@ from tests.support import start_receiver, wait_until
 
 TITLE = "Receiver: from a webhook's arrival to a waiting long-poll"
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+TOKEN = secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEFINITIONS = {
     "send to feed": "from just before the POST is sent to the long-poll client holding the event",
     "arrival to feed": "from the receiver's `received_at` stamp (millisecond resolution) to the "
@@ -52,7 +55,9 @@ class Feed(threading.Thread):
         with requests.Session() as session:
             while not self.stop.is_set():
                 try:
-                    resp = session.get(f"{self.url}/v1/events?after={cursor}&wait=30", timeout=40)
+                    resp = session.get(
+                        f"{self.url}/v1/events?after={cursor}&wait=30", headers=AUTH, timeout=40
+                    )
                 except requests.RequestException:
                     return  # the receiver stopped
                 perf, wall = time.perf_counter(), time.time()
@@ -122,7 +127,10 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--count", type=int, help="webhooks sent [200; quick 50]")
     args = p.parse_args(argv)
     count = args.count or (50 if args.quick else 200)
-    with tempfile.TemporaryDirectory() as tmp, start_receiver(Path(tmp), "--secret", SECRET) as rec:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_receiver(Path(tmp), "--secret", SECRET, "--feed-token", TOKEN) as rec,
+    ):
         figures = {name: summary_ms(values) for name, values in measure(rec.url, count).items()}
     rows = [[name, f["p50"], f["p90"], f["p99"], f["max"]] for name, f in figures.items()]
     text = "\n\n".join(

@@ -223,11 +223,13 @@ class Scale:
         return rows
 
 
-def received_times(receiver_url: str) -> dict[str, float]:
+def received_times(receiver_url: str, token: str | None) -> dict[str, float]:
     """When the receiver stored each job's final webhook: its change feed from the start."""
     out: dict[str, float] = {}
     params = {"after": "", "limit": "1000"}
-    while events := requests.get(f"{receiver_url}/v1/events", params=params, timeout=30).json():
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"{receiver_url}/v1/events"
+    while events := requests.get(url, params=params, headers=auth, timeout=30).json():
         for event in map(Event.from_dict, events["events"]):
             if event.final_job is not None and (at := parse_time(event.received_at)) is not None:
                 out.setdefault(event.final_job.id, at)
@@ -265,7 +267,7 @@ def run(args: Any) -> tuple[Scale, bool]:
         scale.mark()
         ok = scale.resolve(ids, server.url, opens)
         scale.mark()
-        scale.detections(ids, received_times(receiver.url))
+        scale.detections(ids, received_times(receiver.url, client.receiver_token))
         hooks = metrics(server.url, "vt_webhook_attempts_total{")
         hooks |= metrics(receiver.url, "receiver_webhooks_received_total{")
         counts = ", ".join(f"{k.split('{')[1].rstrip('}')} {v:.0f}" for k, v in hooks.items())

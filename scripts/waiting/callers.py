@@ -64,6 +64,7 @@ class AgentSpec:
     fault: str
     rng_key: str
     pool: int = 1  # a poller's keep-alive connections
+    receiver_token: str | None = None  # the library's feed token
 
     def make(self, timeout: float) -> Library | Poller:
         """A fresh agent whose waiting ends ``timeout`` seconds after its ``start``."""
@@ -90,7 +91,11 @@ class Library(Agent):
         url, receiver = spec.server_url, spec.receiver_url
         counting = CountingTransport(RequestsTransport(), url, receiver, self.counts)
         self.client = TranslationClient(
-            base_url=url, api_key=spec.api_key, receiver_url=receiver, transport=counting
+            base_url=url,
+            api_key=spec.api_key,
+            receiver_url=receiver,
+            receiver_token=spec.receiver_token,
+            transport=counting,
         )
 
     def create(self, spec: JobSpec) -> Seen:

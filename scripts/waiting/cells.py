@@ -79,7 +79,8 @@ def run_cell(
     workdir.mkdir()
     opts = ["--workers", str(WORKERS), "--seed", str(args.seed), "--log-level", "WARNING"]
     server = keep.enter_context(start_server(workdir, *opts, timeout=READY_TIMEOUT_S))
-    key = str(json.loads((workdir / "local.json").read_text())["api_key"])
+    setup = json.loads((workdir / "local.json").read_text())
+    key, token = str(setup["api_key"]), setup.get("receiver_token")
     with contextlib.ExitStack() as stack:
         proxy, receiver_url = None, closed_port_url() if run.fault == "receiver down" else ""
         if run.strategy == LIBRARY and not receiver_url:
@@ -97,7 +98,9 @@ def run_cell(
                 proxy.begin(began[0])
 
         rng_key = f"{args.seed}/{run.shape}/{run.strategy}"
-        agent = AgentSpec(run.strategy, server.url, key, receiver_url, run.fault, rng_key)
+        agent = AgentSpec(
+            run.strategy, server.url, key, receiver_url, run.fault, rng_key, receiver_token=token
+        )
         run.seen, run.counts = run_shape(
             run.shape, agent, run.specs, args.timeout, args.sizes["processes"][0], ready
         )
