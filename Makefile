@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean screenshots
+.PHONY: nginx venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean screenshots
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,17 @@ $(CHROMIUM):
 	@echo "chromium is missing: installing Debian's package (apt-get install -y -q chromium)"
 	apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)
 
+## Debian's nginx, for the tested reverse-proxy snippet (deploy/nginx/) and anything that fronts
+## the services with it; `make nginx` installs it alone.
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	@echo "nginx is missing: installing Debian's package (apt-get install -y -q nginx-light)"
+	apt-get install -y -q nginx-light || (apt-get update -q && apt-get install -y -q nginx-light)
+
+nginx: $(NGINX)
+
 ## The end-to-end demo first, with its story logged live, then the rest of the suite.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e/test_demo.py -q
 
@@ -39,7 +48,7 @@ demo: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-test-e2e: $(STAMP) $(CHROMIUM)
+test-e2e: $(STAMP) $(CHROMIUM) $(NGINX)
 	$(BIN)/python -m pytest tests/e2e
 
 ## Benchmarks (minutes): every one, then docs/benchmarks.md and the README's results; QUICK=1
