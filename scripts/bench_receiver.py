@@ -1,15 +1,22 @@
-"""The callback receiver's arrival-to-feed latency.
+"""The callback receiver: arrival-to-feed latency, and ingestion of a burst.
 
-Starts a receiver on a free port with a temporary database, keeps one long-poll parked on
-``GET /v1/events?wait=30`` and sends signed webhooks one at a time, each only once the
-long-poll is parked again (read from the ``receiver_feed_waiters`` gauge).
+1. Latency: a receiver on a free port with a temporary database keeps one long-poll parked on
+   ``GET /v1/events?wait=30``; signed webhooks are sent one at a time, each only once the
+   long-poll is parked again (read from the ``receiver_feed_waiters`` gauge).
+2. Burst: ``--connections`` senders post ``--burst`` webhooks, signed beforehand, as fast as
+   the receiver acknowledges them, to a fresh receiver twice: once with ``--ingest-batch-max
+   1`` (one transaction per webhook) and once with the default group commit. Each signature is
+   still verified per request. Every webhook must be stored once, or the run fails.
 
-    .venv/bin/python -m scripts.bench_receiver [--quick] [--count 200]
+    .venv/bin/python -m scripts.bench_receiver [--quick] [--count 200] [--burst 10000]
+        [--connections 16]
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
+import itertools
 import json
 import os
 import secrets
@@ -21,23 +28,45 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 from standardwebhooks import Webhook
 
 from client_lib.models import parse_time
-from scripts.common import definitions, metrics, parser, save, summary_ms, table
+from scripts.common import (
+    anchor,
+    cpu_seconds,
+    definitions,
+    metrics,
+    parser,
+    save,
+    summary_ms,
+    table,
+)
 from tests.support import start_receiver, wait_until
 
-TITLE = "Receiver: from a webhook's arrival to a waiting long-poll"
+TITLE = "Receiver: from a webhook's arrival to a waiting long-poll, and a burst"
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 TOKEN = secrets.token_urlsafe(32)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MODES = {  # burst runs: name, receiver arguments
+    "one transaction per webhook": ("--ingest-batch-max", "1"),
+    "group commit (default)": (),
+}
+WARMUP = 200
 DEFINITIONS = {
     "send to feed": "from just before the POST is sent to the long-poll client holding the event",
     "arrival to feed": "from the receiver's `received_at` stamp (millisecond resolution) to the "
     "long-poll client holding the event",
     "POST /webhooks": "until the 204 is back: verification and a durable SQLite commit",
+}
+BURST_DEFINITIONS = {
+    "webhooks/s": "webhooks acknowledged (204) divided by the time from the first send to the "
+    "last acknowledgement",
+    "ack": "one POST until its 204",
+    "receiver CPU": "the receiver process's user + system CPU time during the burst, per webhook",
+    "batch": "mean writes per transaction (the receiver's `receiver_ingest_batch_size`)",
 }
 
 
@@ -81,8 +110,8 @@ def parked(url: str) -> bool:
     return metrics(url, "receiver_feed_waiters ").get("receiver_feed_waiters", 0) >= 1
 
 
-def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
-    """POST one signed webhook; its id, when it was sent and when the 204 came back."""
+def signed(i: int) -> tuple[str, bytes, dict[str, str]]:
+    """A signed webhook: its id, body and headers."""
     msg_id, now = f"msg_{uuid.uuid4().hex}", datetime.now(tz=UTC)
     body = json.dumps(
         {
@@ -97,8 +126,14 @@ def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, f
         "webhook-signature": Webhook(SECRET).sign(msg_id, now, body),
         "content-type": "application/json",
     }
+    return msg_id, body.encode(), headers
+
+
+def send_one(session: requests.Session, url: str, i: int) -> tuple[str, float, float]:
+    """POST one signed webhook; its id, when it was sent and when the 204 came back."""
+    msg_id, body, headers = signed(i)
     sent = time.perf_counter()
-    resp = session.post(f"{url}/webhooks", data=body.encode(), headers=headers, timeout=10)
+    resp = session.post(f"{url}/webhooks", data=body, headers=headers, timeout=10)
     if resp.status_code != 204:
         raise RuntimeError(f"webhook {i}: {resp.status_code} {resp.text}")
     return msg_id, sent, time.perf_counter()
@@ -121,26 +156,124 @@ def measure(url: str, count: int) -> dict[str, list[float]]:
     return out
 
 
+def post_all(
+    port: int, items: list[tuple[str, bytes, dict[str, str]]], connections: int
+) -> tuple[float, list[float]]:
+    """Post ``items`` from ``connections`` threads, each taking the next one as soon as its last
+    was acknowledged; (wall seconds, ack latencies). A non-204 answer fails the run."""
+    pending, lock = iter(items), threading.Lock()
+    acks: list[float] = []
+    failures: list[str] = []
+
+    def sender() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while not failures:
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                break
+            msg_id, body, headers = item
+            sent = time.perf_counter()
+            try:  # the receiver closes after each 204; http.client reconnects
+                conn.request("POST", "/webhooks", body=body, headers=headers)
+                resp = conn.getresponse()
+                text = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"{msg_id}: {exc!r}")
+                break
+            if resp.status != 204:
+                failures.append(f"{msg_id}: {resp.status} {text[:200]!r}")
+            acks.append(time.perf_counter() - sent)
+        conn.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(connections)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} webhooks failed, first: {failures[0]}")
+    return time.perf_counter() - started, acks
+
+
+def burst(mode: str, count: int, connections: int) -> dict[str, Any]:
+    """One burst on a fresh receiver in ``mode``: rate, ack latency, CPU, batch size."""
+    numbers = itertools.count()
+    warmup = [signed(next(numbers)) for _ in range(WARMUP)]
+    items = [signed(next(numbers)) for _ in range(count)]
+    args = ("--secret", SECRET, "--feed-token", TOKEN, *MODES[mode])
+    with tempfile.TemporaryDirectory() as tmp, start_receiver(Path(tmp), *args) as rec:
+        post_all(rec.port, warmup, connections)
+        before = metrics(rec.url, "receiver_ingest_batch_size_")
+        cpu = cpu_seconds(rec.proc.pid)
+        wall, acks = post_all(rec.port, items, connections)
+        cpu = cpu_seconds(rec.proc.pid) - cpu
+        after = metrics(rec.url, "receiver_")
+    stored = after['receiver_webhooks_received_total{result="verified"}']
+    if stored != WARMUP + count:
+        raise RuntimeError(f"{mode}: {stored:.0f} webhooks stored, {WARMUP + count} sent")
+    batches = after["receiver_ingest_batch_size_count"] - before["receiver_ingest_batch_size_count"]
+    writes = after["receiver_ingest_batch_size_sum"] - before["receiver_ingest_batch_size_sum"]
+    return {
+        "mode": mode,
+        "webhooks": count,
+        "connections": connections,
+        "per_s": count / wall,
+        "ack": summary_ms(acks),
+        "cpu_ms_per_webhook": cpu / count * 1000,
+        "cpu_cores": cpu / wall,
+        "mean_batch": writes / batches if batches else 0.0,
+    }
+
+
 def main(argv: Sequence[str]) -> int:
-    """Start a receiver, measure, stop it; print and save."""
+    """Start a receiver, measure, stop it; then the bursts; print and save."""
     p = parser(__doc__)
-    p.add_argument("--count", type=int, help="webhooks sent [200; quick 50]")
+    p.add_argument("--count", type=int, help="webhooks sent one at a time [200; quick 50]")
+    p.add_argument("--burst", type=int, help="webhooks of each burst [10000; quick 2000]")
+    p.add_argument("--connections", type=int, default=16, help="concurrent senders [16]")
     args = p.parse_args(argv)
     count = args.count or (50 if args.quick else 200)
+    burst_count = args.burst or (2000 if args.quick else 10000)
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_receiver(Path(tmp), "--secret", SECRET, "--feed-token", TOKEN) as rec,
     ):
         figures = {name: summary_ms(values) for name, values in measure(rec.url, count).items()}
+    bursts = [burst(mode, burst_count, args.connections) for mode in MODES]
     rows = [[name, f["p50"], f["p90"], f["p99"], f["max"]] for name, f in figures.items()]
+    burst_rows = [
+        [
+            b["mode"],
+            f"{b['per_s']:.0f}",
+            b["ack"]["p50"],
+            b["ack"]["p99"],
+            f"{b['cpu_ms_per_webhook']:.2f}",
+            f"{b['mean_batch']:.1f}",
+        ]
+        for b in bursts
+    ]
     text = "\n\n".join(
         [
             f"{count} webhooks, one at a time, to one parked long-poll.",
             definitions(DEFINITIONS),
             table("interval | p50 ms | p90 ms | p99 ms | max ms", rows),
+            f"A burst: {burst_count} webhooks from {args.connections} concurrent senders "
+            f"(after {WARMUP} to warm up), to a fresh receiver in each mode, in this run.",
+            definitions(BURST_DEFINITIONS),
+            table(
+                "ingestion | webhooks/s | ack p50 ms | ack p99 ms | receiver CPU ms | batch",
+                burst_rows,
+            ),
         ]
     )
-    save("receiver", argv, TITLE, text, [], {"count": count, "figures": figures})
+    link = f"benchmarks.md#{anchor(TITLE)}"
+    headline = [
+        (f"Receiver ingestion, {b['mode']}", f"{b['per_s']:.0f} webhooks/s", link) for b in bursts
+    ]
+    raw = {"count": count, "figures": figures, "bursts": bursts}
+    save("receiver", argv, TITLE, text, headline, raw)
     return 0
 
 
