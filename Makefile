@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: nginx venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean screenshots
+.PHONY: nginx venv run test test-unit test-e2e demo bench bench-quick lint typecheck clean screenshots run-cluster
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ $(NGINX):
 	apt-get install -y -q nginx-light || (apt-get update -q && apt-get install -y -q nginx-light)
 
 nginx: $(NGINX)
+
+## Two servers (:8000) and two receivers (:8001) on the local PostgreSQL, behind nginx;
+## arguments after -- go to every server (ARGS="-- --workers 8"). docs/scaling.md says more.
+run-cluster: $(STAMP) $(NGINX)
+	$(BIN)/python scripts/run_cluster.py $(ARGS)
 
 ## The end-to-end demo first, with its story logged live, then the rest of the suite.
 test: $(STAMP) $(CHROMIUM) $(NGINX)
