@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,6 +43,7 @@ USER_AGENT = "vt-webhooks/1.0"
 HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
 BREAKER_MAX_S = 600.0  # the longest pause of an endpoint that keeps failing
 HOST_WAIT_S = 0.5  # how far events to a full host move when they crowd out the others
+HEARTBEATS_PER_TENANT = 2  # of the channel's four heartbeat senders
 SUCCEEDED = {"delivered": True, "gone": True, "retry": False, "failed": False}
 
 
@@ -83,6 +86,8 @@ class Dispatcher:
         )
         self._loop = Loop("vt-dispatcher", self._dispatch_once)
         self._secrets: dict[str, tuple[float, ClientRecord | None]] = {}
+        self._beats: Counter[str] = Counter()  # heartbeat posts under way, per client
+        self._beats_lock = threading.Lock()
 
     @property
     def fairness(self) -> Fairness:
@@ -268,13 +273,28 @@ class Dispatcher:
         return self._http.post(url, payload.encode(), {**HEADERS, **headers}, timeout)
 
     def post_once(self, client_id: str, url: str, msg_id: str, payload: str, timeout: float) -> Any:
-        """Send one signed body once, unrecorded (heartbeats); the status, or the error text."""
+        """Send one signed body once, unrecorded (heartbeats); the status, or the error text.
+
+        Skipped (each heartbeat repeats the last) for an endpoint whose breaker is open, and
+        while ``HEARTBEATS_PER_TENANT`` of the client's are under way: one tenant's hanging
+        endpoints cannot hold every heartbeat sender."""
+        if self._fair.state(client_id, url, time.time()) == "open":
+            return "skipped: the endpoint is paused by its circuit breaker"
+        with self._beats_lock:
+            if self._beats[client_id] >= HEARTBEATS_PER_TENANT:
+                return "skipped: the client's heartbeats are already under way"
+            self._beats[client_id] += 1
         try:
             resp = self._signed_post(
                 self._client(client_id), url, msg_id, payload, time.time(), timeout
             )
         except (HTTPError, OSError, Forbidden) as exc:
             return error_text(exc)
+        finally:
+            with self._beats_lock:
+                self._beats[client_id] -= 1
+                if self._beats[client_id] <= 0:
+                    del self._beats[client_id]
         return resp.status
 
     def _decide(

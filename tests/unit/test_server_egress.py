@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -242,3 +243,23 @@ def test_limits_count_the_host_without_its_port_and_the_tenant() -> None:
     for e in take:
         fair.release(e, True, 0.0)
     assert fair.in_flight == 0 and fair.exclusions() == ([], [])
+
+
+def test_one_tenants_hanging_heartbeats_hold_at_most_two_senders(runtime: Any) -> None:
+    (hostile, _), (other, _) = runtime.clients.create("hostile"), runtime.clients.create("other")
+    post = runtime.dispatcher.post_once
+    with Tarpit("127.0.0.1", count=3) as tarpit, Sink() as sink:
+        hanging = [
+            threading.Thread(target=post, args=(hostile.id, url, "msg_hb_1", "{}", 60.0))
+            for url in tarpit.urls()[:2]
+        ]
+        for thread in hanging:
+            thread.start()
+        wait_until(lambda: tarpit.accepted == 2, message="two hanging heartbeats")
+        third = post(hostile.id, tarpit.urls()[2], "msg_hb_2", "{}", 60.0)
+        assert third == "skipped: the client's heartbeats are already under way"
+        assert post(other.id, sink.url, "msg_hb_3", "{}", 5.0) == 204
+        assert tarpit.accepted == 2
+    for thread in hanging:  # the listeners closed: the hanging posts end
+        thread.join(10)
+        assert not thread.is_alive()
