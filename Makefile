@@ -36,13 +36,19 @@ $(NGINX):
 
 nginx: $(NGINX)
 
+## Debian's openssl: its command line makes the certificate of the https webhook test.
+OPENSSL := /usr/bin/openssl
+$(OPENSSL):
+	@echo "openssl is missing: installing Debian's package (apt-get install -y -q openssl)"
+	apt-get install -y -q openssl || (apt-get update -q && apt-get install -y -q openssl)
+
 ## Two servers (:8000) and two receivers (:8001) on the local PostgreSQL, behind nginx;
 ## arguments after -- go to every server (ARGS="-- --workers 8"). docs/scaling.md says more.
 run-cluster: $(STAMP) $(NGINX)
 	$(BIN)/python scripts/run_cluster.py $(ARGS)
 
 ## The end-to-end demo first, with its story logged live, then the rest of the suite.
-test: $(STAMP) $(CHROMIUM) $(NGINX)
+test: $(STAMP) $(CHROMIUM) $(NGINX) $(OPENSSL)
 	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e/test_demo.py -q
 
@@ -50,7 +56,7 @@ test: $(STAMP) $(CHROMIUM) $(NGINX)
 demo: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e/test_demo.py $(DEMO_LOG) -v $(ARGS)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(OPENSSL)
 	$(BIN)/python -m pytest tests/unit
 
 test-e2e: $(STAMP) $(CHROMIUM) $(NGINX)

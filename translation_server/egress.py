@@ -65,8 +65,16 @@ def error_text(exc: BaseException) -> str:
 class Egress:
     """Signed POSTs to callback URLs through keep-alive pools shared by every sender."""
 
-    def __init__(self, policy: CallbackPolicy, *, maxsize: int = 4, connect_timeout: float = 2.0):
+    def __init__(
+        self,
+        policy: CallbackPolicy,
+        *,
+        maxsize: int = 4,
+        connect_timeout: float = 2.0,
+        ca_certs: str | None = None,
+    ) -> None:
         self._policy = policy
+        self._ca_certs = ca_certs or certifi.where()  # requests' CA bundle by default
         self._maxsize = maxsize
         self._connect = connect_timeout
         self._pools: OrderedDict[tuple[str, str, int, str], HTTPConnectionPool] = OrderedDict()
@@ -124,7 +132,7 @@ class Egress:
                     server_hostname=target.host,
                     assert_hostname=target.host,
                     cert_reqs="CERT_REQUIRED",
-                    ca_certs=certifi.where(),
+                    ca_certs=self._ca_certs,
                     **common,
                 )
             else:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError, SSLError
 
 from client_lib.webhooks import sign
 from client_lib.wire import retry_after
@@ -123,3 +129,60 @@ def test_policy_allows_names_explicitly_and_addresses_by_network() -> None:
     assert not policy.address_allowed("10.0.0.1") and not policy.address_allowed("nonsense")
     assert policy.host_allowed_by_name("HOOKS.internal.")
     policy.check("http://hooks.internal/x")  # allowed by name, never resolved here
+
+
+@pytest.fixture
+def tls_sink(tmp_path: Path) -> Iterator[tuple[str, int, list[tuple[str | None, str]]]]:
+    """An https endpoint on 127.0.0.1 whose certificate names only ``localhost`` (made by
+    openssl); yields the CA file, the port, and (SNI name, Host header) per request."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    seen: list[tuple[str | None, str]] = []
+    names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment]
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((names[-1] if names else None, self.headers["Host"]))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield str(cert), server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_connects_by_address_with_the_urls_name_for_sni_and_certificate(
+    tls_sink: tuple[str, int, list[tuple[str | None, str]]],
+) -> None:
+    ca, port, seen = tls_sink
+    egress = Egress(CallbackPolicy(("localhost",)), ca_certs=ca)
+    assert egress.post(f"https://localhost:{port}/x", b"{}", {}, 5).status == 204
+    assert seen == [("localhost", f"localhost:{port}")]
+    # the certificate does not name 127.0.0.1: verified against the URL's host, it fails
+    by_address = Egress(CallbackPolicy(("127.0.0.0/8",)), ca_certs=ca)
+    with pytest.raises(SSLError) as info:
+        by_address.post(f"https://127.0.0.1:{port}/x", b"{}", {}, 5)
+    assert error_text(info.value) == "SSLError: the TLS handshake or certificate check failed"
+    assert len(seen) == 1
+    egress.clear()
+    by_address.clear()
