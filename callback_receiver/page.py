@@ -1,70 +1,169 @@
-"""``GET /``: a plain page listing received webhooks, newest first; it refreshes itself."""
+"""The receiver's page: ``GET /`` and its files, and ``GET /v1/receipts``, the JSON it reads.
+
+The page is a shell with no data in it; it signs in with the feed token (kept in the browser
+tab's session storage) and reads the receipts with it, every half second while visible, every
+30 s while hidden, with ``If-None-Match`` so an unchanged list costs a 304. A receipt is one
+POST /webhooks: verified, or rejected with its problem code and what that code means.
+"""
 
 from __future__ import annotations
 
-from html import escape
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request, send_from_directory
 
+from client_lib.fields import Field, query_parameters
 from client_lib.models import format_time
 
+from .feed_auth import require_feed_token
+from .problems import APIProblem, invalid
 from .receiver import get_receiver
 from .store import Receipt
 
 bp = Blueprint("page", __name__)
 
 PAGE_ROWS = 200
+SEARCHED_ROWS = 1000  # a job id filter looks through this many of the latest receipts
+STATIC = Path(__file__).resolve().with_name("static")
+ASSETS = {"receiver.js": "text/javascript", "receiver.css": "text/css"}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+RECEIPTS_QUERY = (
+    Field("job_id", "string", "Only receipts of this job", max_length=255),
+    Field("limit", "integer", "Receipts per answer", default=PAGE_ROWS, minimum=1,
+          maximum=PAGE_ROWS),
+)  # fmt: skip
+_QUERY = {f.name: f for f in RECEIPTS_QUERY}
 
-_HEAD = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="2">
-<title>Callback receiver</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem}
-table{border-collapse:collapse}td,th{padding:.25rem .75rem;border-bottom:1px solid #ddd;
-text-align:left;font-family:ui-monospace,monospace;font-size:.9rem}
-.ok{color:#176f2c}.bad{color:#b00020}.dup{color:#8a6d00}
-</style></head><body>
-<h1>Callback receiver</h1>
-"""
+# What each rejection means (docs/api.md section 4).
+REASONS = {
+    "missing_signature_header": "a webhook-id, webhook-timestamp or webhook-signature header "
+    "is missing",
+    "invalid_webhook_id": "webhook-id is not 1 to 255 printable ASCII characters",
+    "invalid_webhook_timestamp": "webhook-timestamp is not integer Unix seconds",
+    "invalid_webhook_signature": "webhook-signature is malformed",
+    "stale_webhook_timestamp": "the timestamp is older than the tolerance",
+    "future_webhook_timestamp": "the timestamp is further ahead than the tolerance",
+    "invalid_body": "the body is not UTF-8",
+    "no_secret_configured": "the receiver accepts no secret",
+    "invalid_signature": "no v1 signature matches an accepted secret",
+    "invalid_json": "the verified body is not JSON",
+    "validation_error": "the verified body has the wrong shape",
+    "body_too_large": "the body is over 64 KiB",
+}
 
 
-def _row(r: Receipt) -> str:
-    verified = r.result == "verified"
-    result = (
-        '<span class="ok">verified</span>'
-        if verified
-        else (f'<span class="bad">{escape(r.result)} ({r.status})</span>')
-    )
-    duplicate = '<span class="dup">duplicate</span>' if r.duplicate else "new" if verified else ""
-    cells = [
-        escape(format_time(r.received_at) or ""),
-        escape(r.job_id or "-"),
-        escape(r.type or "-"),
-        result,
-        duplicate,
-        escape(r.webhook_id or "-"),
-    ]
-    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+def receipt_json(receipt: Receipt) -> dict[str, Any]:
+    """One receipt on the wire; ``reason`` is null for a verified one."""
+    verified = receipt.result == "verified"
+    return {
+        "received_at": format_time(receipt.received_at),
+        "webhook_id": receipt.webhook_id,
+        "job_id": receipt.job_id,
+        "type": receipt.type,
+        "result": receipt.result,
+        "status": receipt.status,
+        "duplicate": receipt.duplicate,
+        "reason": None if verified else REASONS.get(receipt.result, receipt.result),
+    }
+
+
+def _headers(resp: Response) -> Response:
+    resp.headers["Content-Security-Policy"] = CSP
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
 
 
 @bp.get("/")
 def index() -> Response:
-    """The list of received webhooks, newest first."""
+    """The page of received webhooks (its data comes from ``/v1/receipts``)."""
+    return _headers(send_from_directory(STATIC, "receiver.html", mimetype="text/html"))
+
+
+@bp.get("/assets/<name>")
+def asset(name: str) -> Response:
+    """The page's script or stylesheet."""
+    if name not in ASSETS:
+        raise APIProblem(404, "not_found", f"no file {name}")
+    return _headers(send_from_directory(STATIC, name, mimetype=ASSETS[name]))
+
+
+@bp.get("/v1/receipts")
+def list_receipts() -> Response:
+    """The latest receipts, newest first, optionally of one job; 304 when unchanged."""
+    require_feed_token()
+    unknown = sorted(set(request.args) - set(_QUERY))
+    if unknown:
+        raise invalid(unknown[0], "unknown query parameter")
+    query = {name: field.parse(request.args.get(name)) for name, field in _QUERY.items()}
     receiver = get_receiver()
-    rows = receiver.store.receipts(limit=PAGE_ROWS)
-    stored = receiver.store.count_events()
-    parts = [
-        _HEAD,
-        f"<p>{stored} distinct event(s) stored. Latest {len(rows)} of at most {PAGE_ROWS} "
-        'deliveries below; the feed is at <a href="/v1/events">/v1/events</a>.</p>',
-        "<table><thead><tr><th>received</th><th>job</th><th>type</th><th>verification</th>"
-        "<th>duplicate</th><th>webhook-id</th></tr></thead><tbody>",
-        *(_row(r) for r in rows),
-        "</tbody></table>",
-        "" if rows else "<p>No webhooks received yet.</p>",
-        "</body></html>\n",
-    ]
-    resp = Response("".join(parts), mimetype="text/html")
-    resp.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
-    return resp
+    job_id, limit = query["job_id"], query["limit"]
+    rows = receiver.store.receipts(limit=SEARCHED_ROWS if job_id else limit)
+    if job_id:
+        rows = [r for r in rows if r.job_id == job_id][:limit]
+    body = {
+        "receipts": [receipt_json(r) for r in rows],
+        "stored_events": receiver.store.count_events(),
+    }
+    data = json.dumps(body, separators=(",", ":"))
+    tag = f'W/"{hashlib.blake2b(data.encode(), digest_size=12).hexdigest()}"'
+    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+    held = {part.strip() for part in request.headers.get("If-None-Match", "").split(",")}
+    if tag in held:
+        return Response(status=304, headers=headers)
+    return Response(data, headers=headers, mimetype="application/json")
+
+
+def openapi_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The page's part of the receiver's OpenAPI document."""
+    problem = {
+        "description": "Problem details (RFC 9457)",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    receipt = {
+        "type": "object",
+        "properties": {
+            "received_at": {"type": "string", "format": "date-time"},
+            "webhook_id": {"type": ["string", "null"]},
+            "job_id": {"type": ["string", "null"]},
+            "type": {"type": ["string", "null"]},
+            "result": {"type": "string", "description": "verified, or the rejection's code"},
+            "status": {"type": "integer", "description": "the status POST /webhooks answered"},
+            "duplicate": {"type": "boolean"},
+            "reason": {"type": ["string", "null"], "description": "a rejection's meaning"},
+        },
+    }
+    page = {
+        "type": "object",
+        "properties": {
+            "receipts": {"type": "array", "items": receipt},
+            "stored_events": {"type": "integer"},
+        },
+    }
+    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": sorted(ASSETS)}}
+    return {
+        "/": {"get": {"summary": "The page of received webhooks", "responses": {"200": {
+            "description": "text/html"}}}},
+        "/assets/{name}": {"get": {"summary": "The page's script and stylesheet",
+            "parameters": [name], "responses": {"200": {"description": "The file"},
+                                                "404": problem}}},
+        "/v1/receipts": {"get": {
+            "summary": "The latest POST /webhooks receipts, newest first: verified or why not",
+            "security": security,
+            "parameters": query_parameters(RECEIPTS_QUERY),
+            "responses": {
+                "200": {"description": "Receipts", "content": {"application/json": {
+                    "schema": page}}, "headers": {"ETag": {"schema": {"type": "string"}}}},
+                "304": {"description": "Not modified (If-None-Match held the current ETag)"},
+                "401": problem, "422": problem,
+            },
+        }},
+    }  # fmt: skip

@@ -1,4 +1,4 @@
-"""The receiver app around the webhook path: page, health, metrics, errors, secrets, CLI."""
+"""The receiver app around the webhook path: health, metrics, errors, secrets, CLI."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from client_lib.localsetup import LocalSetup
 from tests.receiver_support import (
     OTHER_SECRET,
     SECRET,
-    WRONG_SECRET,
     event_body,
     receiver_app,
     signed_headers,
@@ -45,33 +44,6 @@ def deliver(
 ) -> int:
     headers = signed_headers(body, secret=secret, msg_id=msg_id)
     return client.post("/webhooks", data=body, headers=headers).status_code
-
-
-def test_page_lists_webhooks_newest_first_with_results(client: FlaskClient) -> None:
-    deliver(client, event_body("job_first"), msg_id="msg_1")
-    deliver(client, event_body("job_first"), msg_id="msg_1")
-    deliver(client, event_body("job_forged"), secret=WRONG_SECRET, msg_id="msg_2")
-    deliver(client, event_body("job_last", "job.error"), msg_id="msg_3")
-    resp = client.get("/")
-    assert resp.status_code == 200 and resp.mimetype == "text/html"
-    html = resp.get_data(as_text=True)
-    assert '<meta http-equiv="refresh" content="2">' in html
-    rows = re.findall(r"<tr><td>.*?</tr>", html)
-    assert len(rows) == 4
-    assert "job_last" in rows[0] and "job.error" in rows[0] and "verified" in rows[0]
-    assert "invalid_signature (401)" in rows[1] and "msg_2" in rows[1]
-    assert "duplicate" in rows[2] and "job_first" in rows[2]
-    assert "new" in rows[3] and "job_first" in rows[3]
-
-
-def test_page_escapes_everything(client: FlaskClient) -> None:
-    evil = "<script>alert(1)</script>"
-    body = event_body("job_<b>x</b>", type_="job.<i>odd</i>")
-    deliver(client, body, msg_id="msg_<img>")
-    client.post("/webhooks", data=b"{}", headers={"webhook-id": evil})
-    html = client.get("/").get_data(as_text=True)
-    assert "<script>" not in html and "<b>" not in html and "<i>" not in html
-    assert "&lt;script&gt;" in html and "job_&lt;b&gt;x&lt;/b&gt;" in html
 
 
 def test_healthz_reports_the_database(
@@ -137,7 +109,7 @@ def test_unexpected_errors_are_a_bare_500_problem(
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(get_receiver(app).store, "receipts", explode)
-    resp = client.get("/")
+    resp = client.get("/v1/receipts")
     assert resp.status_code == 500
     assert resp.get_json()["code"] == "internal_error"
     assert "secret internals" not in resp.get_data(as_text=True)
