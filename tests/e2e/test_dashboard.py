@@ -8,8 +8,10 @@ pinned.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.servers import create_job, get
+from tests.receiver_support import WRONG_SECRET, event_body, signed_headers
 from tests.support import ADMIN, Service, launch_chromium, start_receiver, start_server
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,8 +27,13 @@ LIVE = 5_000  # ms: a change must show well within this (the page asks every 500
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    tmp = tmp_path_factory.mktemp("dashboard")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard")
+
+
+@pytest.fixture(scope="module")
+def services(workdir: Path) -> Iterator[tuple[Service, Service]]:
+    tmp = workdir
     with start_server(tmp, "--workers", "1", "--seed", "17", "--error-rate", "0") as server:
         with start_receiver(tmp) as receiver:
             yield server, receiver
@@ -241,3 +249,48 @@ def test_a_hidden_tab_asks_every_30_s_and_a_visible_one_at_once(
     page.evaluate("window.shown = 'visible'; document.dispatchEvent(new Event('visibilitychange'))")
     with page.expect_request(lambda r: "/v1/dashboard" in r.url):
         page.clock.run_for(10)  # visible again: asked at once
+
+
+def test_the_receiver_page_shows_events_and_rejections_with_their_reason(
+    page: Page, services: tuple[Service, Service], workdir: Path
+) -> None:
+    server, receiver = services
+    acme = tenant(server, "acme")
+    callback = f"{receiver.url}/webhooks"
+    job = create_job(server.url, acme["auth"], callback_url=callback, simulate={"duration_s": 0.1})
+    forged = event_body("job_forged")
+    resp = requests.post(
+        callback, data=forged, headers=signed_headers(forged, secret=WRONG_SECRET), timeout=5
+    )
+    assert resp.status_code == 401
+    page.goto(f"{receiver.url}/")
+    page.get_by_label("Feed token").fill("not-the-feed-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-error")).to_contain_text("invalid_feed_token", timeout=LIVE)
+    token = json.loads((workdir / "local.json").read_text())["receiver_token"]
+    page.get_by_label("Feed token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    verified = page.locator("tr.verified").filter(has_text=job["id"])
+    expect(verified).to_contain_text("job.completed", timeout=LIVE)
+    rejected = page.locator("tr.rejected").filter(has_text="invalid_signature")
+    expect(rejected).to_contain_text("no v1 signature matches an accepted secret")
+    expect(rejected).to_contain_text("HTTP 401")
+    # one line per receipt: no cell wraps, at a desktop's width and at a phone's
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        heights = page.eval_on_selector_all(
+            "#rows tr.verified td",
+            "cells => cells.map(c => c.getBoundingClientRect().height"
+            " / parseFloat(getComputedStyle(c).lineHeight))",
+        )
+        assert heights and max(heights) < 2.5, heights  # padding included, under two lines
+    page.get_by_label("Job id").fill(job["id"])
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tr.rejected")).to_have_count(0, timeout=LIVE)
+    expect(page.locator("#rows tr")).to_have_count(1)
+    # live: an event arriving later shows without a reload
+    page.get_by_role("button", name="Clear").click()
+    later = create_job(
+        server.url, acme["auth"], callback_url=callback, simulate={"duration_s": 0.1}
+    )
+    expect(page.locator("tr.verified").filter(has_text=later["id"])).to_be_visible(timeout=LIVE)
