@@ -127,7 +127,7 @@ class Dispatcher:
         free = self._senders - self._fair.in_flight
         if free <= 0:
             return 1.0  # a sender finishing wakes us
-        skip_clients, skip_urls = self._fair.exclusions()
+        skip_clients, skip_endpoints = self._fair.exclusions()
         now = time.time()
         admitted: list[OutboxEvent] = []
         left = 0
@@ -146,7 +146,7 @@ class Dispatcher:
                 limit=free,
                 lease_s=self._settings.webhook_timeout * 2 + 5,
                 skip_clients=skip_clients,
-                skip_urls=skip_urls,
+                skip_endpoints=skip_endpoints,
                 admit=admit,
             )
         except Exception:
@@ -162,7 +162,7 @@ class Dispatcher:
         next_due = self._outbox.next_due_at()
         wait = 1.0 if next_due is None else min(1.0, max(0.0, next_due - time.time()))
         # due events of skipped tenants are not ours to spin on: their senders finishing wake us
-        return max(wait, 0.25) if skip_clients or skip_urls else wait
+        return max(wait, 0.25) if skip_clients or skip_endpoints else wait
 
     def _record_finished(self) -> None:
         """Write the results the senders handed back, in one transaction."""

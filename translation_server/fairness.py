@@ -79,12 +79,12 @@ class Fairness:
         with self._lock:
             return sum(self._tenants.values())
 
-    def exclusions(self) -> tuple[list[str], list[str]]:
-        """Tenants at their limit, and callback URLs whose trial attempt is under way: the
-        lease leaves their events in the outbox."""
+    def exclusions(self) -> tuple[list[str], list[Endpoint]]:
+        """Tenants at their limit, and endpoints whose trial attempt is under way: the lease
+        leaves their events in the outbox."""
         with self._lock:
             tenants = [t for t, n in self._tenants.items() if n >= self.per_tenant]
-            trials = [url for (_, url), b in self._breakers.items() if b.trial]
+            trials = [endpoint for endpoint, b in self._breakers.items() if b.trial]
         return tenants, trials
 
     def admit(

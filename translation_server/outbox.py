@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable, Collection
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 
 from .db import Database
 from .schema import delivery_attempts, webhook_events
@@ -75,7 +75,11 @@ _DUE_EVENTS = (
     select(*(webhook_events.c[f.name] for f in dataclasses.fields(OutboxEvent)))
     .where(_DUE)
     .where(webhook_events.c.client_id.not_in(bindparam("skip_clients", expanding=True)))
-    .where(webhook_events.c.callback_url.not_in(bindparam("skip_urls", expanding=True)))
+    .where(
+        tuple_(webhook_events.c.client_id, webhook_events.c.callback_url).not_in(
+            bindparam("skip_endpoints", expanding=True)
+        )
+    )
     .order_by(webhook_events.c.next_attempt_at)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
@@ -118,16 +122,17 @@ class Outbox:
         limit: int,
         lease_s: float,
         skip_clients: Collection[str] = (),
-        skip_urls: Collection[str] = (),
+        skip_endpoints: Collection[tuple[str, str]] = (),
         admit: Admit | None = None,
     ) -> list[OutboxEvent]:
         """Take up to ``limit`` due events for sending, oldest due first, leaving those of
-        ``skip_clients`` and to ``skip_urls`` unread. ``admit`` (given up to four times
-        ``limit`` due events) chooses which to send and which to move later (``{id: when}``)."""
+        ``skip_clients`` and of ``skip_endpoints`` (client, callback URL) unread. ``admit``
+        (given up to four times ``limit`` due events) chooses which to send and which to move
+        later (``{id: when}``)."""
         if limit <= 0:
             return []
         window = limit * 4 if admit else limit
-        skips = {"skip_clients": list(skip_clients), "skip_urls": list(skip_urls)}
+        skips = {"skip_clients": list(skip_clients), "skip_endpoints": list(skip_endpoints)}
         with self._db.writer.begin() as conn:
             rows = conn.execute(_DUE_EVENTS, {"now": now, "limit": window, **skips}).all()
             events = [OutboxEvent(*r) for r in rows]

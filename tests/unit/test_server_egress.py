@@ -219,7 +219,7 @@ def test_the_breaker_opens_doubles_on_a_failed_trial_and_closes_on_success() -> 
     # the cooldown over: one trial goes, the endpoint's other events wait for it
     take, later, left = fair.admit([event("a", url, 5), event("a", url, 7)], 110.0, 8)
     assert [e.id for e in take] == ["msg_a_5"] and (later, left) == ({}, 1)
-    assert fair.exclusions() == ([], [url]) and fair.state("a", url, 110.0) == "half-open"
+    assert fair.exclusions() == ([], [("a", url)]) and fair.state("a", url, 110.0) == "half-open"
     fair.release(take[0], False, 110.0)  # the trial failed: open twice as long, at most 15 s
     take, later, _ = fair.admit([event("a", url, 7)], 111.0, 8)
     assert take == [] and later == {"msg_a_7": 125.0}
@@ -263,3 +263,27 @@ def test_one_tenants_hanging_heartbeats_hold_at_most_two_senders(runtime: Any) -
     for thread in hanging:  # the listeners closed: the hanging posts end
         thread.join(10)
         assert not thread.is_alive()
+
+
+@pytest.mark.both_engines
+def test_the_lease_leaves_skipped_tenants_and_endpoints_unread_and_moves_events_later(
+    make_app: Any,
+) -> None:
+    app: Flask = make_app()
+    runtime, client = app.extensions["vt"], app.test_client()
+    a, b = new_tenant(client, "a"), new_tenant(client, "b")
+    finished_jobs(runtime, client, a["auth"], ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"])
+    finished_jobs(runtime, client, b["auth"], ["http://127.0.0.1:9/a"])
+    outbox, now = runtime.dispatcher.outbox, time.time() + 1
+
+    def lease(**kw: Any) -> list[tuple[str, str]]:
+        events = outbox.lease(now=now, limit=10, lease_s=1000, **kw)
+        return sorted((e.client_id, e.callback_url) for e in events)
+
+    skip = {"skip_clients": [b["id"]], "skip_endpoints": [(a["id"], "http://127.0.0.1:9/a")]}
+    assert lease(**skip) == [(a["id"], "http://127.0.0.1:9/b")]
+    # the others are still due; one moved later by ``admit`` is not, until then
+    moved = lease(admit=lambda events: ([], {e.id: now + 60 for e in events}))
+    assert moved == []
+    assert outbox.lease(now=now + 59, limit=10, lease_s=0.5) == []
+    assert len(outbox.lease(now=now + 60, limit=10, lease_s=0.5)) == 2  # the third is leased
