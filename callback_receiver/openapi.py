@@ -10,8 +10,17 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from client_lib.contract import FEED_EVENT, FEED_PAGE, JOB, PROBLEM, WEBHOOK
-from client_lib.fields import query_parameters
+from client_lib.contract import (
+    FEED_EVENT,
+    FEED_JOB_ID,
+    FEED_PAGE,
+    JOB,
+    PROBLEM,
+    REQUEST_ID_HEADER,
+    WEBHOOK,
+    WEBHOOK_HEADERS,
+)
+from client_lib.fields import parameter, query_parameters
 
 from .api import feed_query
 from .config import Settings
@@ -23,11 +32,9 @@ _PROBLEM = {
     "description": "Problem details (RFC 9457)",
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
 }
-_PATH_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_WEBHOOK_HEADERS = [
-    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
-    for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-]
+_PATH_JOB_ID = parameter(FEED_JOB_ID, "path", required=True)
+_WEBHOOK_HEADERS = [parameter(f, "header", required=True) for f in WEBHOOK_HEADERS]
+_FEED_AUTH: list[dict[str, list[str]]] = [{"feedToken": []}]
 
 
 def _json(description: str, ref: str) -> dict[str, Any]:
@@ -68,15 +75,20 @@ def document(settings: Settings) -> dict[str, Any]:
         "/v1/events": {
             "get": {
                 "summary": "The change feed: events after a cursor, waiting up to wait seconds",
+                "security": _FEED_AUTH,
                 "parameters": query_parameters(feed_query(settings)),
-                "responses": {"200": _json("A page of events", "FeedPage"), **_errors(422, 503)},
+                "responses": {
+                    "200": _json("A page of events", "FeedPage"),
+                    **_errors(401, 422, 503),
+                },
             }
         },
         "/v1/events/{job_id}": {
             "get": {
                 "summary": "The event that made a job final",
+                "security": _FEED_AUTH,
                 "parameters": [_PATH_JOB_ID],
-                "responses": {"200": _json("The event", "FeedEvent"), **_errors(404)},
+                "responses": {"200": _json("The event", "FeedEvent"), **_errors(401, 404)},
             }
         },
         "/healthz": _plain("Liveness and database reachability", "ok", 503),
@@ -84,6 +96,9 @@ def document(settings: Settings) -> dict[str, Any]:
         "/": _plain("The page of received webhooks", "text/html"),
         "/openapi.json": _plain("This document", "OpenAPI 3.1"),
     }
+    for operation in (op for item in paths.values() for op in item.values()):
+        for response in operation["responses"].values():  # every answer names its request
+            response["headers"] = {**response.get("headers", {}), **REQUEST_ID_HEADER}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Callback receiver", "version": "1.0.0"},
@@ -95,7 +110,14 @@ def document(settings: Settings) -> dict[str, Any]:
                 "Webhook": WEBHOOK,
                 "FeedEvent": FEED_EVENT,
                 "FeedPage": FEED_PAGE,
-            }
+            },
+            "securitySchemes": {
+                "feedToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The feed token: --feed-token, else the local set-up's",
+                }
+            },
         },
     }
 

@@ -1,5 +1,5 @@
 """Every error the receiver answers as problem details (``client_lib.wire``), Werkzeug's and
-unexpected ones included."""
+unexpected ones included; and the app's JSON, strict in every answer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, g, json
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from client_lib.wire import (
@@ -44,8 +45,17 @@ def _http_exception(exc: HTTPException) -> Response:
     return problem_response(status, STATUS_CODES.get(status, "http_error"), detail, headers=headers)
 
 
+class StrictJSON(DefaultJSONProvider):
+    """Flask's JSON, refusing NaN and Infinity (a 500, never invalid JSON in an answer)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(obj, allow_nan=False, **kwargs)
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Make every error, including Werkzeug's and unexpected ones, a problem+json answer."""
+    """Make every error, including Werkzeug's and unexpected ones, a problem+json answer, and
+    every JSON answer strict."""
+    app.json = StrictJSON(app)
 
     @app.errorhandler(APIProblem)
     def _api_problem(exc: APIProblem) -> Response:

@@ -10,11 +10,14 @@ from typing import Any
 
 from .fields import Field, object_schema
 from .models import BULK_IDS_MAX, METADATA_MAX_BYTES, JobStatus, Outcome, Stage, WebhookMode
+from .wire import MAX_BODY_BYTES
 
 MAX_URL_LENGTH = 2048
 MAX_SIMULATED_DURATION_S = 24 * 3600
 MIN_ESTIMATE_FACTOR, MAX_ESTIMATE_FACTOR = 0.3, 5.0
 ID_LENGTH = 255
+MAX_SEQ = 2**53 - 1  # the largest integer every JSON reader keeps exact
+HEARTBEAT_EVENTS_MAX = 1000
 
 # ----------------------------------------------------------------- requests
 
@@ -47,17 +50,61 @@ CREATE_JOB = (
           "callback_url)", default=False),
 )  # fmt: skip
 
+# Blanks are ASCII white space (what the server strips); one id is any text without a comma.
+_BLANK, _ID = "[ \\t\\n\\r\\f\\v]*", "[ \\t\\n\\r\\f\\v]*[^, \\t\\n\\r\\f\\v][^,]*"
+IDS_PATTERN = f"(?:{_BLANK},)*{_ID}(?:,(?:{_BLANK},)*{_ID}){{0,{BULK_IDS_MAX - 1}}}(?:,{_BLANK})*"
+BLANKS = " \t\n\r\f\v"
+NON_BLANK = "[ \\t\\n\\r\\f\\v]*[^ \\t\\n\\r\\f\\v][\\s\\S]*"
+
 LIST_QUERY = (
-    Field("ids", "string", f"Comma-separated job ids, up to {BULK_IDS_MAX} (bulk status; "
-          "excludes the others)", max_length=BULK_IDS_MAX * 80),
+    Field("ids", "string", f"Comma-separated job ids, 1 to {BULK_IDS_MAX} (bulk status; blanks "
+          "are ignored, duplicates folded; excludes the other parameters)",
+          max_length=BULK_IDS_MAX * 80, pattern=IDS_PATTERN, blank_is_default=False,
+          pattern_hint=f"must list 1 to {BULK_IDS_MAX} comma-separated job ids"),
     Field("status", "string", "Only jobs in this status", enum=tuple(s.value for s in JobStatus)),
     Field("limit", "integer", "Jobs per page", default=20, minimum=1, maximum=100),
     Field("cursor", "string", "next_cursor of the previous page", max_length=200),
 )  # fmt: skip
 
+CREATE_CLIENT = (
+    Field("name", "string", "The client's name (trimmed)", required=True, max_length=200,
+          pattern=NON_BLANK, pattern_hint="must not be blank"),
+)  # fmt: skip
+
+# headers and path segments
+IDEMPOTENCY_KEY = Field(
+    "Idempotency-Key", "string", "The same key and body within 24 h return the same job",
+    max_length=255, pattern=NON_BLANK, pattern_hint="must not be blank",
+)  # fmt: skip
+JOB_ID_PATTERN = "job_[A-Za-z0-9_-]{1,64}"
+JOB_ID = Field("job_id", "string", "A job id (anything else is 404)", max_length=68,
+               pattern=JOB_ID_PATTERN)  # fmt: skip
+CLIENT_ID = Field("client_id", "string", "A client id (anything else is 404)", max_length=68,
+                  pattern="cli_[A-Za-z0-9_-]{1,64}")  # fmt: skip
+FEED_JOB_ID = Field("job_id", "string", "The job's id as its webhooks name it",
+                    max_length=ID_LENGTH)  # fmt: skip
+# What a receiver can tell is well-formed before checking a signature (client_lib.webhooks).
+WEBHOOK_HEADERS = (
+    Field("webhook-id", "string", "The event's id, the same on every retry", max_length=255,
+          pattern="[\\x21-\\x7e]{1,255}"),
+    Field("webhook-timestamp", "string", "Unix seconds of this attempt", max_length=12,
+          pattern="[0-9]{1,12}"),
+    Field("webhook-signature", "string", "v1,<base64 HMAC-SHA256>, space-separated, up to 16",
+          max_length=16 * 50, pattern="v1,[A-Za-z0-9+/]{43}=( v1,[A-Za-z0-9+/]{43}=){0,15}"),
+)  # fmt: skip
+
+REQUEST_ID_HEADER: dict[str, Any] = {
+    "X-Request-ID": {
+        "description": "The caller's X-Request-ID when it is 1 to 128 of A-Za-z0-9._:-, else "
+        "a fresh id",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
+    }
+}
+
 FEED_QUERY = (
     Field("after", "string", "A cursor the feed returned; empty: from the beginning; latest: "
-          "from now", pattern=r"latest|[0-9]{1,18}",
+          "from now", pattern=r"latest|[0-9]{1,18}", max_length=18,
           pattern_hint="not a cursor this feed returned"),
     Field("job_id", "string", "Only this job's events", max_length=ID_LENGTH),
     Field("limit", "integer", "Events per page", default=100, minimum=1, maximum=1000),
@@ -111,17 +158,18 @@ HEARTBEAT_DATA: dict[str, Any] = {
     "type": "object",
     "required": ["endpoint", "seq", "events"],
     "properties": {
-        "endpoint": {"type": "string"},
-        "client_id": {"type": "string"},
-        "seq": {"type": "integer", "minimum": 0},
+        "endpoint": {"type": "string", "maxLength": MAX_URL_LENGTH},
+        "client_id": {"type": "string", "maxLength": ID_LENGTH},
+        "seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
         "interval_s": {"type": "number", "exclusiveMinimum": 0},
         "events": {
             "type": "array",
+            "maxItems": HEARTBEAT_EVENTS_MAX,
             "items": {
                 "type": "object",
                 "properties": {
-                    "seq": {"type": "integer"},
-                    "job_id": {"type": "string"},
+                    "seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
+                    "job_id": {"type": "string", "maxLength": ID_LENGTH},
                     "state": {"enum": ["pending", "sent"]},
                     "next_attempt_at": _TIME_OR_NULL,
                 },
@@ -133,9 +181,10 @@ HEARTBEAT_DATA: dict[str, Any] = {
 WEBHOOK: dict[str, Any] = {
     "type": "object",
     "required": ["type", "data"],
+    "x-max-json-bytes": MAX_BODY_BYTES,  # the body limit bounds what the fields do not
     "properties": {
-        "type": {"type": "string", "description": "job.completed, job.error, job.cancelled, "
-                 "channel.heartbeat, or a newer type"},
+        "type": {"type": "string", "minLength": 1, "maxLength": 100, "description":
+                 "job.completed, job.error, job.cancelled, channel.heartbeat, or a newer type"},
         "timestamp": _TIME,
         "seq": {"type": "integer", "description": "Channel endpoints: the event's number"},
         "data": {"oneOf": [{"$ref": "#/components/schemas/Job"}, HEARTBEAT_DATA]},

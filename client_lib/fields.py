@@ -44,6 +44,8 @@ class Field:
     max_json_bytes: int | None = None  # objects: size as compact JSON
     properties: tuple[Field, ...] = ()  # objects: the only fields allowed, when given
     code: str = "validation_error"  # the problem code of this field's errors
+    required: bool = False  # objects: a field that must be present
+    blank_is_default: bool = True  # query strings: an empty value means the default
 
     # ------------------------------------------------------------ checking
 
@@ -59,7 +61,7 @@ class Field:
 
     def parse(self, raw: str | None) -> Any:
         """The value of a query-string parameter (ASCII digits only for integers)."""
-        if raw is None or raw == "":
+        if raw is None or (raw == "" and self.blank_is_default):
             return self.default
         if self.type == "integer":
             if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
@@ -72,6 +74,9 @@ class Field:
                 number = math.nan
             return self.check(number)
         return self.check(raw)
+
+    def _is_text(self) -> bool:
+        return self.type == "string" and not self.enum
 
     def _what(self) -> str:
         return {"object": "a JSON object", "boolean": "true or false"}.get(self.type, self.type)
@@ -118,6 +123,8 @@ class Field:
             return str(value)
         if not isinstance(value, str) or not value:
             raise invalid(where, "must be a non-empty string", self.code)
+        if not value.isascii() and not _unicode(value):
+            raise invalid(where, "must be Unicode text (an unpaired surrogate is not)", self.code)
         if self.max_length is not None and len(value) > self.max_length:
             raise invalid(where, f"must be at most {self.max_length} characters", self.code)
         if self.min_length is not None and len(value) < self.min_length:
@@ -132,11 +139,13 @@ class Field:
         if not isinstance(value, dict):
             raise invalid(where, "must be a JSON object", self.code)
         if self.max_json_bytes is not None:
-            size = len(json.dumps(value, separators=(",", ":")).encode())
-            if size > self.max_json_bytes:
+            text = json.dumps(value, separators=(",", ":"))
+            if len(text) > self.max_json_bytes:
                 raise invalid(
-                    where, f"must be at most {self.max_json_bytes} bytes as JSON (got {size})"
+                    where, f"must be at most {self.max_json_bytes} bytes as JSON (got {len(text)})"
                 )
+            if "\\ud" in text and not _unicode(json.dumps(value, ensure_ascii=False)):
+                raise invalid(where, "must hold Unicode text (an unpaired surrogate is not)")
         if not self.properties:
             return value
         return check_object(self.properties, value, prefix=f"{where}.", fill=False)
@@ -153,15 +162,26 @@ class Field:
             "default": self.default,
             "minimum": self.minimum,
             "maximum": self.maximum,
-            "minLength": self.min_length,
+            "minLength": max(1, self.min_length or 0) if self._is_text() else None,
             "maxLength": self.max_length,
             "pattern": f"^(?:{self.pattern})$" if self.pattern else None,
             "format": self.format,
+            "x-max-json-bytes": self.max_json_bytes,
         }
         out.update({k: v for k, v in limits.items() if v is not None})
         if self.properties:
             out.update(object_schema(self.properties))
         return out
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: a JSON ``"\\ud800"`` escape parses to an unpaired
+    surrogate, which no UTF-8 store or strict JSON reader takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_url(value: str, where: str, code: str) -> None:
@@ -190,6 +210,8 @@ def check_object(
     for field in fields:
         value = body.get(field.name, _MISSING)
         if value is _MISSING:
+            if field.required:
+                raise invalid(prefix + field.name, "is required", field.code)
             if fill:
                 out[field.name] = copy.copy(field.default)  # a fresh {} for each request
         else:
@@ -199,15 +221,33 @@ def check_object(
 
 def object_schema(fields: Sequence[Field]) -> dict[str, Any]:
     """The JSON Schema of an object made of these fields, and no others."""
-    return {
+    out: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {f.name: f.schema() for f in fields},
     }
+    required = [f.name for f in fields if f.required]
+    if required:
+        out["required"] = required
+    return out
 
 
 def query_parameters(fields: Sequence[Field]) -> list[dict[str, Any]]:
-    """The OpenAPI parameters of a query string made of these fields."""
+    """The OpenAPI parameters of a query string made of these fields (an empty value, where
+    it means the default, is part of each one's schema)."""
     return [
-        {"name": f.name, "in": "query", "required": False, "schema": f.schema()} for f in fields
+        {"name": f.name, "in": "query", "required": False, "schema": _query_schema(f)}
+        for f in fields
     ]
+
+
+def _query_schema(field: Field) -> dict[str, Any]:
+    schema = field.schema()
+    if not field.blank_is_default:
+        return schema
+    return {"anyOf": [schema, {"const": ""}], "description": schema.pop("description", "")}
+
+
+def parameter(field: Field, where: str, *, required: bool = False) -> dict[str, Any]:
+    """The OpenAPI parameter (``path`` or ``header``) a field describes."""
+    return {"name": field.name, "in": where, "required": required, "schema": field.schema()}

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import math
 import re
 import secrets
+import sys
 from typing import Any
 
 PROBLEM_BASE = "https://docs.vt.local/problems/"
@@ -120,11 +123,19 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as infinity: refused like Infinity itself
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
 def loads_strict(raw: str | bytes) -> Any:
-    """JSON as RFC 8259 has it: no NaN or Infinity, and at most 32 levels of nesting;
-    ValueError otherwise (never a RecursionError)."""
+    """JSON as RFC 8259 has it: finite numbers only (no NaN, Infinity or 1e400) and at most
+    32 levels of nesting; ValueError otherwise (never a RecursionError). An unpaired
+    surrogate (``"\\ud800"``) is left to the field that holds it (``fields.Field``)."""
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError as exc:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from exc
     level, depth = [value], 0
@@ -136,6 +147,30 @@ def loads_strict(raw: str | bytes) -> Any:
     return value
 
 
+def dumps_strict(value: Any, **options: Any) -> str:
+    """JSON text of ``value``; ValueError rather than ``NaN`` or ``Infinity`` in the output."""
+    return json.dumps(value, allow_nan=False, **options)
+
+
 def printable(text: str) -> str:
     """Text safe for a log line: control characters escaped, so nothing forges a line."""
     return text if text.isprintable() else repr(text)[1:-1]
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class LogLineFormatter(logging.Formatter):
+    """Both services' log format: a record's message with its control characters escaped,
+    whatever a caller sent (a traceback, which follows the message, keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr in ``LOG_FORMAT``, every line escaped (``LogLineFormatter``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])

@@ -21,6 +21,7 @@ from .store import IdempotencyConflict
 from .tenants import authenticate
 from .validation import (
     JOB_ID_RE,
+    parse_idempotency_key,
     parse_ids,
     parse_json_object,
     parse_limit,
@@ -30,11 +31,8 @@ from .validation import (
 
 bp = Blueprint("jobs", __name__)
 
-MAX_IDEMPOTENCY_KEY = 255
-
-
 # One compact encoder for every answer (json.dumps builds a new one per call for separators).
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _client(rt: Runtime) -> ClientRecord:
@@ -147,11 +145,9 @@ def create_job() -> Response:
 
 
 def _idempotency(client: ClientRecord, body: dict[str, Any]) -> tuple[str, str] | None:
-    key = request.headers.get("Idempotency-Key")
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     if key is None:
         return None
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
-        raise invalid("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return key, hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -1,5 +1,5 @@
 """Every error the server answers as problem details (``client_lib.wire``), Werkzeug's and
-unexpected ones included."""
+unexpected ones included; and the app's JSON, strict in every answer."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from client_lib.wire import (
@@ -34,8 +35,20 @@ def problem_response(
     return resp
 
 
+class StrictJSON(DefaultJSONProvider):
+    """Flask's JSON in the contract's order, refusing NaN and Infinity (a 500, never invalid
+    JSON in an answer)."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return super().dumps(obj, allow_nan=False, **kwargs)
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Make every error, including Werkzeug's and unexpected ones, a problem+json answer."""
+    """Make every error, including Werkzeug's and unexpected ones, a problem+json answer, and
+    every JSON answer strict."""
+    app.json = StrictJSON(app)
 
     @app.errorhandler(APIProblem)
     def _api_problem(exc: APIProblem) -> Response:

@@ -10,9 +10,21 @@ from typing import Any
 
 from flask import Blueprint
 
-from client_lib.contract import CREATE_JOB, JOB, LIST_QUERY, PROBLEM
-from client_lib.fields import object_schema, query_parameters
+from client_lib.contract import (
+    CLIENT_ID,
+    CREATE_CLIENT,
+    CREATE_JOB,
+    IDEMPOTENCY_KEY,
+    JOB,
+    JOB_ID,
+    LIST_QUERY,
+    PROBLEM,
+    REQUEST_ID_HEADER,
+)
+from client_lib.fields import object_schema, parameter, query_parameters
 from client_lib.models import BULK_IDS_MAX
+
+from .dashboard import spec as dashboard_spec
 
 bp = Blueprint("openapi", __name__)
 
@@ -49,7 +61,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def _job_id_param() -> dict[str, Any]:
-    return {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return parameter(JOB_ID, "path", required=True)
 
 
 def document() -> dict[str, Any]:
@@ -66,13 +78,7 @@ def document() -> dict[str, Any]:
             "post": {
                 "summary": "Create a job",
                 "security": _AUTH,
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "schema": {"type": "string", "maxLength": 255},
-                    }
-                ],
+                "parameters": [parameter(IDEMPOTENCY_KEY, "header")],
                 "requestBody": {
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/CreateJob"}}
@@ -121,7 +127,7 @@ def document() -> dict[str, Any]:
         "/status": {
             "get": {
                 "summary": "The original problem's status endpoint; without job_id, the demo job",
-                "parameters": [{"name": "job_id", "in": "query", "schema": {"type": "string"}}],
+                "parameters": [parameter(JOB_ID, "query")],
                 "responses": {
                     "200": _ok("{result: pending|completed|error} plus the job fields"),
                     **_errors(401, 404, 503),
@@ -133,15 +139,7 @@ def document() -> dict[str, Any]:
                 "summary": "Create a client (operator)",
                 "security": _ADMIN,
                 "requestBody": {
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}},
-                            }
-                        }
-                    }
+                    "content": {"application/json": {"schema": object_schema(CREATE_CLIENT)}}
                 },
                 "responses": {
                     "201": _ok("The client with its API key and webhook secret"),
@@ -158,14 +156,7 @@ def document() -> dict[str, Any]:
             "post": {
                 "summary": "Rotate a client's webhook secret (both sign during the grace period)",
                 "security": _ADMIN,
-                "parameters": [
-                    {
-                        "name": "client_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "parameters": [parameter(CLIENT_ID, "path", required=True)],
                 "responses": {"200": _ok("The new secret"), **_errors(401, 404)},
             }
         },
@@ -187,9 +178,10 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": "OpenAPI 3.1"}},
             }
         },
-        "/": {"get": {"summary": "Front page", "responses": {"200": {"description": "HTML"}}}},
     }
     paths.update(_webhook_paths())
+    paths.update(dashboard_spec.paths())
+    with_request_ids(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Video translation server (simulated)", "version": "1.0.0"},
@@ -200,6 +192,7 @@ def document() -> dict[str, Any]:
                 "CreateJob": object_schema(CREATE_JOB),
                 "Problem": PROBLEM,
                 "JobList": jobs_list,
+                **dashboard_spec.schemas(),
             },
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer"},
@@ -230,6 +223,13 @@ def _webhook_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def with_request_ids(paths: dict[str, Any]) -> None:
+    """Every answer carries ``X-Request-ID``: said once for every response of every path."""
+    for operation in (op for item in paths.values() for op in item.values()):
+        for response in operation["responses"].values():
+            response["headers"] = {**response.get("headers", {}), **REQUEST_ID_HEADER}
 
 
 @bp.get("/openapi.json")

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from client_lib.contract import CREATE_JOB, LIST_QUERY, SIMULATE
+from client_lib.contract import (
+    BLANKS,
+    CREATE_CLIENT,
+    CREATE_JOB,
+    IDEMPOTENCY_KEY,
+    JOB_ID_PATTERN,
+    LIST_QUERY,
+    SIMULATE,
+)
 from client_lib.fields import check_object
-from client_lib.models import BULK_IDS_MAX, JobStatus
+from client_lib.models import JobStatus
 from client_lib.wire import loads_strict
 
 from .errors import APIProblem, invalid
 
 CREATE_FIELDS = {f.name for f in CREATE_JOB}
 SIMULATE_FIELDS = {f.name for f in SIMULATE}
-JOB_ID_RE = re.compile(r"^job_[A-Za-z0-9_-]{1,64}$")
+JOB_ID_RE = re.compile(f"^{JOB_ID_PATTERN}$")
 _LIST = {f.name: f for f in LIST_QUERY}
 
 
@@ -32,12 +40,6 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _reject_unknown(body: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise invalid(unknown[0], "unknown field", "unknown_field")
-
-
 def validate_create(body: dict[str, Any], check_callback: Callable[[str], None]) -> dict[str, Any]:
     """Check a create body against the contract's fields (``client_lib.contract``); returns
     clean fields. ``check_callback`` is the SSRF guard."""
@@ -50,13 +52,10 @@ def validate_create(body: dict[str, Any], check_callback: Callable[[str], None])
 
 
 def parse_ids(raw: str) -> list[str]:
-    """The ``ids`` query parameter: comma-separated, 1 to 100 job ids, duplicates folded."""
-    ids = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    if not ids:
-        raise invalid("ids", "must list at least one job id")
-    if len(ids) > BULK_IDS_MAX:
-        raise invalid("ids", f"must list at most {BULK_IDS_MAX} job ids (got {len(ids)})")
-    return ids
+    """The ``ids`` query parameter: 1 to 100 comma-separated job ids (blanks ignored),
+    duplicates folded; the contract's pattern says the same."""
+    _LIST["ids"].check(raw)
+    return list(dict.fromkeys(p.strip(BLANKS) for p in raw.split(",") if p.strip(BLANKS)))
 
 
 def parse_limit(raw: str | None) -> int:
@@ -71,9 +70,10 @@ def parse_status(raw: str | None) -> JobStatus | None:
 
 
 def parse_client_name(body: dict[str, Any]) -> str:
-    """The body of ``POST /v1/clients``."""
-    _reject_unknown(body, {"name"})
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise invalid("name", "must be a non-empty string of at most 200 characters")
-    return name.strip()
+    """The body of ``POST /v1/clients``: its ``name``, trimmed."""
+    return str(check_object(CREATE_CLIENT, body)["name"]).strip(BLANKS)
+
+
+def parse_idempotency_key(raw: str | None) -> str | None:
+    """The ``Idempotency-Key`` header, when sent."""
+    return None if raw is None else str(IDEMPOTENCY_KEY.check(raw))

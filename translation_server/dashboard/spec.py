@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from client_lib.fields import query_parameters
+from client_lib.contract import JOB_ID
+from client_lib.fields import parameter, query_parameters
 
 from .page import ASSETS
 from .routes import DASHBOARD_QUERY
@@ -99,7 +100,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def _job_param() -> dict[str, Any]:
-    return {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return parameter(JOB_ID, "path", required=True)
 
 
 def _json(description: str, ref: str) -> dict[str, Any]:
