@@ -17,7 +17,8 @@ from scripts.common import met, parser, save, table
 from scripts.hardening import Figure
 
 TITLE = "Hardening: what hostile callers change for everyone else"
-PARTS: tuple[str, ...] = ("egress",)  # module names under scripts/hardening, in the run's order
+# module names under scripts/hardening, in the run's order
+PARTS: tuple[str, ...] = ("egress", "connections", "feed")
 
 
 def main(argv: Sequence[str]) -> int:
