@@ -182,16 +182,18 @@ class Dispatcher:
             self._on_recorded([event for event, _ in batch])
 
     def _deliver(self, event: OutboxEvent) -> None:
-        succeeded: bool | None = None
+        results: list[AttemptResult] = []
         try:
             results = self._attempts(event)
-            succeeded = SUCCEEDED.get(results[-1].outcome)
-            self._results.put((event, results))
         except Exception:
             # the lease expires and the event is retried: at-least-once, never lost
             log.exception("%s webhook %s: delivery crashed", event.job_id, event.id)
         finally:
+            # the breaker learns of the attempt before the event can be leased again
+            succeeded = SUCCEEDED.get(results[-1].outcome) if results else None
             self._fair.release(event, succeeded, time.time())
+            if results:
+                self._results.put((event, results))
             self._loop.wake()
 
     def _attempts(self, event: OutboxEvent) -> list[AttemptResult]:
