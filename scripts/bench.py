@@ -30,6 +30,7 @@ BENCHMARKS = (
     "clients",
     "scale",
     "hardening",
+    "cluster",
 )  # the run's order
 HEADLINE = (
     "waiting",
@@ -39,6 +40,7 @@ HEADLINE = (
     "server",
     "scale",
     "hardening",
+    "cluster",
 )  # the README's order
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 QUICK_NOTE = (
