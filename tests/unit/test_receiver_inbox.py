@@ -15,12 +15,12 @@ from flask.testing import FlaskClient
 from callback_receiver.receiver import get_receiver
 from tests.receiver_support import event_body, receiver_app, signed_headers
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.both_engines]
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    with receiver_app(tmp_path) as app:
+def app(tmp_path: Path, receiver_database_url: str) -> Iterator[Flask]:
+    with receiver_app(tmp_path, database_url=receiver_database_url) as app:
         yield app
 
 
