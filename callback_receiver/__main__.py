@@ -14,8 +14,8 @@ import click
 import waitress
 from flask import Flask
 
-from client_lib.localsetup import write_ready_file
-from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
+from client_lib.localsetup import keep_private, secret_option, write_ready_file
+from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES, configure_logging
 
 from .app import close_app, create_app
 from .config import Settings
@@ -33,12 +33,21 @@ def _secrets(
     _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str, ...]:
     """Split each value on commas and spaces; reject (without echoing) an unusable secret."""
+    try:
+        return split_secrets(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def split_secrets(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets of values separated by commas or white space; ValueError (not echoing
+    it) naming an unusable one by its position."""
     out = tuple(w for v in values for w in v.replace(",", " ").split())
     for index, secret in enumerate(out, 1):
         try:
             parse_secret(secret)
         except ValueError as exc:
-            raise click.BadParameter(f"secret #{index}: {exc}") from exc
+            raise ValueError(f"secret #{index}: {exc}") from exc
     return out
 
 
@@ -72,9 +81,17 @@ def _secrets(
     callback=_secrets,
     envvar="VT_WEBHOOK_SECRETS",
     show_envvar=True,
-    help="Accepted webhook secret (whsec_...); repeat for several. The variable holds "
-    "them separated by spaces or commas.",
+    help="Accepted webhook secret (whsec_...), repeatable; the variable holds several. "
+    "Prefer --secret-file (ps shows flags).",
     show_default="none",
+)
+@click.option(
+    "--secret-file",
+    default=None,
+    envvar="VT_WEBHOOK_SECRETS_FILE",
+    show_envvar=True,
+    help="File holding accepted webhook secrets (separated by spaces, commas or lines), "
+    "besides --secret.",
 )
 @click.option(
     "--credentials-file",
@@ -123,7 +140,14 @@ def _secrets(
     envvar="VT_RECEIVER_FEED_TOKEN",
     show_envvar=True,
     show_default="the credentials file's",
-    help="Bearer token the feed requires (16+ characters); prefer the variable.",
+    help="Bearer token the feed requires (16+ characters); prefer the file or variable.",
+)
+@click.option(
+    "--feed-token-file",
+    default=None,
+    envvar="VT_RECEIVER_FEED_TOKEN_FILE",
+    show_envvar=True,
+    help="File holding the feed's bearer token (instead of --feed-token).",
 )
 @click.option(
     "--connection-limit",
@@ -182,11 +206,8 @@ def _secrets(
 )
 def main(**options: Any) -> None:
     """Run the callback receiver: verified, durable, de-duplicated webhooks and a change feed."""
-    logging.basicConfig(
-        level=options.pop("log_level").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    keep_private()  # the database holds what the webhooks carried: owner-only
+    configure_logging(options.pop("log_level"))
     settings = _settings(options)
     sys.exit(serve(settings))
 
@@ -194,8 +215,12 @@ def main(**options: Any) -> None:
 def _settings(options: dict[str, Any]) -> Settings:
     cred = options.pop("credentials_file")
     ready = options.pop("ready_file")
-    options["feed_token"] = options.get("feed_token") or None
     try:
+        options["feed_token"] = secret_option(
+            options.get("feed_token"), options.pop("feed_token_file"), "feed-token"
+        )
+        from_file = secret_option(None, options.pop("secret_file"), "secret")
+        options["secrets"] = (*options["secrets"], *split_secrets((from_file or "",)))
         return Settings(
             credentials_file=Path(cred) if cred else None,
             ready_file=Path(ready) if ready else None,

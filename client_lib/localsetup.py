@@ -50,7 +50,7 @@ class LocalSetup:
 
     def write(self, path: Path) -> None:
         """Write atomically, readable by the owner only (it holds secrets)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -108,6 +108,39 @@ def ensure_receiver_token(path: Path) -> str:
     token = new_token()
     dataclasses.replace(setup, receiver_token=token).write(path)
     return token
+
+
+def keep_private() -> None:
+    """From now on this process creates files and folders for its owner only (0600, 0700):
+    the databases (with SQLite's -wal and -shm files), the set-up file and the data folder
+    hold secrets. Each service calls it first thing."""
+    os.umask(0o077)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) owner-only; the data folder itself, when that is
+    what it is, is made owner-only even if it existed."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.absolute() == data_home():
+        path.chmod(0o700)
+
+
+def secret_option(value: str | None, file: str | os.PathLike[str] | None, name: str) -> str | None:
+    """A secret option given as a value (``--name``, or its variable) or as a file holding it
+    (``--name-file``, or its variable): the file keeps it out of the process list and the
+    environment. ValueError naming the option when both are given, or the file is unreadable
+    or empty."""
+    if file is None or str(file) == "":
+        return value or None
+    if value:
+        raise ValueError(f"--{name} and --{name}-file: give one, not both")
+    try:
+        text = Path(file).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--{name}-file: cannot read {file} ({type(exc).__name__})") from None
+    if not text:
+        raise ValueError(f"--{name}-file: {file} is empty")
+    return text
 
 
 def write_ready_file(path: Path, url: str, port: int) -> None:

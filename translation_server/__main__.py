@@ -6,15 +6,14 @@ import gc
 import logging
 import resource
 import signal
-import sys
 from types import FrameType
 from typing import Any
 
 import click
 from waitress.server import create_server
 
-from client_lib.localsetup import write_ready_file
-from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
+from client_lib.localsetup import keep_private, write_ready_file
+from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES, configure_logging
 
 from .app import create_app
 from .config import Settings, options, settings_from_options
@@ -87,9 +86,8 @@ def main(log_level: str, **values: Any) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    keep_private()  # the database and the set-up file hold secrets: owner-only
+    configure_logging(log_level)
     settings = settings_from_options(**values)
     try:
         app = create_app(settings)

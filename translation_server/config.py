@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from client_lib.localsetup import DATA_HOME, DEFAULT_CREDENTIALS_PATH
+from client_lib.localsetup import DATA_HOME, DEFAULT_CREDENTIALS_PATH, secret_option
 
 DEFAULT_DATABASE_URL = f"sqlite:///{DATA_HOME / 'server.db'}"
 # the first retry at once (a one-off failure heals in milliseconds), then backing off
@@ -140,7 +140,13 @@ OPTIONS: list[Callable[[Any], Any]] = [
         "--admin-token",
         default=None,
         help="Bearer token for operator endpoints such as POST /v1/clients. "
-        "Without it, the local set-up's token from the credentials file is used.",
+        "Without it, the local set-up's token from the credentials file is used. "
+        "Prefer --admin-token-file or the variable: a flag shows in ps.",
+    ),
+    _opt(
+        "--admin-token-file",
+        default=None,
+        help="File holding the admin token (instead of --admin-token).",
     ),
     _opt("--seed", default=None, type=int, help="Seed of the one random source."),
     _opt(
@@ -349,6 +355,9 @@ def settings_from_options(**values: Any) -> Settings:
     ready = values.get("ready_file")
     values["ready_file"] = Path(ready) if ready else None
     try:
+        values["admin_token"] = secret_option(
+            values.get("admin_token"), values.pop("admin_token_file", None), "admin-token"
+        )
         return Settings(**values)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
