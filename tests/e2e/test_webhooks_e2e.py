@@ -272,6 +272,9 @@ def test_forbidden_callback_is_refused_and_never_contacted(tmp_path: Path) -> No
                 "gopher://127.0.0.2/x",
                 "http://10.1.2.3/x",
                 "http://169.254.169.254/latest/meta-data",
+                # Python's urlsplit reads host 127.0.0.2 (allowed), urllib3 the sink's address
+                f"http://127.0.0.1:{sink.port}\\@127.0.0.2:9/webhooks",
+                f"http://127.0.0.1:{sink.port}@127.0.0.2:9/webhooks",
             ):
                 resp = requests.post(
                     f"{server.url}/v1/jobs",
