@@ -15,6 +15,11 @@ retry, with the time of the next attempt) or ``sent`` (an attempt concluded: del
 given up). An endpoint that holds every ``sent`` event it was told of has lost nothing; a
 ``sent`` number it never received is a lost webhook, and the job it names can be asked for
 at once. Heartbeats are not stored and not retried: the next one says the same, and newer.
+
+With several server instances on one database, the oldest live one (``leases.py``) sends the
+periodic heartbeats and each sends the prompt one after its own deliveries. Every heartbeat is
+read from the database when it is sent, so one overtaken by a newer one says less, never
+something false: an event it calls ``sent`` was sent.
 """
 
 from __future__ import annotations
