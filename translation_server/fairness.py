@@ -47,7 +47,7 @@ class Breaker:
     failures: int = 0
     open_until: float | None = None
     cooldown: float = 0.0
-    trial: bool = False  # the half-open trial attempt is under way
+    trial_id: str | None = None  # the event of the half-open trial attempt under way
 
 
 Endpoint = tuple[str, str]  # (client_id, callback_url)
@@ -84,7 +84,7 @@ class Fairness:
         leaves their events in the outbox."""
         with self._lock:
             tenants = [t for t, n in self._tenants.items() if n >= self.per_tenant]
-            trials = [endpoint for endpoint, b in self._breakers.items() if b.trial]
+            trials = [endpoint for endpoint, b in self._breakers.items() if b.trial_id]
         return tenants, trials
 
     def admit(
@@ -109,7 +109,7 @@ class Fairness:
                     if now < breaker.open_until:
                         later[event.id] = breaker.open_until
                         continue
-                    if breaker.trial:
+                    if breaker.trial_id is not None:
                         left += 1
                         continue
                 host = host_of(event.callback_url)
@@ -124,7 +124,7 @@ class Fairness:
                     left += 1
                     continue
                 if breaker is not None and breaker.open_until is not None:
-                    breaker.trial = True
+                    breaker.trial_id = event.id
                 self._tenants[event.client_id] += 1
                 self._hosts[host] += 1
                 take.append(event)
@@ -139,9 +139,13 @@ class Fairness:
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]
+            endpoint = (event.client_id, event.callback_url)
+            breaker = self._breakers.get(endpoint)
+            trial = breaker is not None and breaker.trial_id == event.id
+            if breaker is not None and trial:
+                breaker.trial_id = None  # nothing tried (None): the next event is the trial
             if self._threshold <= 0 or succeeded is None:
                 return
-            endpoint = (event.client_id, event.callback_url)
             if succeeded:
                 self._breakers.pop(endpoint, None)
                 return
@@ -149,15 +153,14 @@ class Fairness:
             self._breakers[endpoint] = breaker  # the most recent failure last
             breaker.failures += 1
             opens = breaker.open_until is None and breaker.failures >= self._threshold
-            if breaker.trial or opens:
+            if trial or opens:
                 breaker.cooldown = min(
-                    self._max_cooldown, breaker.cooldown * 2 if breaker.trial else self._cooldown
+                    self._max_cooldown, breaker.cooldown * 2 if trial else self._cooldown
                 )
                 breaker.open_until = now + breaker.cooldown
-                breaker.trial = False
             while len(self._breakers) > ENDPOINTS_KEPT:
                 oldest = next(iter(self._breakers))
-                if self._breakers[oldest].trial:
+                if self._breakers[oldest].trial_id is not None:
                     break
                 del self._breakers[oldest]
 
@@ -167,4 +170,4 @@ class Fairness:
             breaker = self._breakers.get((client_id, callback_url))
         if breaker is None or breaker.open_until is None:
             return "closed"
-        return "open" if now < breaker.open_until and not breaker.trial else "half-open"
+        return "open" if now < breaker.open_until and breaker.trial_id is None else "half-open"

@@ -287,3 +287,19 @@ def test_the_lease_leaves_skipped_tenants_and_endpoints_unread_and_moves_events_
     assert moved == []
     assert outbox.lease(now=now + 59, limit=10, lease_s=0.5) == []
     assert len(outbox.lease(now=now + 60, limit=10, lease_s=0.5)) == 2  # the third is leased
+
+
+def test_a_trial_that_tried_nothing_leaves_the_next_event_to_try() -> None:
+    fair = Fairness(per_host=8, per_tenant=8, breaker_failures=1, cooldown=10, max_cooldown=60)
+    url = "http://127.0.0.1:9/x"
+    (first, late), _, _ = fair.admit([event("a", url, 1), event("a", url, 2)], 0.0, 8)
+    fair.release(first, False, 0.0)
+    (trial,), _, _ = fair.admit([event("a", url, 3)], 10.0, 8)  # a dropped event, say
+    fair.release(trial, None, 10.0)
+    assert fair.exclusions() == ([], []) and fair.state("a", url, 10.0) == "half-open"
+    (trial,), _, _ = fair.admit([event("a", url, 4)], 10.0, 8)
+    fair.release(late, False, 10.0)  # admitted before the breaker opened: not the trial
+    assert fair.state("a", url, 10.0) == "half-open"
+    fair.release(trial, False, 10.0)
+    assert fair.state("a", url, 29.0) == "open" and fair.state("a", url, 30.0) == "half-open"
+    assert fair.in_flight == 0
