@@ -130,14 +130,15 @@ class Dispatcher:
         skip_clients, skip_endpoints = self._fair.exclusions()
         now = time.time()
         admitted: list[OutboxEvent] = []
-        left = 0
+        left = moved = 0
 
         def admit(events: list[OutboxEvent]) -> tuple[list[OutboxEvent], dict[str, float]]:
-            nonlocal left
+            nonlocal left, moved
             crowded = len(events) >= free * 4  # the read window is full: do not let
             host_wait = HOST_WAIT_S if crowded else None  # full hosts' events crowd it again
             take, later, left = self._fair.admit(events, now, free, host_wait)
             admitted.extend(take)
+            moved = len(later)
             return take, later
 
         try:
@@ -155,8 +156,8 @@ class Dispatcher:
             raise
         for event in events:
             self._pool.submit(self._deliver, event)
-        if events and len(events) < free and not left:
-            return 0.0  # the outbox may hold more that is due
+        if (events or moved) and len(events) < free and not left:
+            return 0.0  # the outbox may hold more that is due (behind those moved later)
         if len(events) >= free or left:
             return 1.0  # every sender (or the host or tenant) is taken: one finishing wakes us
         next_due = self._outbox.next_due_at()
