@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from typing import Any
 
 import requests
 
+from client_lib.localsetup import load_local_setup
 from scripts.common import (
     ROOT,
     Load,
@@ -46,13 +48,16 @@ from scripts.common import (
     definitions,
     describe_machine,
     machine,
+    metrics,
     parser,
     run_load,
     save,
+    summary_ms,
     table,
 )
 from tests.e2e.servers import new_tenant
 from tests.pgsupport import fresh_database, query
+from tests.receiver_support import SECRET, event_body, signed_headers
 from tests.support import ADMIN, Service, start_service, wait_until
 
 START, END = "<!-- cluster:start -->", "<!-- cluster:end -->"
@@ -186,6 +191,79 @@ def measure_setup(engine: str, count: int, args: Any) -> dict[str, Any]:
     return {"engine": engine, "instances": count, "creates": creates, "reads": reads}
 
 
+def cross_wake(args: Any) -> dict[str, Any]:
+    """Two receivers on one database: a long-poll parked on one, a webhook sent to the other;
+    the time from the webhook's send to the long-poll's answer (storing it included)."""
+    token = "bench-cluster-feed-token-0123456789"
+    with tempfile.TemporaryDirectory() as tmp, fresh_database("vt_bench") as url:
+        with contextlib.ExitStack() as stack:
+            args_ = ["--database-url", url, "--secret", SECRET, "--feed-token", token,
+                     "--credentials-file", "", "--log-level", "WARNING"]  # fmt: skip
+            parked, storing = (
+                stack.enter_context(
+                    start_service("callback_receiver", args_, Path(tmp), name=f"receiver{n}")
+                )
+                for n in range(2)
+            )
+            feed = {"Authorization": f"Bearer {token}"}
+            http, lags = requests.Session(), []
+            for n in range(args.wakes):
+                cursor = http.get(f"{parked.url}/v1/events?after=latest", headers=feed).json()
+                answer: dict[str, float] = {}
+
+                def poll(after: str = cursor["cursor"], answer: dict[str, float] = answer) -> None:
+                    requests.get(f"{parked.url}/v1/events?after={after}&wait=10", headers=feed)
+                    answer["at"] = time.perf_counter()
+
+                poller = threading.Thread(target=poll)
+                poller.start()
+                wait_until(
+                    lambda: metrics(parked.url, "receiver_feed_waiters").get(
+                        "receiver_feed_waiters"
+                    ),
+                    message="a parked long-poll",
+                )
+                body = event_body(f"job_{n}")
+                headers = signed_headers(body, msg_id=f"msg_wake_{n}")
+                sent = time.perf_counter()
+                assert http.post(f"{storing.url}/webhooks", data=body, headers=headers).ok
+                poller.join(timeout=15)
+                lags.append(answer["at"] - sent)
+    return {"wakes": len(lags), **summary_ms(lags)}
+
+
+def webhook_lag(args: Any) -> dict[str, Any]:
+    """Two servers and a receiver on one database: from a job's end (its ``finished_at``, by
+    whichever server ended it) to its webhook stored by the receiver (``received_at``)."""
+    token = "bench-cluster-feed-token-0123456789"
+    with tempfile.TemporaryDirectory() as tmp, fresh_database("vt_bench") as url:
+        creds = Path(tmp) / "local.json"
+        extra = ("--credentials-file", str(creds), "--heartbeat-interval", "0")
+        with instances(url, 2, Path(tmp), *extra) as servers:
+            rargs = ["--database-url", url, "--credentials-file", str(creds),
+                     "--feed-token", token, "--log-level", "WARNING"]  # fmt: skip
+            with start_service("callback_receiver", rargs, Path(tmp), name="receiver") as rcv:
+                auth = {"Authorization": f"Bearer {load_local_setup(creds).api_key}"}
+                rng, http = random.Random(16), requests.Session()
+                for n in range(args.lag_jobs):
+                    body = {
+                        "callback_url": f"{rcv.url}/webhooks",
+                        "simulate": {"duration_s": 0.5 + rng.random(), "outcome": "completed"},
+                    }
+                    url_ = servers[n % 2].url
+                    http.post(f"{url_}/v1/jobs", json=body, headers=auth).raise_for_status()
+                sql = (
+                    "SELECT e.received_at - j.finished_at FROM events e "
+                    "JOIN jobs j ON j.id = e.job_id"
+                )
+                lags = wait_until(
+                    lambda: (rows := query(url, sql)) and len(rows) >= args.lag_jobs and rows,
+                    timeout=60,
+                    message="every webhook",
+                )
+    return summary_ms(float(r[0]) for r in lags)
+
+
 def takeover(args: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, fresh_database("vt_bench") as url:
         lease = ("--lease-seconds", str(args.lease), "--workers", "50")
@@ -228,11 +306,15 @@ def main(argv: Sequence[str]) -> int:
     args.creates = args.creates or (300 if args.quick else 2000)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
     args.lease = args.lease or (2.0 if args.quick else 5.0)
+    args.wakes = 20 if args.quick else 200
+    args.lag_jobs = 50 if args.quick else 400
     runs = []
     for engine, count in SETUPS:
         print(f"{engine} x{count}", file=sys.stderr, flush=True)
         runs.append(measure_setup(engine, count, args))
     kill = takeover(args)
+    wake = cross_wake(args)
+    lag = webhook_lag(args)
 
     def cores(phase: dict[str, Any]) -> str:
         each = " + ".join(f"{c:.2f}" for c in phase["servers"])
@@ -270,6 +352,13 @@ def main(argv: Sequence[str]) -> int:
             f"per read, so one core of the primary carries at most about "
             f"{1 / max(per_create, 1e-9):,.0f} creates/s or {1 / max(per_read, 1e-9):,.0f} "
             "reads/s (docs/scaling.md).",
+            f"Across receivers: a long-poll parked on one receiver answered "
+            f"{wake['p50']:.1f} ms (p50), {wake['p99']:.1f} ms (p99) after the event it waited "
+            f"for was sent to another receiver, storing it included ({wake['wakes']} times; "
+            "LISTEN/NOTIFY).",
+            f"Webhooks with two servers: from a job's end to its webhook stored by the receiver, "
+            f"{lag['p50']:.1f} ms (p50), {lag['p99']:.1f} ms (p99) over {lag['count']} jobs "
+            "created alternately on either server.",
             f"Takeover: with `--lease-seconds {kill['lease_s']:g}`, the {kill['jobs']} jobs a "
             f"killed instance was running were all ended by the other "
             f"{kill['takeover_s']:.2f} s after the SIGKILL.",
@@ -282,7 +371,14 @@ def main(argv: Sequence[str]) -> int:
         f"{kill['takeover_s']:.1f} s with a {kill['lease_s']:g} s lease"
     )
     headline = [("Cluster on PostgreSQL", value, f"benchmarks.md#{anchor(TITLE)}")]
-    raw = {"args": vars(args), "runs": runs, "takeover": kill, "costs": costs}
+    raw = {
+        "args": vars(args),
+        "runs": runs,
+        "takeover": kill,
+        "costs": costs,
+        "wake": wake,
+        "lag": lag,
+    }
     save("cluster", argv, TITLE, text, headline, raw)
     write_scaling_doc(text, argv)
     return 0

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from tests.conftest import ADMIN_TOKEN
+from tests.pgsupport import query
 from tests.support import wait_until
 from tests.unit.test_server_errors import assert_problem
 from tests.unit.test_server_store import new_job
@@ -166,3 +168,44 @@ def test_an_instance_is_woken_by_the_jobs_and_webhooks_of_another(make_app: Any)
         wait_until(lambda: heard["vt_outbox"] >= 1, timeout=10, message="a's webhook heard")
     finally:
         listener.stop()
+
+
+def test_a_listener_whose_connection_is_cut_listens_again_and_catches_up(
+    make_app: Any, database_url: str
+) -> None:
+    (a,) = runtimes(make_app, 1)
+    woken = threading.Event()
+    listener = Listener(database_url, {"vt_jobs": woken.set}, instance_id="srv_listener_test")
+    listener.start()
+    try:
+        wait_until(listener.listening.is_set, timeout=10, message="LISTEN in force")
+        woken.clear()
+        cut = query(
+            database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "srv_listener_test-listen",
+        )
+        assert cut == [(True,)]
+        # every handler is called once on reconnecting: what was sent meanwhile is not lost
+        wait_until(woken.is_set, timeout=15, message="the catch-up call after reconnecting")
+        wait_until(listener.listening.is_set, timeout=10, message="LISTEN in force again")
+        woken.clear()
+        a.store.create_job(new_job(), now=time.time())
+        wait_until(woken.is_set, timeout=10, message="a job heard on the new connection")
+    finally:
+        listener.stop()
+
+
+def test_a_listener_that_cannot_connect_keeps_trying_and_stops_when_told(
+    caplog: pytest.LogCaptureFixture, database_url: str
+) -> None:
+    nowhere = make_url(database_url).set(port=1).render_as_string(hide_password=False)
+    listener = Listener(nowhere, {"vt_jobs": lambda: None}, instance_id="x")
+    listener.start()
+    wait_until(
+        lambda: "listening for other instances failed" in caplog.text,
+        timeout=15,
+        message="the failure logged",
+    )
+    listener.stop()
+    assert not listener.listening.is_set()
