@@ -9,13 +9,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from client_lib.contract import FEED_QUERY
+from client_lib.contract import FEED_JOBS_MAX, FEED_QUERY
 from client_lib.fields import Field
 
 from .config import Settings
 from .feed import FeedBusy
 from .feed_auth import require_feed_token
-from .problems import APIProblem, problem_response
+from .problems import APIProblem, invalid, problem_response
 from .receiver import get_receiver
 
 bp = Blueprint("api", __name__)
@@ -39,7 +39,7 @@ def list_events() -> Response:
     feed = receiver.feed
     after = feed.latest() if query["after"] == "latest" else int(query["after"] or 0)
     try:
-        page = feed.read(after, job_id=query["job_id"], limit=query["limit"], wait=query["wait"])
+        page = feed.read(after, jobs=_jobs(query), limit=query["limit"], wait=query["wait"])
     except FeedBusy as exc:
         receiver.metrics.waits_refused.inc()
         raise APIProblem(
@@ -84,6 +84,21 @@ def metrics() -> Response:
     """Prometheus text format, from this app's own registry."""
     body = generate_latest(get_receiver().metrics.registry)
     return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+def _jobs(query: dict[str, Any]) -> frozenset[str] | None:
+    """The jobs a feed read is for: ``job_id`` alone, or ``jobs`` and heartbeats (job id "");
+    None: every event."""
+    if query["job_id"] is not None and query["jobs"] is not None:
+        raise invalid("jobs", "give job_id or jobs, not both")
+    if query["job_id"] is not None:
+        return frozenset([query["job_id"]])
+    if query["jobs"] is None:
+        return None
+    ids = {i.strip() for i in query["jobs"].split(",")} - {""}
+    if not ids or len(ids) > FEED_JOBS_MAX:
+        raise invalid("jobs", f"must name 1 to {FEED_JOBS_MAX} job ids")
+    return frozenset(ids | {""})
 
 
 def feed_query(settings: Settings) -> tuple[Field, ...]:

@@ -9,7 +9,7 @@ readers costs one query at a time. A cursor older than the tail is read from the
 **Waiting.** ``notify()`` (after a commit: once per stored event or batch, from any thread)
 only wakes the feed's own sync thread, so ingestion pays nothing for the readers. That
 thread syncs the tail once, then wakes exactly the parked long-polls the new events match
-(their job, or any job, after their cursor); each builds its page from memory. Many clients
+(their jobs, or any job, after their cursor); each builds its page from memory. Many clients
 waiting on one event cost one query, not one each.
 
 **Capacity.** waitress serves requests from a fixed pool of threads and a parked long-poll
@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class FeedSource(Protocol):
     """The store's reads the feed uses."""
 
     def events_after(
-        self, after: int, *, job_id: str | None = None, limit: int = 100
+        self, after: int, *, jobs: Collection[str] | None = None, limit: int = 100
     ) -> Sequence[StoredEventLike]: ...
     def last_cursor(self) -> int: ...
     def channels(self, now: float) -> Sequence[ChannelLike]: ...
@@ -85,10 +85,13 @@ class Page:
     last_seq: int | None
 
 
+Jobs = frozenset[str] | None  # the job ids a read is for ("" for heartbeats); None: every event
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class _Waiter:
     after: int
-    job_id: str | None
+    jobs: Jobs
     woken: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
@@ -140,18 +143,18 @@ class Feed:
         self._sync(self._syncs_started)
         return self._high
 
-    def read(self, after: int, *, job_id: str | None, limit: int, wait: float) -> Page:
-        """Events after ``after`` (for one job, or all), parking up to ``wait`` seconds for
-        one when there are none yet; FeedBusy when every parking slot is taken."""
+    def read(self, after: int, *, jobs: Jobs, limit: int, wait: float) -> Page:
+        """Events after ``after`` (for these jobs, or all), parking up to ``wait`` seconds
+        for one when there are none yet; FeedBusy when every parking slot is taken."""
         deadline = time.monotonic() + wait
         self._sync(self._syncs_started)
-        page = self._page(after, job_id, limit)
+        page = self._page(after, jobs, limit)
         if page.events or wait <= 0 or self._closed:
             return page
-        waiter = self._park(after, job_id)
+        waiter = self._park(after, jobs)
         try:
             while True:
-                page = self._page(after, job_id, limit)  # what synced before it parked, too
+                page = self._page(after, jobs, limit)  # what synced before it parked, too
                 left = deadline - time.monotonic()
                 if page.events or self._closed or left <= 0:
                     break
@@ -162,9 +165,9 @@ class Feed:
         if page.events or self._closed:
             return page
         self._sync(self._syncs_started)  # the deadline: a last look, as fresh as can be
-        return self._page(after, job_id, limit)
+        return self._page(after, jobs, limit)
 
-    def _page(self, after: int, job_id: str | None, limit: int) -> Page:
+    def _page(self, after: int, jobs: Jobs, limit: int) -> Page:
         now = time.time()
         with self._lock:
             channels = [c.to_wire(now) for c in self._channels]
@@ -172,13 +175,13 @@ class Feed:
                 start = bisect.bisect_right(self._tail, after, key=lambda e: e.seq)
                 found: list[Entry] = []
                 for entry in self._tail[start:]:
-                    if job_id is None or entry.job_id == job_id:
+                    if jobs is None or entry.job_id in jobs:
                         found.append(entry)
                         if len(found) >= limit:
                             break
                 last = found[-1].seq if found else None
                 return Page([e.wire for e in found], channels, last)
-        older = self._source.events_after(after, job_id=job_id, limit=limit)
+        older = self._source.events_after(after, jobs=jobs, limit=limit)
         last = older[-1].seq if older else None
         return Page([e.to_wire() for e in older], channels, last)
 
@@ -222,23 +225,25 @@ class Feed:
                     if entry.seq > waiter.after:
                         waiter.woken.set()
 
-    def _park(self, after: int, job_id: str | None) -> _Waiter:
-        waiter = _Waiter(after, job_id)
+    def _park(self, after: int, jobs: Jobs) -> _Waiter:
+        waiter = _Waiter(after, jobs)
         with self._lock:
             if self._waiters >= self._max_waiters:
                 raise FeedBusy(f"{self._waiters} long-polls already waiting")
             self._waiters += 1
-            self._parked.setdefault(job_id, set()).add(waiter)
+            for key in (None,) if jobs is None else jobs:
+                self._parked.setdefault(key, set()).add(waiter)
         return waiter
 
     def _unpark(self, waiter: _Waiter) -> None:
         with self._lock:
             self._waiters -= 1
-            group = self._parked.get(waiter.job_id)
-            if group is not None:
-                group.discard(waiter)
-                if not group:
-                    del self._parked[waiter.job_id]
+            for key in (None,) if waiter.jobs is None else waiter.jobs:
+                group = self._parked.get(key)
+                if group is not None:
+                    group.discard(waiter)
+                    if not group:
+                        del self._parked[key]
 
     def _run(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -228,12 +228,13 @@ class Store:
             return [ChannelState(r.endpoint, r.client_id, r.seq, r.received_at) for r in rows]
 
     def events_after(
-        self, after: int, *, job_id: str | None = None, limit: int = 100
+        self, after: int, *, jobs: Collection[str] | None = None, limit: int = 100
     ) -> list[StoredEvent]:
-        """Events with a cursor above ``after``, oldest first, optionally for one job."""
+        """Events with a cursor above ``after``, oldest first, optionally for some jobs only
+        (a heartbeat's job id is "")."""
         query = select(events).where(events.c.seq > after)
-        if job_id is not None:
-            query = query.where(events.c.job_id == job_id)
+        if jobs is not None:
+            query = query.where(events.c.job_id.in_(sorted(jobs)))
         query = query.order_by(events.c.seq).limit(limit)
         with self._engine.connect() as conn:
             return [StoredEvent.from_row(r) for r in conn.execute(query).mappings()]

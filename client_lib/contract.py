@@ -16,6 +16,7 @@ MAX_URL_LENGTH = 2048
 MAX_SIMULATED_DURATION_S = 24 * 3600
 MIN_ESTIMATE_FACTOR, MAX_ESTIMATE_FACTOR = 0.3, 5.0
 ID_LENGTH = 255
+FEED_JOBS_MAX = 100  # job ids one feed read may name
 MAX_SEQ = 2**53 - 1  # the largest integer every JSON reader keeps exact
 HEARTBEAT_EVENTS_MAX = 1000
 
@@ -107,6 +108,9 @@ FEED_QUERY = (
           "from now", pattern=r"latest|[0-9]{1,18}", max_length=18,
           pattern_hint="not a cursor this feed returned"),
     Field("job_id", "string", "Only this job's events", max_length=ID_LENGTH),
+    Field("jobs", "string", f"Comma-separated job ids, up to {FEED_JOBS_MAX}: only their events "
+          "and the channels' heartbeats (a waiting client's own jobs; excludes job_id)",
+          max_length=FEED_JOBS_MAX * (ID_LENGTH + 1)),
     Field("limit", "integer", "Events per page", default=100, minimum=1, maximum=1000),
     Field("wait", "number", "Seconds to wait for an event when there is none", default=0.0,
           minimum=0, maximum=60),

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.receiver_support import receiver_app, signed_headers
+from tests.receiver_support import job, receiver_app, signed_headers
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.both_engines]
 ENDPOINT = "http://127.0.0.1:9/webhooks"
@@ -91,6 +91,20 @@ def test_a_heartbeat_that_asks_nothing_of_a_client_wakes_no_one(client: FlaskCli
     page = client.get("/v1/events?after=0").get_json()
     assert [e["type"] for e in page["events"]] == ["job.completed"]
     assert page["channels"][0]["seq"] == 2  # the channel is refreshed all the same
+
+
+def test_a_read_for_some_jobs_shows_their_events_and_every_heartbeat(
+    client: FlaskClient,
+) -> None:
+    for job_id in ("job_1", "job_2", "job_3"):
+        doc = {"type": "job.completed", "timestamp": "2026-12-03T09:00:00.000Z"}
+        assert post(client, {**doc, "data": {**job(job_id)}}).status_code == 204
+    lost = {"seq": 9, "job_id": "job_9", "state": "sent", "next_attempt_at": None}
+    post(client, heartbeat(9, events=[lost]))  # news: fed
+    page = client.get("/v1/events?after=0&jobs=job_3,job_1").get_json()
+    assert [e["type"] for e in page["events"]] == ["job.completed"] * 2 + ["channel.heartbeat"]
+    assert [e["data"]["id"] for e in page["events"][:2]] == ["job_1", "job_3"]
+    assert page["cursor"] == page["events"][-1]["cursor"]
 
 
 def test_heartbeats_stay_out_of_a_jobs_own_views(client: FlaskClient) -> None:

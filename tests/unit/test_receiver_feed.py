@@ -136,6 +136,9 @@ def test_job_filter_and_limit(client: FlaskClient) -> None:
         ("?limit=1001", "limit"),
         ("?limit=x", "limit"),
         ("?job_id=" + "j" * 300, "job_id"),
+        ("?jobs=job_a&job_id=job_b", "jobs"),
+        ("?jobs=,%20,", "jobs"),
+        ("?jobs=" + ",".join(f"job_{i}" for i in range(101)), "jobs"),
     ],
 )
 def test_invalid_parameters_are_422_naming_the_field(
@@ -169,6 +172,18 @@ def test_long_poll_for_one_job_ignores_other_jobs(app: Flask, client: FlaskClien
     poller.join(timeout=5)
     assert poller.result is not None
     assert [e["webhook_id"] for e in poller.result["events"]] == ["msg_mine"]
+
+
+def test_long_poll_for_some_jobs_wakes_for_theirs_only(app: Flask, client: FlaskClient) -> None:
+    poller = start_poller(app, "?jobs=job_x,job_y&wait=10")
+    deliver(client, "job_other", "msg_other")
+    wait_until(lambda: get_receiver(app).feed.waiters == 1, timeout=2, message="parked")
+    assert poller.is_alive()
+    deliver(client, "job_y", "msg_y")
+    poller.join(timeout=5)
+    assert poller.result is not None
+    assert [e["webhook_id"] for e in poller.result["events"]] == ["msg_y"]
+    assert get_receiver(app).feed.waiters == 0
 
 
 def test_long_poll_times_out_cleanly(client: FlaskClient) -> None:
@@ -211,9 +226,9 @@ class CountingStore:
         self.store = store
         self.reads = 0
 
-    def events_after(self, after: int, *, job_id: str | None = None, limit: int = 100) -> Any:
+    def events_after(self, after: int, *, jobs: Any = None, limit: int = 100) -> Any:
         self.reads += 1
-        return self.store.events_after(after, job_id=job_id, limit=limit)
+        return self.store.events_after(after, jobs=jobs, limit=limit)
 
     def last_cursor(self) -> int:
         return self.store.last_cursor()
@@ -226,10 +241,10 @@ def test_feed_refuses_a_waiter_over_its_limit(app: Flask, client: FlaskClient) -
     feed_ = Feed(get_receiver(app).store, max_waiters=0)
     try:
         with pytest.raises(FeedBusy):
-            feed_.read(0, job_id=None, limit=10, wait=5)
+            feed_.read(0, jobs=None, limit=10, wait=5)
         assert feed_.waiters == 0
         deliver(client, "job_1", "msg_1")
-        page = feed_.read(0, job_id=None, limit=10, wait=5)  # found at once: no slot needed
+        page = feed_.read(0, jobs=None, limit=10, wait=5)  # found at once: no slot needed
         assert [e["webhook_id"] for e in page.events] == ["msg_1"]
     finally:
         feed_.close()
@@ -241,7 +256,7 @@ def test_one_event_wakes_many_waiters_with_one_read(app: Flask, client: FlaskCli
     pages: list[Any] = []
     threads = [
         threading.Thread(
-            target=lambda: pages.append(feed_.read(0, job_id=None, limit=10, wait=20)),
+            target=lambda: pages.append(feed_.read(0, jobs=None, limit=10, wait=20)),
             daemon=True,
         )
         for _ in range(30)
@@ -269,11 +284,11 @@ def test_a_cursor_older_than_the_tail_is_read_from_the_database(
         for i in range(5):
             deliver(client, f"job_{i % 2}", f"msg_{i}")
         assert feed_.latest() == 5
-        every = feed_.read(0, job_id=None, limit=100, wait=0)
+        every = feed_.read(0, jobs=None, limit=100, wait=0)
         assert [e["webhook_id"] for e in every.events] == [f"msg_{i}" for i in range(5)]
-        mine = feed_.read(0, job_id="job_1", limit=100, wait=0)
+        mine = feed_.read(0, jobs=frozenset({"job_1"}), limit=100, wait=0)
         assert [e["webhook_id"] for e in mine.events] == ["msg_1", "msg_3"]
-        recent = feed_.read(3, job_id=None, limit=1, wait=0)  # from the tail
+        recent = feed_.read(3, jobs=None, limit=1, wait=0)  # from the tail
         assert ([e["webhook_id"] for e in recent.events], recent.last_seq) == (["msg_3"], 4)
     finally:
         feed_.close()

@@ -36,7 +36,7 @@ def test_every_route_is_described(app: Flask) -> None:
 def test_the_feeds_parameters_are_the_fields_it_validates_with(app: Flask) -> None:
     doc = app.test_client().get("/openapi.json").get_json()
     params = {p["name"]: p["schema"] for p in doc["paths"]["/v1/events"]["get"]["parameters"]}
-    assert set(params) == {"after", "job_id", "limit", "wait"}
+    assert set(params) == {"after", "job_id", "jobs", "limit", "wait"}
     (wait, blank), (limit, _) = params["wait"]["anyOf"], params["limit"]["anyOf"]
     assert wait["maximum"] == 30  # the app's --max-wait, which it enforces
     assert blank == {"const": ""}  # an empty value means the default
