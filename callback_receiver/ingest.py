@@ -8,7 +8,9 @@ once; under a burst, webhooks arriving while a batch commits form the next one. 
 most ``batch_max`` writes (1: one transaction per webhook). One writer per process also means the
 request threads never contend for SQLite's write lock (whose busy handler sleeps).
 
-After each commit the feed is woken once, if the batch fed anything. A batch whose transaction
+After each commit the feed is woken once (``Feed.notify()``), if the batch fed anything; the
+events it fed are in ``write_batch``'s result (``BatchResult.fed``, in cursor order), which the
+feed does not need today: it reads new events back from the store. A batch whose transaction
 fails is rolled back whole: none of its writes is stored and each waiter raises
 ``IngestFailed`` (the API answers 503 with ``Retry-After``, the sender retries later and
 de-duplication makes that safe). Nothing acknowledged is ever lost, since nothing in a failed
@@ -123,12 +125,15 @@ class Ingest:
             log.exception("a batch of %d webhooks was not stored", len(batch))
             self._release(batch, error="the receiver failed to store it")
             return
-        if self._batch_sizes is not None:
-            self._batch_sizes.observe(len(batch))
-        if result.fed:
-            self._feed.notify()
         for pending, cursor in zip(batch, result.cursors, strict=True):
             pending.cursor = cursor
+        try:
+            if result.fed:
+                self._feed.notify()
+            if self._batch_sizes is not None:
+                self._batch_sizes.observe(len(batch))
+        except Exception:  # the batch is stored: its requests are answered 204 regardless
+            log.exception("waking the feed after a batch failed")
         self._release(batch)
         log.debug(
             "batch of %d committed in %.1f ms, %d fed",
