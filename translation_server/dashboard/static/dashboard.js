@@ -117,6 +117,7 @@
       $("token").value = "";
       await accept(resp);
       showBoard();
+      live(true);
       schedule(VISIBLE_MS);
     } catch (err) {
       state.token = null;
@@ -287,7 +288,7 @@
     const final = name !== "active";
     const admin = state.data.viewer.role === "admin";
     const heads = ["Job", "Status", "Requested", final ? "Started" : "Started / est. start",
-      final ? "Finished" : "Est. completion", "Progress", "Attempts", "Result or error", "Webhook", "Actions"];
+      final ? "Finished" : "Est. completion", "Progress", "Attempts", ...(final ? ["Result or error", "Webhook"] : []), "Actions"];
     const body = h("tbody", {});
     for (const job of jobs) {
       body.append(row(job, heads, admin));
@@ -332,10 +333,12 @@
         "data-job": job.id }),
       h("span", { class: "pct", "data-pct": job.id }, `${Math.round(value * 100)} %`)));
     cells.push(h("span", { class: "nowrap" }, job.attempts));
-    cells.push(outcome(job));
-    cells.push(job.webhook
-      ? h("span", { class: `hook ${job.webhook.state}` }, `${job.webhook.state} (${job.webhook.attempts} attempt${job.webhook.attempts === 1 ? "" : "s"})`)
-      : h("span", { class: "muted" }, job.callback_url ? "not yet" : "none"));
+    if (job.status !== "pending") {
+      cells.push(outcome(job));
+      cells.push(job.webhook
+        ? h("span", { class: `hook ${job.webhook.state}` }, `${job.webhook.state} (${job.webhook.attempts} attempt${job.webhook.attempts === 1 ? "" : "s"})`)
+        : h("span", { class: "muted" }, job.callback_url ? "not yet" : "none"));
+    }
     const open = state.details.has(job.id);
     const buttons = [h("button", {
       type: "button", class: "secondary small", "data-key": `hooks:${job.id}`,
@@ -354,7 +357,7 @@
   }
 
   function outcome(job) {
-    if (job.result && job.result.video_url) return h("span", { class: "outcome mono" }, job.result.video_url);
+    if (job.result && job.result.video_url) return h("span", { class: "outcome mono", title: job.result.video_url }, job.result.video_url);
     if (job.error) return h("span", { class: "outcome bad" }, `${job.error.code}: ${job.error.message}`);
     if (job.status === "cancelled") return h("span", { class: "outcome muted" }, "cancelled");
     return h("span", { class: "muted" }, "—");
