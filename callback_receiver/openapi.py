@@ -22,6 +22,7 @@ from client_lib.contract import (
 )
 from client_lib.fields import parameter, query_parameters
 
+from . import page
 from .api import feed_query
 from .config import Settings
 from .receiver import get_receiver
@@ -93,9 +94,9 @@ def document(settings: Settings) -> dict[str, Any]:
         },
         "/healthz": _plain("Liveness and database reachability", "ok", 503),
         "/metrics": _plain("Prometheus metrics", "text/plain"),
-        "/": _plain("The page of received webhooks", "text/html"),
         "/openapi.json": _plain("This document", "OpenAPI 3.1"),
     }
+    paths.update(page.openapi_paths(_FEED_AUTH))
     for operation in (op for item in paths.values() for op in item.values()):
         for response in operation["responses"].values():  # every answer names its request
             response["headers"] = {**response.get("headers", {}), **REQUEST_ID_HEADER}
