@@ -41,10 +41,18 @@ class IngestFailed(Exception):
     """The write was not stored (its batch failed, or the writer stopped): retry later."""
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     write: Write
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    # held until the batch is done: the writer releases it, the request thread acquires it (a
+    # lock, not an Event: waking a thread is then one release, the cheapest signal there is)
+    done: threading.Lock = dataclasses.field(default_factory=_held_lock)
     cursor: int | None = None
     error: str | None = None
 
@@ -87,7 +95,7 @@ class Ingest:
                 raise IngestFailed("the receiver is stopping")
             self._queue.append(pending)
             self._cond.notify()
-        if not pending.done.wait(ACK_TIMEOUT_S):
+        if not pending.done.acquire(timeout=ACK_TIMEOUT_S):
             raise IngestFailed(f"not committed within {ACK_TIMEOUT_S:g} s")
         if pending.error is not None:
             raise IngestFailed(pending.error)
@@ -146,4 +154,4 @@ class Ingest:
     def _release(batch: list[_Pending], *, error: str | None = None) -> None:
         for pending in batch:
             pending.error = error
-            pending.done.set()
+            pending.done.release()
