@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from client_lib.localsetup import load_local_setup
 from client_lib.models import JobStatus
 from tests import support
 from tests.e2e.servers import Stack, start_server, start_stack
+from tests.receiver_support import SECRET, event_body, signed_headers
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -209,3 +211,58 @@ def test_a_receiver_with_no_token_from_anywhere_refuses_to_start(tmp_path: Path)
     )
     assert done.returncode == 2
     assert "--feed-token" in done.stderr
+
+
+def test_the_shipped_receiver_parks_512_long_polls_and_still_takes_webhooks(
+    tmp_path: Path,
+) -> None:
+    token = "a-feed-token-for-many-waiters-0123"
+    with support.start_receiver(
+        tmp_path, "--secret", SECRET, "--feed-token", token, "--log-level", "WARNING"
+    ) as receiver:
+        socks = []
+        try:
+            for i in range(512):
+                sock = socket.create_connection(("127.0.0.1", receiver.port))
+                sock.sendall(
+                    f"GET /v1/events?job_id=job_{i}&wait=60 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {token}\r\n\r\n".encode()
+                )
+                socks.append(sock)
+            wait_until(
+                lambda: metrics_value(receiver.url, "receiver_feed_waiters") == 512,
+                timeout=30,
+                message="512 parked long-polls",
+            )
+            auth = {"Authorization": f"Bearer {token}"}
+            over = requests.get(f"{receiver.url}/v1/events?wait=5", headers=auth, timeout=10)
+            assert over.status_code == 503 and over.headers["Retry-After"] == "1"
+            with requests.Session() as session:
+                for i in range(20):
+                    body = event_body(f"job_other_{i}")
+                    resp = session.post(
+                        f"{receiver.url}/webhooks",
+                        data=body,
+                        headers=signed_headers(body),
+                        timeout=10,
+                    )
+                    assert resp.status_code == 204
+                body = event_body("job_7")  # wakes the one long-poll waiting for it
+                assert (
+                    session.post(
+                        f"{receiver.url}/webhooks",
+                        data=body,
+                        headers=signed_headers(body),
+                        timeout=10,
+                    ).status_code
+                    == 204
+                )
+            socks[7].settimeout(10)
+            answer = socks[7].recv(65536)
+            while b"job_7" not in answer and (more := socks[7].recv(65536)):
+                answer += more
+            assert answer.startswith(b"HTTP/1.1 200") and b'"job_7"' in answer
+            assert metrics_value(receiver.url, "receiver_feed_waiters") == 511
+        finally:
+            for sock in socks:
+                sock.close()
