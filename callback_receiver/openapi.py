@@ -16,9 +16,9 @@ from client_lib.contract import (
     FEED_PAGE,
     JOB,
     PROBLEM,
-    REQUEST_ID_HEADER,
     WEBHOOK,
     WEBHOOK_HEADERS,
+    describe_answers,
 )
 from client_lib.fields import parameter, query_parameters
 
@@ -97,9 +97,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "/openapi.json": _plain("This document", "OpenAPI 3.1"),
     }
     paths.update(page.openapi_paths(_FEED_AUTH))
-    for operation in (op for item in paths.values() for op in item.values()):
-        for response in operation["responses"].values():  # every answer names its request
-            response["headers"] = {**response.get("headers", {}), **REQUEST_ID_HEADER}
+    describe_answers(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Callback receiver", "version": "1.0.0"},

@@ -75,7 +75,8 @@ CREATE_CLIENT = (
 # headers and path segments
 IDEMPOTENCY_KEY = Field(
     "Idempotency-Key", "string", "The same key and body within 24 h return the same job",
-    max_length=255, pattern=NON_BLANK, pattern_hint="must not be blank",
+    max_length=255, pattern="[\\x21-\\x7e](?:[\\x20-\\x7e]*[\\x21-\\x7e])?",
+    pattern_hint="must be printable ASCII, not starting or ending with a space",
 )  # fmt: skip
 JOB_ID_PATTERN = "job_[A-Za-z0-9_-]{1,64}"
 JOB_ID = Field("job_id", "string", "A job id (anything else is 404)", max_length=68,
@@ -102,6 +103,22 @@ REQUEST_ID_HEADER: dict[str, Any] = {
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
     }
 }
+
+
+def describe_answers(paths: dict[str, Any]) -> None:
+    """Every answer of an OpenAPI document's paths carries ``X-Request-ID``; a 413 may also be
+    waitress's own, in plain text and without it (docs/api.md)."""
+    for operation in (op for item in paths.values() for op in item.values()):
+        responses = operation["responses"]
+        for status, response in responses.items():
+            header = REQUEST_ID_HEADER
+            content = response.get("content")
+            if status == "413":
+                header = {"X-Request-ID": {**REQUEST_ID_HEADER["X-Request-ID"], "required": False}}
+                content = {**(content or {}), "text/plain": {"schema": {"type": "string"}}}
+            answer = {**response, "headers": {**response.get("headers", {}), **header}}
+            responses[status] = {**answer, "content": content} if content else answer
+
 
 FEED_QUERY = (
     Field("after", "string", "A cursor the feed returned; empty: from the beginning; latest: "

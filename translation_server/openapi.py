@@ -19,7 +19,7 @@ from client_lib.contract import (
     JOB_ID,
     LIST_QUERY,
     PROBLEM,
-    REQUEST_ID_HEADER,
+    describe_answers,
 )
 from client_lib.fields import object_schema, parameter, query_parameters
 from client_lib.models import BULK_IDS_MAX
@@ -143,7 +143,7 @@ def document() -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _ok("The client with its API key and webhook secret"),
-                    **_errors(400, 401, 422),
+                    **_errors(400, 401, 413, 422),
                 },
             },
             "get": {
@@ -181,7 +181,7 @@ def document() -> dict[str, Any]:
     }
     paths.update(_webhook_paths())
     paths.update(dashboard_spec.paths())
-    with_request_ids(paths)
+    describe_answers(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Video translation server (simulated)", "version": "1.0.0"},
@@ -223,13 +223,6 @@ def _webhook_paths() -> dict[str, Any]:
             }
         },
     }
-
-
-def with_request_ids(paths: dict[str, Any]) -> None:
-    """Every answer carries ``X-Request-ID``: said once for every response of every path."""
-    for operation in (op for item in paths.values() for op in item.values()):
-        for response in operation["responses"].values():
-            response["headers"] = {**response.get("headers", {}), **REQUEST_ID_HEADER}
 
 
 @bp.get("/openapi.json")
