@@ -23,7 +23,7 @@ from ..runtime import Runtime, current_runtime
 from ..states import InvalidTransition
 from ..tenants import authenticate, require_admin
 from ..validation import JOB_ID_RE
-from .snapshot import Snapshots, Viewer, etag_of
+from .snapshot import Snapshots, View, Viewer, etag_of
 
 bp = Blueprint("dashboard_api", __name__)
 
@@ -53,14 +53,13 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(data, status=status, headers=headers, mimetype="application/json")
 
 
-def _conditional(body: dict[str, Any]) -> Response:
-    """200 with the body and its tag, or 304 when the caller already holds that tag."""
-    tag = etag_of(body)
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}
+def _conditional(view: View) -> Response:
+    """200 with the body and its tag, or 304 (nothing rendered) when the caller holds the tag."""
+    headers = {"ETag": view.tag, "Cache-Control": "no-cache"}
     held = {part.strip() for part in request.headers.get("If-None-Match", "").split(",")}
-    if tag in held:
+    if view.tag in held:
         return Response(status=304, headers=headers)
-    return _json(body, headers=headers)
+    return _json(view.build(), headers=headers)
 
 
 def _job(rt: Runtime, who: Viewer, job_id: str) -> JobRecord:
@@ -88,10 +87,10 @@ def dashboard() -> Response:
         if client_id not in known:
             raise APIProblem(404, "client_not_found", f"no client {client_id}")
     status = JobStatus(query["status"]) if query["status"] else None
-    body = snapshots.view(
+    view = snapshots.view(
         who, client_id=client_id, status=status, limit=query["limit"], now=time.time()
     )
-    return _conditional(body)
+    return _conditional(view)
 
 
 @bp.get("/v1/dashboard/jobs/<job_id>")
@@ -111,7 +110,7 @@ def job_detail(job_id: str) -> Response:
         "job": snapshots.render(job, time.time(), name, webhook),
         "deliveries": deliveries,
     }
-    return _conditional(body)
+    return _conditional(View(tag=etag_of(body), build=lambda: body))
 
 
 @bp.post("/v1/dashboard/jobs/<job_id>/cancel")

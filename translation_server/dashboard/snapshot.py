@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy import Connection, Select, bindparam, case, func, select
 
 from client_lib.models import JobStatus, format_time
 
@@ -37,6 +38,14 @@ FAILED = (State.ERROR.value, State.CANCELLED.value)
 CONCLUDED = ("delivered", "failed", "dropped")
 # Fields that move with the clock alone: not part of the tag.
 VOLATILE = frozenset({"progress", "estimated_completion_at", "estimated_start_at", "generated_at"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class View:
+    """An answer's tag, and how to render the answer (only when the tag is not held)."""
+
+    tag: str
+    build: Callable[[], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,15 +87,65 @@ def _stable(value: Any) -> Any:
     return value
 
 
-def _scoped(query: Select[Any], column: Any, client_id: str | None) -> Select[Any]:
-    return query if client_id is None else query.where(column == client_id)
+# Statements built once per shape (constructing a Core statement and its cache key costs
+# more than SQLite running it); the client, the limit and the windows are bound parameters.
+_ORDERS = {
+    "active": (
+        case((jobs.c.state == State.PROCESSING.value, 0), else_=1),
+        jobs.c.started_at,
+        jobs.c.priority.desc(),
+        jobs.c.seq,
+    ),
+    "ended": (jobs.c.finished_at.desc(), jobs.c.seq.desc()),
+}
+_LATEST_WEBHOOKS = (
+    select(
+        webhook_events.c.job_id,
+        webhook_events.c.id,
+        webhook_events.c.state,
+        webhook_events.c.attempts,
+    )
+    .where(webhook_events.c.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(webhook_events.c.created_at)
+)
+
+
+def _scoped(query: Select[Any], column: Any, scoped: bool) -> Select[Any]:
+    return query.where(column == bindparam("client_id")) if scoped else query
+
+
+@functools.lru_cache(maxsize=64)
+def _jobs_query(scoped: bool, states: tuple[str, ...], order: str) -> Select[Any]:
+    query = _scoped(select(jobs).where(jobs.c.state.in_(states)), jobs.c.client_id, scoped)
+    return query.order_by(*_ORDERS[order]).limit(bindparam("limit"))
+
+
+@functools.lru_cache(maxsize=2)
+def _summary_queries(scoped: bool) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    by_state = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+    ended = (
+        select(func.count()).select_from(jobs).where(jobs.c.finished_at >= bindparam("ended_after"))
+    )
+    hooks = (
+        select(webhook_events.c.state, func.count())
+        .where(webhook_events.c.created_at >= bindparam("created_after"))
+        .group_by(webhook_events.c.state)
+    )
+    return (
+        _scoped(by_state, jobs.c.client_id, scoped),
+        _scoped(ended, jobs.c.client_id, scoped),
+        _scoped(hooks, webhook_events.c.client_id, scoped),
+    )
 
 
 def _job_rows(
-    conn: Connection, client_id: str | None, states: Sequence[str], order: Iterable[Any], limit: int
+    conn: Connection, client_id: str | None, states: Sequence[str], order: str, limit: int
 ) -> list[JobRecord]:
-    query = _scoped(select(jobs).where(jobs.c.state.in_(list(states))), jobs.c.client_id, client_id)
-    return [JobRecord.from_row(r) for r in conn.execute(query.order_by(*order).limit(limit))]
+    if not states:
+        return []
+    query = _jobs_query(client_id is not None, tuple(states), order)
+    rows = conn.execute(query, {"client_id": client_id, "limit": limit})
+    return [JobRecord.from_row(r) for r in rows]
 
 
 class Snapshots:
@@ -107,50 +166,63 @@ class Snapshots:
         status: JobStatus | None,
         limit: int,
         now: float,
-    ) -> dict[str, Any]:
-        """The dashboard's answer: summary figures, the three job lists, the clients."""
+    ) -> View:
+        """The dashboard's answer (summary figures, the three job lists, the clients), with
+        its tag, worked out before the answer is rendered."""
         scope = viewer.client_id or client_id
         wanted = set(states_for_status(status)) if status is not None else None
 
         def lists(states: Sequence[str]) -> Sequence[str]:
             return [s for s in states if wanted is None or s in wanted]
 
-        completed_order = (jobs.c.finished_at.desc(), jobs.c.seq.desc())
-        active_order = (
-            case((jobs.c.state == State.PROCESSING.value, 0), else_=1),
-            jobs.c.started_at,
-            jobs.c.priority.desc(),
-            jobs.c.seq,
-        )
         with self._rt.db.engine.connect() as conn:
-            active = _job_rows(conn, scope, lists(ACTIVE), active_order, limit)
-            completed = _job_rows(
-                conn, scope, lists((State.COMPLETED.value,)), completed_order, limit
-            )
-            failed = _job_rows(conn, scope, lists(FAILED), completed_order, limit)
+            active = _job_rows(conn, scope, lists(ACTIVE), "active", limit)
+            completed = _job_rows(conn, scope, lists((State.COMPLETED.value,)), "ended", limit)
+            failed = _job_rows(conn, scope, lists(FAILED), "ended", limit)
             summary = self._summary(conn, scope, now)
             webhooks = self._latest_webhooks(conn, [j.id for j in (*active, *completed, *failed)])
         if viewer.client is not None:
             names = {viewer.client.id: viewer.client.name}
         else:
             names = {c.id: c.name for c in self.clients()}
+        positions = {j.id: self._queue_position(j) for j in active if j.state is State.QUEUED}
+        clients = (
+            [{"id": cid, "name": name} for cid, name in names.items()] if viewer.is_admin else None
+        )
+        lists_of = {"active": active, "completed": completed, "failed": failed}
+        # What the tag covers, without rendering: a job's stored version stands for every
+        # field of it that does not move with the clock.
+        stable = [
+            viewer.describe(),
+            summary,
+            clients,
+            {
+                name: [
+                    (j.id, j.version, positions.get(j.id), webhooks.get(j.id), j.client_id)
+                    for j in rows
+                ]
+                for name, rows in lists_of.items()
+            },
+        ]
 
-        def render(records: list[JobRecord]) -> list[dict[str, Any]]:
-            return [
-                self.render(j, now, names.get(j.client_id), webhooks.get(j.id)) for j in records
-            ]
+        def build() -> dict[str, Any]:
+            body: dict[str, Any] = {
+                "viewer": viewer.describe(),
+                "generated_at": format_time(now),
+                "summary": summary,
+            }
+            for name, rows in lists_of.items():
+                body[name] = [
+                    self.render(
+                        j, now, names.get(j.client_id), webhooks.get(j.id), positions.get(j.id)
+                    )
+                    for j in rows
+                ]
+            if clients is not None:
+                body["clients"] = clients
+            return body
 
-        body: dict[str, Any] = {
-            "viewer": viewer.describe(),
-            "generated_at": format_time(now),
-            "summary": summary,
-            "active": render(active),
-            "completed": render(completed),
-            "failed": render(failed),
-        }
-        if viewer.is_admin:
-            body["clients"] = [{"id": cid, "name": name} for cid, name in names.items()]
-        return body
+        return View(tag=etag_of(stable), build=build)
 
     def render(
         self,
@@ -158,13 +230,14 @@ class Snapshots:
         now: float,
         client_name: str | None,
         webhook: dict[str, Any] | None,
+        position: int | None = None,
     ) -> dict[str, Any]:
         """A job as the dashboard shows it: the job resource and where it stands."""
         estimate = self._rt.estimator.estimate(job, now)
         body = render_job(job, estimate)
-        position = start = None
+        start = None
         if job.state is State.QUEUED:
-            position = self._queue_position(job)
+            position = position or self._queue_position(job)
             if estimate is not None:
                 start = format_time(max(now, estimate.completion_at - job.estimated_duration))
         return {
@@ -185,21 +258,15 @@ class Snapshots:
         return self._rt.reads.queue_ahead(job) + 1
 
     def _summary(self, conn: Connection, client_id: str | None, now: float) -> dict[str, Any]:
+        by_state_q, ended_q, hooks_q = _summary_queries(client_id is not None)
+        scope = {"client_id": client_id}
         by_state = {s.value: 0 for s in State}
-        counted = select(jobs.c.state, func.count()).group_by(jobs.c.state)
-        for state, n in conn.execute(_scoped(counted, jobs.c.client_id, client_id)):
+        for state, n in conn.execute(by_state_q, scope):
             by_state[state] = int(n)
-        ended = select(func.count()).select_from(jobs).where(jobs.c.finished_at >= now - RECENT_S)
-        recent = int(conn.execute(_scoped(ended, jobs.c.client_id, client_id)).scalar_one())
-        deliveries = (
-            select(webhook_events.c.state, func.count())
-            .where(webhook_events.c.created_at >= now - WEBHOOK_WINDOW_S)
-            .group_by(webhook_events.c.state)
-        )
-        hooks: dict[str, int] = {
-            state: int(n)
-            for state, n in conn.execute(_scoped(deliveries, webhook_events.c.client_id, client_id))
-        }
+        ended = conn.execute(ended_q, {**scope, "ended_after": now - RECENT_S}).scalar_one()
+        recent = int(ended)
+        created = {**scope, "created_after": now - WEBHOOK_WINDOW_S}
+        hooks: dict[str, int] = {state: int(n) for state, n in conn.execute(hooks_q, created)}
         concluded = sum(hooks.get(s, 0) for s in CONCLUDED)
         delivered = hooks.get("delivered", 0)
         counts = {s.value: 0 for s in JobStatus}
@@ -219,16 +286,7 @@ class Snapshots:
         """Each job's newest webhook event: its id, delivery state and attempts."""
         if not job_ids:
             return {}
-        rows = conn.execute(
-            select(
-                webhook_events.c.job_id,
-                webhook_events.c.id,
-                webhook_events.c.state,
-                webhook_events.c.attempts,
-            )
-            .where(webhook_events.c.job_id.in_(job_ids))
-            .order_by(webhook_events.c.created_at)
-        )
+        rows = conn.execute(_LATEST_WEBHOOKS, {"ids": job_ids})
         return {
             job_id: {"webhook_id": event_id, "state": state, "attempts": attempts}
             for job_id, event_id, state, attempts in rows
