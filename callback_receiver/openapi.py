@@ -114,7 +114,10 @@ def document(settings: Settings) -> dict[str, Any]:
                 "feedToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The feed token: --feed-token, else the local set-up's",
+                    "description": "The feed token: --feed-token, else the local set-up "
+                    "file's receiver_token. The feed is never open: a receiver with neither "
+                    "refuses to start, and while the file holds none every feed request is "
+                    "401 no_feed_token_configured.",
                 }
             },
         },
