@@ -18,7 +18,7 @@ from scripts.hardening import Figure
 
 TITLE = "Hardening: what hostile callers change for everyone else"
 # module names under scripts/hardening, in the run's order
-PARTS: tuple[str, ...] = ("egress", "connections", "feed")
+PARTS: tuple[str, ...] = ("egress", "connections", "feed", "inputs")
 
 
 def main(argv: Sequence[str]) -> int:
