@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -84,21 +85,38 @@ def run_cluster_test(
     setup = load_local_setup(workdir / "local.json")
     auth = {"Authorization": f"Bearer {setup.api_key}"}
     victim = servers[2]
+    alive = list(servers)  # where creates go; the victim leaves it when killed
+    created = threading.Semaphore(0)
 
     def create(n: int) -> str:
+        """Create job n, retried on a live server under the same Idempotency-Key when the
+        victim dies with the request: a job is never created twice."""
         body: dict[str, Any] = {"callback_url": f"{receivers[n % 2].url}/webhooks"}
-        resp = requests.post(f"{servers[n % 3].url}/v1/jobs", json=body, headers=auth, timeout=10)
-        assert resp.status_code == 201, resp.text
-        return str(resp.json()["id"])
+        headers = {**auth, "Idempotency-Key": f"cluster-e2e-{n}"}
+        for _ in range(5):
+            targets = list(alive)
+            target = targets[n % len(targets)]
+            try:
+                resp = requests.post(
+                    f"{target.url}/v1/jobs", json=body, headers=headers, timeout=10
+                )
+            except requests.RequestException:  # the victim died with it: no answer, or half
+                continue
+            assert resp.status_code in (200, 201), resp.text
+            created.release()
+            return str(resp.json()["id"])
+        raise AssertionError(f"job {n} could not be created")
 
+    victim_id = wait_until(
+        lambda: query(url, "SELECT id FROM instances WHERE pid = %s", victim.proc.pid),
+        timeout=10,
+        message="the victim's instance row",
+    )[0][0]
     with ThreadPoolExecutor(12) as pool:
-        first = list(pool.map(create, range(JOBS // 2)))
-        # mid-run: once the victim runs jobs of its own, it dies without a word
-        victim_id = wait_until(
-            lambda: query(url, "SELECT id FROM instances WHERE pid = %s", victim.proc.pid),
-            timeout=10,
-            message="the victim's instance row",
-        )[0][0]
+        futures = [pool.submit(create, n) for n in range(JOBS)]
+        # mid-run, while jobs keep coming: once the victim runs jobs, it dies without a word
+        for _ in range(JOBS // 2):
+            assert created.acquire(timeout=60)
         wait_until(
             lambda: query(
                 url, "SELECT 1 FROM jobs WHERE owner = %s AND state = 'processing'", victim_id
@@ -106,6 +124,7 @@ def run_cluster_test(
             timeout=20,
             message="the victim to run jobs",
         )
+        alive.remove(victim)
         victim.stop(signal.SIGKILL)
         killed_at = time.time()
         # a transaction whose COMMIT left the victim before it died still commits: take the
@@ -127,18 +146,7 @@ def run_cluster_test(
                 url, "SELECT id FROM jobs WHERE owner = %s AND state = 'processing'", victim_id
             )
         }
-        survivors = servers[:2]
-
-        def create_on_survivors(n: int) -> str:
-            body = {"callback_url": f"{receivers[n % 2].url}/webhooks"}
-            resp = requests.post(
-                f"{survivors[n % 2].url}/v1/jobs", json=body, headers=auth, timeout=10
-            )
-            assert resp.status_code == 201, resp.text
-            return str(resp.json()["id"])
-
-        second = list(pool.map(create_on_survivors, range(JOBS - len(first))))
-    ids = set(first + second)
+        ids = {future.result() for future in futures}
     assert len(ids) == JOBS and orphans
 
     def all_final() -> bool:
