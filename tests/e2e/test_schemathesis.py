@@ -9,6 +9,7 @@ deterministic, so a run is the same every time and takes about a minute on two c
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,23 @@ def test_the_receivers_document(services: tuple[Service, Service], tmp_path: Pat
     run = apifuzz.run(receiver.url, {name: setup["receiver_token"] for name in schemes}, tmp_path)
     _check(run)
     assert run.cases > 200
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 314572800\r\n\r\n", 413),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: a\x1bb\r\n\r\n", 400),
+    ],
+)
+def test_waitress_answers_these_itself_in_plain_text_on_both(
+    services: tuple[Service, Service], request_bytes: bytes, status: int
+) -> None:
+    # docs/api.md, "waitress's own answers": not problem+json, and said so in the contract
+    for service in services:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            head = sock.recv(65536).split(b"\r\n\r\n")[0].decode("latin-1").lower()
+        assert head.split()[1] == str(status), head
+        assert "content-type: text/plain" in head and "connection: close" in head

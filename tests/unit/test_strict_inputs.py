@@ -157,6 +157,20 @@ def test_the_idempotency_key_is_bounded(
     assert resp.status_code == 422 and resp.get_json()["field"] == "Idempotency-Key"
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("limit=%C2%B2", "limit"), ("limit=%D9%A3", "limit"), ("wait=1e400", "wait"),
+     ("wait=NaN", "wait"), ("wait=Infinity", "wait"), ("job_id=" + "j" * 256, "job_id"),
+     ("after=latest%0A", "after")],
+)  # fmt: skip
+def test_the_feeds_query_is_bounded_like_the_servers(
+    receiver: Flask, query: str, field: str
+) -> None:
+    resp = receiver.test_client().get(f"/v1/events?{query}")
+    assert resp.status_code == 422 and resp.mimetype == "application/problem+json"
+    assert resp.get_json()["field"] == field and resp.get_json()["detail"].startswith(field)
+
+
 def test_an_empty_query_value_means_the_default(
     client: FlaskClient, tenant: dict[str, str], receiver: Flask
 ) -> None:
