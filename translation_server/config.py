@@ -53,6 +53,7 @@ class Settings:
     webhook_connect_timeout: float = 2.0
     webhook_breaker_failures: int = 5  # 0: no circuit breaker
     webhook_breaker_cooldown: float = 30.0
+    webhook_breaker_window: float = 10.0  # ... the failures in a row spanning at least this
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     heartbeat_interval: float = 1.0  # channel heartbeats; 0: none
     heartbeat_linger: float = 10.0
@@ -88,6 +89,8 @@ class Settings:
             problems.append("webhook-per-host, -per-tenant and -breaker-failures must be >= 0")
         if self.webhook_connect_timeout <= 0 or self.webhook_breaker_cooldown <= 0:
             problems.append("webhook-connect-timeout and webhook-breaker-cooldown must be > 0")
+        if self.webhook_breaker_window < 0:
+            problems.append("webhook-breaker-window must be >= 0")
         if self.max_attempts < 1:
             problems.append("max-attempts must be at least 1")
         if self.heartbeat_interval < 0 or self.heartbeat_linger < 0:
@@ -264,6 +267,12 @@ OPTIONS: list[Callable[[Any], Any]] = [
         default=_D.webhook_breaker_cooldown,
         type=float,
         help="Seconds a failing endpoint is first paused; doubled after each failed trial.",
+    ),
+    _opt(
+        "--webhook-breaker-window",
+        default=_D.webhook_breaker_window,
+        type=float,
+        help="Seconds the failed attempts in a row must span before an endpoint is paused.",
     ),
     _opt(
         "--webhook-retry-schedule",

@@ -74,6 +74,7 @@ class Dispatcher:
             per_tenant=settings.webhook_per_tenant or max(1, self._senders // 4),
             breaker_failures=settings.webhook_breaker_failures,
             cooldown=settings.webhook_breaker_cooldown,
+            window=settings.webhook_breaker_window,
             max_cooldown=BREAKER_MAX_S,
         )
         self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")

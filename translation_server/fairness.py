@@ -8,10 +8,12 @@ full host or tenant, or on an endpoint that keeps failing, never holds a thread:
 - **per host** (the URL's host name or IP, whatever its port): at most ``per_host``, so many
   ports (or tenants) on one slow host cannot hold every sender;
 - **per endpoint** (the pair client, callback URL) a circuit breaker: after
-  ``breaker_failures`` failed attempts in a row the endpoint is *open* for ``cooldown``
-  seconds, and its due events are moved to the end of that pause without an attempt (the
-  retry schedule does not advance). Then one trial attempt goes (*half-open*): success closes
-  the breaker; failure opens it again for twice as long, at most ``max_cooldown``.
+  ``breaker_failures`` failed attempts in a row, spanning at least ``window`` seconds (a
+  receiver restarting for a few seconds is no reason to pause its webhooks and heartbeats),
+  the endpoint is *open* for ``cooldown`` seconds, and its due events are moved to the end
+  of that pause without an attempt (the retry schedule does not advance). Then one trial
+  attempt goes (*half-open*): success closes the breaker; failure opens it again for twice
+  as long, at most ``max_cooldown``.
 
 The dispatcher asks ``exclusions`` before leasing (full tenants and endpoints in trial are
 left in the outbox, unread) and ``admit`` for what it read; every admitted event is
@@ -45,6 +47,7 @@ class Breaker:
     """One endpoint's failures in a row and, once open, until when."""
 
     failures: int = 0
+    failing_since: float = 0.0  # the first failure of the row
     open_until: float | None = None
     cooldown: float = 0.0
     trial_id: str | None = None  # the event of the half-open trial attempt under way
@@ -64,9 +67,11 @@ class Fairness:
         breaker_failures: int,
         cooldown: float,
         max_cooldown: float,
+        window: float = 0.0,
     ) -> None:
         self.per_host, self.per_tenant = per_host, per_tenant
         self._threshold = breaker_failures  # 0: no breaker
+        self._window = window
         self._cooldown, self._max_cooldown = cooldown, max(cooldown, max_cooldown)
         self._lock = threading.Lock()
         self._hosts: Counter[str] = Counter()
@@ -149,10 +154,14 @@ class Fairness:
             if succeeded:
                 self._breakers.pop(endpoint, None)
                 return
-            breaker = self._breakers.pop(endpoint, None) or Breaker()
+            breaker = self._breakers.pop(endpoint, None) or Breaker(failing_since=now)
             self._breakers[endpoint] = breaker  # the most recent failure last
             breaker.failures += 1
-            opens = breaker.open_until is None and breaker.failures >= self._threshold
+            opens = (
+                breaker.open_until is None
+                and breaker.failures >= self._threshold
+                and now - breaker.failing_since >= self._window
+            )
             if trial or opens:
                 breaker.cooldown = min(
                     self._max_cooldown, breaker.cooldown * 2 if trial else self._cooldown

@@ -179,6 +179,7 @@ def test_the_circuit_breaker_pauses_a_failing_endpoint_then_closes(make_app: Any
         webhook_retry_schedule=(0,) * 10,
         webhook_breaker_failures=3,
         webhook_breaker_cooldown=0.5,
+        webhook_breaker_window=0.0,
     )
     runtime, client = app.extensions["vt"], app.test_client()
     tenant = new_tenant(client)
@@ -226,6 +227,21 @@ def test_the_breaker_opens_doubles_on_a_failed_trial_and_closes_on_success() -> 
     (trial,), _, _ = fair.admit([event("a", url, 7)], 125.0, 8)
     fair.release(trial, True, 125.0)
     assert fair.state("a", url, 125.0) == "closed" and fair.in_flight == 0
+
+
+def test_failures_in_a_row_open_the_breaker_only_once_they_span_its_window() -> None:
+    """A receiver restarting for a few seconds fails a burst of attempts: no pause for that."""
+    fair = Fairness(
+        per_host=8, per_tenant=8, breaker_failures=3, cooldown=30, max_cooldown=60, window=10
+    )
+    url = "http://127.0.0.1:9/x"
+    for n, at in enumerate((100.0, 101.0, 102.0, 105.0)):  # four failures within 5 s
+        (taken,), _, _ = fair.admit([event("a", url, n)], at, 8)
+        fair.release(taken, False, at)
+    assert fair.state("a", url, 105.0) == "closed"
+    (taken,), _, _ = fair.admit([event("a", url, 9)], 110.0, 8)
+    fair.release(taken, False, 110.0)  # still failing 10 s after the first: paused
+    assert fair.state("a", url, 110.0) == "open"
 
 
 def test_limits_count_the_host_without_its_port_and_the_tenant() -> None:
