@@ -4,6 +4,7 @@ numbers the heartbeats have accounted for (per client of the server)."""
 from __future__ import annotations
 
 import collections
+import math
 
 from .models import Heartbeat
 
@@ -38,6 +39,14 @@ class ChannelView:
         """When the channel counts as silent if nothing is heard before."""
         stale = self._stale_factor * max(self._interval, 1.0)
         return max(self._heard_at or 0.0, self._waiting_since or 0.0) + stale
+
+    def look_by(self, regime: str, now: float) -> float:
+        """When a feed read should be back, so that a change of regime is noticed: when the
+        channel would fall silent; silent, after an interval (a page brings the channel's age,
+        even a page of a read for some jobs only that found none of theirs)."""
+        if not self.waiting or regime not in ("channel", "silent"):
+            return math.inf
+        return self.silent_at() if regime == "channel" else now + max(self._interval, 1.0)
 
     def is_silent(self, now: float) -> bool:
         """Whether heartbeats were due and none came for a few intervals."""

@@ -274,8 +274,7 @@ class WaitCore:
             return Poll(tuple(due))
         wake = self._polls.earliest()
         wake = now + self.policy.long_poll_s if wake is None else wake
-        if self._regime == "channel" and self._channel.waiting:
-            wake = min(wake, self._channel.silent_at())  # so the change of regime is noticed
+        wake = min(wake, self._channel.look_by(self._regime, now))  # a change of regime noticed
         block = max(0.0, min(self.policy.long_poll_s, wake - now))
         if max_block is not None:
             block = min(block, max_block)
