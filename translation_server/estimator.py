@@ -77,7 +77,7 @@ class Estimator:
         reads: JobReads,
         *,
         queue_version: Callable[[], int],
-        workers: int,
+        workers: int | Callable[[], int],
         mean_duration: float,
         min_view_age: float = MIN_VIEW_AGE_S,
         max_view_age: float = MAX_VIEW_AGE_S,
@@ -86,7 +86,8 @@ class Estimator:
     ) -> None:
         self._reads = reads
         self._queue_version = queue_version
-        self._workers = workers
+        # the worker slots of every live instance sharing the database (leases.py)
+        self._slots: Callable[[], int] = workers if callable(workers) else (lambda: workers)
         self._mean_duration = mean_duration
         self._min_view_age = min_view_age
         self._max_view_age = max_view_age
@@ -117,8 +118,9 @@ class Estimator:
         """When a slot should take this queued job, from its position and the busy slots."""
         view = self.queue_view()
         ahead = self._queue_ahead(job, view)
-        ends = view.slot_ends[: min(ahead + 1, self._workers)]
-        free = self._workers - view.processing
+        workers = self._slots()
+        ends = view.slot_ends[: min(ahead + 1, workers)]
+        free = workers - view.processing
         if ahead < free:
             return now
         index = ahead - max(free, 0)
@@ -144,7 +146,7 @@ class Estimator:
                 return current[2]
             version = self._queue_version()  # before reading: a later write invalidates
             taken_at = self._clock()
-            view = self._reads.queue_view(limit=self._view_limit, slots=self._workers)
+            view = self._reads.queue_view(limit=self._view_limit, slots=self._slots())
             self._view = (version, taken_at, view)
             return view
 

@@ -56,7 +56,8 @@ class Runtime:
         self.estimator = Estimator(
             self.reads,
             queue_version=lambda: self.store.queue_version,
-            workers=settings.workers,
+            # every live instance has as many slots as this one
+            workers=lambda: settings.workers * self.lease.live,
             mean_duration=(settings.duration_min + settings.duration_max) / 2,
         )
         self.metrics = ServerMetrics(self.reads.counts_by_state)
