@@ -65,7 +65,7 @@ test-e2e: $(STAMP) $(CHROMIUM) $(NGINX)
 ## Benchmarks (minutes): every one, then docs/benchmarks.md and the README's results; QUICK=1
 ## (or bench-quick) runs each smaller. wrk from Debian's packages when it can be installed,
 ## else a Python load generator.
-bench: $(STAMP)
+bench: $(STAMP) $(CHROMIUM)
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 || \
 		echo "wrk not available: the Python load generator will be used"
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt

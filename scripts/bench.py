@@ -31,6 +31,7 @@ BENCHMARKS = (
     "scale",
     "hardening",
     "cluster",
+    "dashboard",
 )  # the run's order
 HEADLINE = (
     "waiting",
@@ -41,6 +42,7 @@ HEADLINE = (
     "scale",
     "hardening",
     "cluster",
+    "dashboard",
 )  # the README's order
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 QUICK_NOTE = (

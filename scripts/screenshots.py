@@ -200,7 +200,7 @@ def server_time_ms(server: Service) -> float:
     return round(total / count * 1000, 2) if count else 0.0
 
 
-def measure(browser: Any, server: Service, data: dict[str, Any], quick: bool) -> dict[str, Any]:
+def measure(browser: Any, server: Service, quick: bool) -> dict[str, Any]:
     """Change-to-page latency, and the cost of an open page, visible and hidden."""
     page = browser.new_page(viewport=DESKTOP)
     who = tenant(server, "Measured")
@@ -225,16 +225,11 @@ def measure(browser: Any, server: Service, data: dict[str, Any], quick: bool) ->
     }
 
 
-def write_doc(figures: dict[str, Any], shots: Sequence[str], argv: Sequence[str]) -> None:
-    """Fill the measured part of docs/dashboard.md (between its markers) in place."""
-    info = machine()
-    cmd = " ".join([".venv/bin/python -m scripts.screenshots", *argv])
+def figures_table(figures: dict[str, Any]) -> str:
+    """The measured figures as a markdown table."""
     lag, vis, hid = figures["lag_ms"], figures["visible"], figures["hidden"]
-    body = "\n".join(
+    return "\n".join(
         [
-            f"Measured by `{cmd}` (`make screenshots`) on {info['date']}, "
-            f"{describe_machine(info)}.",
-            "",
             "| figure | value |",
             "|---|---|",
             f"| a change on the server to the page's DOM ({figures['changes']} jobs created) "
@@ -246,6 +241,20 @@ def write_doc(figures: dict[str, Any], shots: Sequence[str], argv: Sequence[str]
             f"| {hid['requests_per_s']:.3f} requests/s |",
             f"| server time per dashboard answer (its `/metrics`, every answer of the run) "
             f"| {figures['server_ms_per_answer']:.1f} ms |",
+        ]
+    )
+
+
+def write_doc(figures: dict[str, Any], shots: Sequence[str], argv: Sequence[str]) -> None:
+    """Fill the measured part of docs/dashboard.md (between its markers) in place."""
+    info = machine()
+    cmd = " ".join([".venv/bin/python -m scripts.screenshots", *argv])
+    body = "\n".join(
+        [
+            f"Measured by `{cmd}` (`make screenshots`) on {info['date']}, "
+            f"{describe_machine(info)}.",
+            "",
+            figures_table(figures),
             "",
             "Screenshots: " + ", ".join(f"[{s}](screenshots/{s})" for s in shots) + ".",
         ]
@@ -272,7 +281,7 @@ def main(argv: Sequence[str]) -> int:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             shots = screenshots(browser, server, receiver, data)
-            figures = measure(browser, server, data, args.quick)
+            figures = measure(browser, server, args.quick)
             browser.close()
     write_doc(figures, shots, argv)
     return 0
