@@ -294,3 +294,31 @@ def test_the_receiver_page_shows_events_and_rejections_with_their_reason(
         server.url, acme["auth"], callback_url=callback, simulate={"duration_s": 0.1}
     )
     expect(page.locator("tr.verified").filter(has_text=later["id"])).to_be_visible(timeout=LIVE)
+
+
+def test_at_a_phones_width_jobs_are_cards_with_nothing_off_screen(
+    browser: Browser, services: tuple[Service, Service]
+) -> None:
+    server, _ = services
+    acme = tenant(server, "acme")
+    job = create_job(server.url, acme["auth"], simulate={"duration_s": 60})["id"]
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    try:
+        sign_in(page, server, acme["api_key"])
+        card = row(page, job)
+        expect(card).to_be_visible(timeout=LIVE)
+        expect(card.locator("td[data-label='Status']")).to_contain_text(
+            re.compile("Processing|Queued")
+        )
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow} px wider than the screen"
+        cancel = card.get_by_role("button", name=f"Cancel {job}")
+        box = cancel.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        cancel.click()
+        expect(page.locator("#list-failed").locator(f'tr[data-job-row="{job}"]')).to_be_visible(
+            timeout=LIVE
+        )
+    finally:
+        context.close()
