@@ -65,7 +65,17 @@ def ensure_database(url: str) -> None:
     """Create the database named in ``url`` unless the PostgreSQL server already has it."""
     target = make_url(url)
     admin = target.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(
+            admin.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
+        )
+    except psycopg.OperationalError as exc:
+        where = target.set(database=None).render_as_string()
+        raise SystemExit(
+            f"PostgreSQL is not reachable at {where} ({str(exc).strip()}): start the service "
+            "(service postgresql start) or name another with --database-url"
+        ) from None
+    with conn:
         found = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
         ).fetchone()

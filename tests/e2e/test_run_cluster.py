@@ -86,3 +86,15 @@ def test_the_cluster_serves_a_job_end_to_end_behind_nginx_and_stops_on_ctrl_c(
     assert "stopped: {'server1': 0, 'server2': 0, 'receiver1': 0, 'receiver2': 0, 'nginx': 0}" in (
         output
     )
+
+
+def test_the_cluster_refuses_to_start_without_postgresql_naming_it(tmp_path: Path) -> None:
+    nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/vt_cluster"
+    done = subprocess.run(
+        [sys.executable, "scripts/run_cluster.py", "--database-url", nowhere,
+         "--credentials-file", str(tmp_path / "local.json"), "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "PostgreSQL is not reachable at postgresql+psycopg://postgres@127.0.0.1:1" in done.stderr
+    assert "Traceback" not in done.stderr

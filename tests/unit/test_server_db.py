@@ -14,6 +14,7 @@ from sqlalchemy import inspect, select, text
 
 from tests.support import ROOT
 from tests.unit.test_server_store import new_job
+from translation_server.config import Settings
 from translation_server.db import Database, DatabaseInUse, DatabaseLock, make_engine
 from translation_server.migrations import SCHEMA_VERSION, SchemaVersionError, version_table
 from translation_server.runtime import Runtime
@@ -141,3 +142,8 @@ def test_the_server_refuses_a_newer_schema_at_start_with_a_clear_message(tmp_pat
     assert done.returncode == 1
     assert f"newer than this server's {SCHEMA_VERSION}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_lease_must_last_some_time() -> None:
+    with pytest.raises(ValueError, match="lease-seconds must be > 0"):
+        Settings(lease_seconds=0)
