@@ -91,5 +91,7 @@ def test_a_finished_job_reaches_the_feed_and_the_page(
     assert (
         final.status_code == 200 and final.json()["webhook_id"] == feed["events"][0]["webhook_id"]
     )
-    page = requests.get(f"{receiver.url}/", timeout=10).text
-    assert job_id in page and "verified" in page
+    receipts = requests.get(
+        f"{receiver.url}/v1/receipts", params={"job_id": job_id}, headers=auth, timeout=10
+    ).json()["receipts"]
+    assert [(r["job_id"], r["result"]) for r in receipts] == [(job_id, "verified")]
