@@ -209,3 +209,18 @@ def test_a_listener_that_cannot_connect_keeps_trying_and_stops_when_told(
     )
     listener.stop()
     assert not listener.listening.is_set()
+
+
+def test_a_delivery_leased_by_a_gone_instance_is_taken_over_when_its_lease_passes(
+    make_app: Any,
+) -> None:
+    a, b = runtimes(make_app)
+    now = time.time()
+    job, _ = a.store.create_job(new_job(duration_s=0, callback_url=URL), now=now)
+    a.simulator.step(now)
+    a.simulator.step(now + 0.01)  # ended: its webhook is due
+    taken = a.dispatcher.outbox.lease(now=now + 0.02, limit=10, lease_s=5.0)
+    assert [e.job_id for e in taken] == [job.id]  # a is sending it, and then dies
+    assert b.dispatcher.outbox.lease(now=now + 1, limit=10, lease_s=5.0) == []
+    again = b.dispatcher.outbox.lease(now=now + 5.1, limit=10, lease_s=5.0)
+    assert [e.id for e in again] == [taken[0].id]  # same webhook-id: receivers de-duplicate
