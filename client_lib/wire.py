@@ -162,11 +162,22 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 class LogLineFormatter(logging.Formatter):
     """Both services' log format: a record's message with its control characters escaped,
-    whatever a caller sent (a traceback, which follows the message, keeps its lines)."""
+    whatever a caller sent; a traceback keeps its lines, each indented and escaped, so no
+    line but a record's first starts at the margin."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + printable(line) for line in text.splitlines())
 
 
 def configure_logging(level: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,13 @@ def test_a_log_line_cannot_be_forged_by_a_message() -> None:
     assert formatter.format(record) == "INFO got a\\nFORGED\\x1b[2J"
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "path %s", ("/v1/jobs",), None)
     assert formatter.format(plain) == "INFO path /v1/jobs"
+    try:
+        raise ValueError("bad\n2026-01-01 00:00:00,000 INFO forged: line\x85also")
+    except ValueError:
+        failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    first, *rest = formatter.format(failed).splitlines()
+    assert first == "ERROR failed" and rest and all(line.startswith("    ") for line in rest)
+    assert "    2026-01-01 00:00:00,000 INFO forged: line" in rest  # indented: not a record
 
 
 def test_the_document_bodies_are_what_the_server_checks(app: Flask) -> None:
