@@ -15,7 +15,7 @@
     token: sessionStorage.getItem(STORAGE_KEY),
     url: null, etag: null, data: null, skewMs: 0,
     details: new Map(), // job id -> {etag, data}: the open webhook panels
-    timer: null, busy: false, polls: 0,
+    timer: null, busy: false,
   };
 
   // ------------------------------------------------------------------ helpers
@@ -71,9 +71,7 @@
     }
   }
 
-  function notice(text) {
-    $("notice").textContent = text;
-  }
+  const notice = (text) => { $("notice").textContent = text; };
 
   // -------------------------------------------------------------- sign-in
 
@@ -171,7 +169,6 @@
         state.etag = null;
       }
       const resp = await call(url, { headers: state.etag ? { "If-None-Match": state.etag } : {} });
-      state.polls += 1;
       if (resp.status === 401) {
         signOut(`Signed out: ${await problem(resp)}`);
         return;
@@ -303,9 +300,7 @@
       h("thead", {}, h("tr", {}, heads.map((t) => h("th", { scope: "col" }, t)))), body)));
   }
 
-  function stateOf(job) {
-    return job.status === "pending" ? job.stage : job.status;
-  }
+  const stateOf = (job) => (job.status === "pending" ? job.stage : job.status);
 
   function progressOf(job) {
     if (stateOf(job) !== "processing") return job.progress;
