@@ -76,6 +76,7 @@ class Dispatcher:
             cooldown=settings.webhook_breaker_cooldown,
             window=settings.webhook_breaker_window,
             max_cooldown=BREAKER_MAX_S,
+            senders=self._senders,
         )
         self._pool = ThreadPoolExecutor(self._senders, thread_name_prefix="vt-webhook")
         # senders hand their results back; the dispatch loop records them in batches

@@ -3,8 +3,10 @@
 A sender thread is only ever given an event that may go at once, so an event waiting on a
 full host or tenant, or on an endpoint that keeps failing, never holds a thread:
 
-- **per tenant** (``client_id``): at most ``per_tenant`` attempts under way, so one tenant's
-  hanging endpoints hold at most that many senders; the rest serve everyone else;
+- **per tenant** (``client_id``): at most ``per_tenant`` attempts under way, more only while
+  ``per_tenant`` of the ``senders``, and of the host's places, stay free: a tenant alone can
+  use the senders for a burst, and yet one tenant's hanging endpoints always leave free
+  senders for everyone else;
 - **per host** (the URL's host name or IP, whatever its port): at most ``per_host``, so many
   ports (or tenants) on one slow host cannot hold every sender;
 - **per endpoint** (the pair client, callback URL) a circuit breaker: after
@@ -68,8 +70,10 @@ class Fairness:
         cooldown: float,
         max_cooldown: float,
         window: float = 0.0,
+        senders: int = 0,
     ) -> None:
         self.per_host, self.per_tenant = per_host, per_tenant
+        self._senders = senders  # 0: a tenant never goes beyond per_tenant
         self._threshold = breaker_failures  # 0: no breaker
         self._window = window
         self._cooldown, self._max_cooldown = cooldown, max(cooldown, max_cooldown)
@@ -88,7 +92,7 @@ class Fairness:
         """Tenants at their limit, and endpoints whose trial attempt is under way: the lease
         leaves their events in the outbox."""
         with self._lock:
-            tenants = [t for t, n in self._tenants.items() if n >= self.per_tenant]
+            tenants = [t for t in self._tenants if self._tenant_full(t)]
             trials = [endpoint for endpoint, b in self._breakers.items() if b.trial_id]
         return tenants, trials
 
@@ -123,7 +127,7 @@ class Fairness:
                     continue
                 if (
                     len(take) >= limit
-                    or self._tenants[event.client_id] >= self.per_tenant
+                    or self._tenant_full(event.client_id)
                     or self._hosts[host] >= self.per_host
                 ):
                     left += 1
@@ -134,6 +138,15 @@ class Fairness:
                 self._hosts[host] += 1
                 take.append(event)
         return take, later, left
+
+    def _tenant_full(self, client_id: str) -> bool:
+        """At its share, and beyond it only while a share of the senders stays free, and never
+        so far that one host could not take another tenant's share (locked)."""
+        n = self._tenants[client_id]
+        if n < self.per_tenant:
+            return False
+        free_after = self._senders - sum(self._tenants.values())
+        return free_after <= self.per_tenant or n >= self.per_host - self.per_tenant
 
     def release(self, event: OutboxEvent, succeeded: bool | None, now: float) -> None:
         """An admitted event's attempt is over: ``succeeded`` True (the endpoint answered),

@@ -158,18 +158,21 @@ def test_one_tenants_hanging_endpoints_do_not_delay_another_tenants_webhook(
     make_app: Any,
 ) -> None:
     """48 webhooks to 16 ports that accept and never answer, then another tenant's: it is
-    delivered while every hanging attempt is still under way."""
+    delivered while every hanging attempt is still under way, on a sender the hostile tenant
+    could not take."""
     app: Flask = make_app(start=True, webhook_timeout=60.0, webhook_senders=16)
     client = app.test_client()
     hostile, other = new_tenant(client, "hostile"), new_tenant(client, "other")
     with Tarpit("127.0.0.1", count=16) as tarpit, Sink([other["webhook_secret"]]) as sink:
         for url in tarpit.urls() * 3:
             assert post_job(client, hostile["auth"], url).status_code == 201
-        wait_until(lambda: tarpit.accepted >= 4, message="the hostile tenant's attempts")
+        wait_until(lambda: tarpit.accepted >= 8, message="the hostile tenant's attempts")
         assert post_job(client, other["auth"], sink.url).status_code == 201
         arrival = sink.wait_for(1, timeout=10)[0]
         assert arrival.verified_with == [0]
-        assert tarpit.accepted == 4  # its share (a quarter of the senders), no more
+        # beyond its share (4), a tenant borrows only while a share of the senders (16) and
+        # of the host's places (12) stays free for the others: 8
+        assert tarpit.accepted == 8
 
 
 @pytest.mark.both_engines
@@ -242,6 +245,22 @@ def test_failures_in_a_row_open_the_breaker_only_once_they_span_its_window() -> 
     (taken,), _, _ = fair.admit([event("a", url, 9)], 110.0, 8)
     fair.release(taken, False, 110.0)  # still failing 10 s after the first: paused
     assert fair.state("a", url, 110.0) == "open"
+
+
+def test_a_tenant_borrows_beyond_its_share_while_a_share_of_senders_stays_free() -> None:
+    fair = Fairness(
+        per_host=16, per_tenant=2, breaker_failures=0, cooldown=1, max_cooldown=1, senders=8
+    )
+    burst = [event("a", f"http://127.0.0.1:{n}/x", n) for n in range(1, 10)]
+    take, _, left = fair.admit(burst, 0.0, 8)
+    assert len(take) == 6 and left == 3  # 8 senders, 2 kept free for anyone else
+    assert fair.exclusions() == (["a"], [])
+    (other,), _, _ = fair.admit([event("b", "http://127.0.0.1:20/x", 20)], 0.0, 2)
+    assert fair.in_flight == 7
+    fair.release(other, True, 0.0)
+    for e in take:
+        fair.release(e, True, 0.0)
+    assert fair.exclusions() == ([], []) and fair.in_flight == 0
 
 
 def test_limits_count_the_host_without_its_port_and_the_tenant() -> None:
