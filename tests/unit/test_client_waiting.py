@@ -22,7 +22,7 @@ from client_lib import (
     WaitTimeout,
 )
 from client_lib.actions import Lookup, PinFeed, Poll, ReadFeed
-from client_lib.models import Event, Job
+from client_lib.models import ChannelStatus, Event, Job
 from client_lib.waiting import FEED_FILTER_MAX, WaitCore
 from tests.fakes import ENDPOINT, RECEIVER, SERVER, T0, FakeClock, FakeJob, FakeServices
 
@@ -382,6 +382,21 @@ def test_silent_channel_falls_back_to_polling(
     assert client._core.regime == "silent"
 
 
+def test_a_silent_channel_is_looked_at_every_interval_and_heard_again() -> None:
+    """While the channel counts as silent, a feed read (even one for some jobs only, which
+    parks until one of theirs comes) is back within a heartbeat interval: its page brings the
+    channel's age, and jobs go back on the quiet path at once."""
+    core = WaitCore(endpoint=ENDPOINT, seed=1)
+    core.feed_pinned("0", T0)
+    core.track(_job("job_a", T0, 600.0), T0, core.read_mark())  # no poll due for minutes
+    later = T0 + 30  # no page for a long time: silent
+    read = core.next_action(later)
+    assert core.regime == "silent"
+    assert isinstance(read, ReadFeed) and read.wait <= 1.0 and read.jobs == ("job_a",)
+    core.on_feed([], "0", later + 1, [ChannelStatus(ENDPOINT, 7, 0.2)])
+    assert core.regime == "channel"
+
+
 def test_429_retry_after_is_honoured(client: TranslationClient, services: FakeServices) -> None:
     services.receiver_down = [(0, T0 + 10_000)]
     services.status_answers = [(429, {"Retry-After": "7"})]
@@ -478,9 +493,9 @@ def test_a_job_created_while_a_read_for_other_jobs_was_under_way_is_looked_up_on
     assert isinstance(last, ReadFeed) and last.jobs == ("job_a", "job_b", "job_c")
 
 
-def _job(job_id: str, created: float) -> Job:
+def _job(job_id: str, created: float, duration_s: float = 10.0) -> Job:
     """A pending job of this client's channel, as the server describes it."""
-    fake = FakeJob(job_id, created, 10.0, 1.0, "completed", "deliver", ENDPOINT, channel=True)
+    fake = FakeJob(job_id, created, duration_s, 1.0, "completed", "deliver", ENDPOINT, channel=True)
     return Job.from_dict(fake.body(created))
 
 
