@@ -27,6 +27,9 @@ import requests
 from tests.support import Service, start_service, wait_until
 
 ADMIN_TOKEN = "e2e-admin-token-from-a-file-7f3a9c"
+FEED_TOKEN = "e2e-feed-token-from-a-file-0b41d2"
+# a secret the receiver accepts from a file named by its variable, never used to sign
+SPARE_SECRET = "whsec_" + base64.b64encode(b"spare-secret-from-a-file-0123456").decode()
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
 SIGNATURE = re.compile(r"v1,[A-Za-z0-9+/]{43}=")
 
@@ -46,6 +49,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     home = tmp_path / "home"  # made by the services themselves
     token_file = tmp_path / "admin-token"
     token_file.write_text(ADMIN_TOKEN + "\n")
+    (tmp_path / "feed-token").write_text(FEED_TOKEN)
+    (tmp_path / "secrets").write_text(SPARE_SECRET + "\n")
     env = {"VT_HOME": str(home)}
     server = start_service(
         "translation_server",
@@ -55,7 +60,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     )  # fmt: skip
     try:
         wait_until(lambda: (home / "local.json").exists(), message="the set-up file")
-        receiver = start_service("callback_receiver", [], tmp_path, name="receiver", env=env)
+        receiver = start_service(
+            "callback_receiver", ["--feed-token-file", str(tmp_path / "feed-token")], tmp_path,
+            name="receiver", env={**env, "VT_WEBHOOK_SECRETS_FILE": str(tmp_path / "secrets")},
+        )  # fmt: skip
     except BaseException:
         server.stop()
         raise
@@ -82,7 +90,7 @@ def _run_the_flow(stack: Stack) -> list[str]:
     assert acme.status_code == 201
     key, first_secret = acme.json()["api_key"], acme.json()["webhook_secret"]
     setup = stack.setup()
-    feed = _bearer(setup["receiver_token"])
+    feed = _bearer(FEED_TOKEN)
     callback = f"{receiver}/webhooks"
     body = {"callback_url": callback, "channel_events": True, "metadata": {"k": "v"},
             "simulate": {"duration_s": 0.2, "outcome": "completed"}}  # fmt: skip
@@ -113,7 +121,8 @@ def _run_the_flow(stack: Stack) -> list[str]:
     for url, headers in [
         (f"{server}/v1/jobs", _bearer(key[:-4] + "AAAA")),
         (f"{server}/v1/clients", _bearer(ADMIN_TOKEN + "x")),
-        (f"{receiver}/v1/events", _bearer(setup["receiver_token"] + "x")),
+        (f"{receiver}/v1/events", _bearer(FEED_TOKEN + "x")),
+        (f"{receiver}/v1/events", _bearer(setup["receiver_token"])),  # not the file's
     ]:
         assert requests.get(url, headers=headers, timeout=5).status_code == 401
     forged = requests.post(
@@ -134,7 +143,7 @@ def _run_the_flow(stack: Stack) -> list[str]:
         assert answer.startswith(b"HTTP/1.0 400 ")  # waitress's own, before the app
     return [
         ADMIN_TOKEN, key, setup["api_key"], first_secret, rotated.json()["webhook_secret"],
-        setup["webhook_secret"], setup["receiver_token"],
+        setup["webhook_secret"], setup["receiver_token"], FEED_TOKEN, SPARE_SECRET,
     ]  # fmt: skip
 
 
@@ -159,8 +168,9 @@ def test_no_secret_reaches_a_log_line_and_the_data_folder_is_owner_only(stack: S
     assert any(name.endswith("-wal") for name in found)  # SQLite's own files too
     assert all(mode == 0o600 for mode in found.values()), found
     assert stat.S_IMODE(stack.home.stat().st_mode) == 0o700
-    cmdline = Path(f"/proc/{stack.server.proc.pid}/cmdline").read_bytes()
-    assert ADMIN_TOKEN.encode() not in cmdline  # the file kept it out of ps
+    for service in (stack.server, stack.receiver):  # the files kept them out of ps
+        cmdline = Path(f"/proc/{service.proc.pid}/cmdline").read_bytes()
+        assert not any(s.encode() in cmdline for s in secrets), cmdline
     stack.server.stop()
     stack.receiver.stop()
     logs = {"server": stack.server.log(), "receiver": stack.receiver.log()}
