@@ -109,7 +109,7 @@ def run(
     *,
     max_examples: int = 15,
     seed: int = 1,
-    timeout: float = 600,
+    timeout: float = 280,
 ) -> FuzzRun:
     """Every check of schemathesis against ``url``'s document, ``max_examples`` per
     operation and phase, one worker; the service's 5xx counted from its metrics."""

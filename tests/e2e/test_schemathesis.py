@@ -18,6 +18,9 @@ import pytest
 from tests import apifuzz
 from tests.support import ADMIN, Service, start_receiver, start_server
 
+# a run takes under a minute on two cores; a machine shared with other work may take longer
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
