@@ -113,8 +113,12 @@ def ensure_receiver_token(path: Path) -> str:
 def keep_private() -> None:
     """From now on this process creates files and folders for its owner only (0600, 0700):
     the databases (with SQLite's -wal and -shm files), the set-up file and the data folder
-    hold secrets. Each service calls it first thing."""
+    hold secrets. Each service calls it first thing; the data folder, if it exists already,
+    is made owner-only too."""
     os.umask(0o077)
+    home = data_home()
+    if home.is_dir() and home.stat().st_uid == os.getuid():
+        home.chmod(0o700)
 
 
 def make_private_dir(path: Path) -> None:

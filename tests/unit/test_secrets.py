@@ -94,8 +94,13 @@ def test_the_receivers_secrets_and_feed_token_from_files(
 
 
 @pytest.fixture
-def private(tmp_path: Path) -> Any:
-    """This process's umask as a service sets it, restored afterwards."""
+def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """This process's umask as a service sets it, restored afterwards; its data folder
+    (``VT_HOME``) made beforehand with wider rights."""
+    home = tmp_path / "data"
+    home.mkdir()
+    home.chmod(0o755)
+    monkeypatch.setenv("VT_HOME", str(home))
     before = os.umask(0o022)
     os.umask(before)
     keep_private()
@@ -119,3 +124,4 @@ def test_the_set_up_file_and_its_folder_are_owner_only(private: Path) -> None:
     assert _mode(made_by_hand) == 0o755
     (private / "new.db").write_bytes(b"")  # what SQLite creates, under the service's umask
     assert _mode(private / "new.db") == 0o600
+    assert _mode(private / "data") == 0o700  # the data folder, made owner-only at start
