@@ -84,7 +84,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy translation_server callback_receiver client_lib
+	$(BIN)/mypy translation_server callback_receiver client_lib service_common
 
 clean:
 	rm -rf $(VENV) var *.egg-info

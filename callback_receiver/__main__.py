@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import logging
-import resource
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
-import waitress
-from flask import Flask
 
-from client_lib.localsetup import keep_private, secret_option, write_ready_file
-from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES, configure_logging
+from client_lib.localsetup import keep_private, secret_option
+from client_lib.wire import configure_logging
+from service_common.serving import build_server, serve_until_signalled
 
 from .app import close_app, create_app
 from .config import Settings
-from .feed import Feed
 from .feed_auth import get_feed_token
 from .migrations import SchemaVersionError
 from .receiver import get_receiver
@@ -238,11 +233,9 @@ def serve(settings: Settings) -> int:
         app = create_app(settings)
     except SchemaVersionError as exc:
         raise click.ClickException(str(exc)) from None
-    server = build_server(app, settings)
-    port = int(server.effective_port)  # type: ignore[union-attr]
-    url = f"http://{settings.host}:{port}"
+    server = build_server(app, settings, "callback_receiver")
+    url = f"http://{settings.host}:{int(server.effective_port)}"
     receiver = get_receiver(app)
-    _install_signal_handlers(receiver.feed)
     if not settings.secrets and settings.credentials_file is None:
         log.warning("no webhook secret configured: every webhook will be refused (401)")
     if settings.feed_token is None:
@@ -255,82 +248,17 @@ def serve(settings: Settings) -> int:
     log.info(
         "listening on %s (threads=%d, max waiters=%d)", url, settings.threads, settings.waiter_limit
     )
-    try:
-        if settings.ready_file is not None:
-            write_ready_file(settings.ready_file, url, port)
-        server.run()  # waitress catches the SystemExit/KeyboardInterrupt and returns
-    except (SystemExit, KeyboardInterrupt):
-        pass  # a signal before run() began
-    finally:
-        _shutdown(server, app)
-    return 0
-
-
-def build_server(app: Flask, settings: Settings) -> Any:
-    """The waitress server for ``app``, listening; configured through its public settings.
-
-    An idle or trickling connection costs a file descriptor and no thread (waitress hands a
-    request to a thread only once its headers are complete), so the connection limit is
-    high and poll() replaces select(), which cannot watch descriptors above 1023. A parked
-    long-poll does hold a thread: hence the thread count (config.py). waitress has no
-    header timeout and no per-address limit: docs/reverse-proxy.md.
-    """
-    files = raise_open_files_limit()
-    if files < settings.connection_limit + 64:
-        log.warning(
-            "open-files limit %d is below connection-limit %d plus headroom: "
-            "connections beyond it will fail to be accepted",
-            files,
-            settings.connection_limit,
-        )
-    return waitress.create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        ident="callback_receiver",
-        connection_limit=settings.connection_limit,
-        channel_timeout=settings.channel_timeout,
-        cleanup_interval=settings.cleanup_interval,
-        backlog=settings.backlog,
-        asyncore_use_poll=True,
-        # refused from the declared length, before a byte of the body is read
-        max_request_body_size=MAX_BODY_BYTES,
-        max_request_header_size=MAX_HEADER_BYTES,
+    # A signal releases the long-polls first (waitress waits for busy threads); requests under
+    # way finish their transactions (a webhook committed but not yet answered is simply
+    # redelivered and de-duplicated), then the store closes.
+    serve_until_signalled(
+        server,
+        url,
+        settings.ready_file,
+        on_signal=receiver.feed.close,
+        on_stop=lambda: close_app(app),
     )
-
-
-def raise_open_files_limit() -> int:
-    """Raise this process's open-files soft limit to its hard limit; returns the new limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard and hard != resource.RLIM_INFINITY:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return int(soft)
-
-
-def _install_signal_handlers(feed: Feed) -> None:
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        # Runs in the main thread inside waitress's select loop. Release the long-polls first:
-        # waitress waits for its busy threads (up to 5 s) when the loop unwinds.
-        log.info("signal %d: stopping", signum)
-        feed.close()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-
-def _shutdown(server: Any, app: Flask) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Release long-polls, let in-flight requests finish their transactions (a webhook
-    # committed but not yet answered is simply redelivered and de-duplicated), then close.
-    get_receiver(app).feed.close()
-    server.task_dispatcher.shutdown(timeout=5)
-    server.close()
-    close_app(app)
-    log.info("stopped")
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from client_lib.contract import FEED_JOBS_MAX, FEED_QUERY
 from client_lib.fields import Field
+from client_lib.wire import APIProblem, invalid
+from service_common.problems import problem_response
 
 from .config import Settings
 from .feed import FeedBusy
 from .feed_auth import require_feed_token
-from .problems import APIProblem, invalid, problem_response
 from .receiver import get_receiver
 
 bp = Blueprint("api", __name__)

@@ -20,6 +20,11 @@ class Metrics:
     waits_refused: Counter
     batch_sizes: Histogram
 
+    def observe_request(self, _method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request (labelled by its route, never its path)."""
+        self.requests.labels(route=route, status=str(status)).inc()
+        self.latency.labels(route=route).observe(seconds)
+
 
 def create_metrics(feed: Feed) -> Metrics:
     """A fresh registry with every collector, the waiters gauge reading ``feed``."""

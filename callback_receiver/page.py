@@ -17,9 +17,9 @@ from flask import Blueprint, Response, request, send_from_directory
 
 from client_lib.fields import Field, query_parameters
 from client_lib.models import format_time
+from client_lib.wire import APIProblem, invalid
 
 from .feed_auth import require_feed_token
-from .problems import APIProblem, invalid
 from .receiver import get_receiver
 from .store import Receipt
 

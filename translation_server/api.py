@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from client_lib.models import LEGACY_RESULT
+from client_lib.wire import APIProblem, invalid
 
-from .errors import APIProblem, invalid
 from .records import ClientRecord, JobRecord, NewJob, decode_cursor, encode_cursor
 from .resources import render_delivery, render_job
 from .runtime import Runtime, current_runtime

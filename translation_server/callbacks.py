@@ -20,7 +20,7 @@ import ipaddress
 import re
 import socket
 
-from .errors import APIProblem, invalid
+from client_lib.wire import APIProblem, invalid
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -12,83 +12,36 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Engine, select
+
+from service_common import engine
 
 from .migrations import migrate
 
 
 def make_engine(url: str, *, name: str | None = None) -> Engine:
-    """An engine for ``url``; on SQLite, transactions begin explicitly (see ``_on_begin``).
-
-    ``name``: on PostgreSQL, the connections' ``application_name`` (the instance id: it shows
-    in ``pg_stat_activity`` and is the payload of the notifications its writes send).
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = _engine(parsed, **_named(parsed, name))
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "begin", _on_begin)
-    return engine
+    """An engine for ``url`` (``service_common.engine``); ``name`` names its connections."""
+    return engine.create(url, pool=(20, 20), pg_pool=(8, 8), name=name)
 
 
-def reader(engine: Engine, *, name: str | None = None) -> Engine:
+def reader(writer_engine: Engine, *, name: str | None = None) -> Engine:
     """An engine of its own for reads of ONE statement, which need no transaction around them.
 
     Its connections are in autocommit, on SQLite and PostgreSQL alike: a hot read costs no
     BEGIN and no ROLLBACK, and a single SELECT is a consistent snapshot by itself. Reads of
-    several statements that must agree use ``engine``.
+    several statements that must agree use the writer's engine.
     """
     # nothing to roll back when a connection goes back to the pool: skip the reset
-    return _engine(
-        engine.url,
+    return engine.create(
+        writer_engine.url,
+        pool=(20, 20),
+        pg_pool=(8, 8),
+        name=name,
+        explicit_begin=False,
         isolation_level="AUTOCOMMIT",
         pool_reset_on_return=None,
-        **_named(engine.url, name),
     )
-
-
-def _named(url: URL, name: str | None) -> dict[str, Any]:
-    if name is None or url.get_backend_name() != "postgresql":
-        return {}
-    return {"connect_args": {"application_name": name}}
-
-
-def _engine(url: URL, **options: Any) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        # every instance holds its own connections: a modest pool leaves the server's
-        # max_connections (100 by default) room for several instances of both services
-        return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, **options)
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=20,
-        max_overflow=20,
-        **options,
-    )
-    event.listen(engine, "connect", _on_sqlite_connect)
-    return engine
-
-
-def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not pysqlite, decide when a transaction begins (see _on_begin).
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _on_begin(conn: Connection) -> None:
-    # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
-    # upgrades from read to write can fail with SQLITE_BUSY without waiting.
-    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Writer:

@@ -29,8 +29,9 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from client_lib.wire import APIProblem
+
 from .callbacks import REFUSED, CallbackPolicy, CallbackTarget, Refused, parse_callback_url
-from .errors import APIProblem
 
 POOLS = 64  # (scheme, IP, port, Host) pools whose keep-alive connections are kept
 

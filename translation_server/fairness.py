@@ -29,8 +29,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 
+from client_lib.wire import APIProblem
+
 from .callbacks import parse_callback_url
-from .errors import APIProblem
 from .outbox import OutboxEvent
 
 ENDPOINTS_KEPT = 10_000  # failing endpoints remembered; the oldest are forgotten first

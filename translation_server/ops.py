@@ -8,7 +8,8 @@ from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import SQLAlchemyError
 
-from .errors import APIProblem
+from client_lib.wire import APIProblem
+
 from .runtime import current_runtime
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,10 @@ import logging
 
 from flask import Blueprint, Response, request
 
+from client_lib.wire import APIProblem
+
 from .clients import Clients
 from .demo import SYSTEM_CLIENT_ID, refresh_local_setup
-from .errors import APIProblem
 from .ratelimit import RateLimiter
 from .records import ClientRecord
 from .runtime import current_runtime

@@ -17,9 +17,7 @@ from client_lib.contract import (
 )
 from client_lib.fields import check_object
 from client_lib.models import JobStatus
-from client_lib.wire import loads_strict
-
-from .errors import APIProblem, invalid
+from client_lib.wire import APIProblem, invalid, loads_strict
 
 CREATE_FIELDS = {f.name for f in CREATE_JOB}
 SIMULATE_FIELDS = {f.name for f in SIMULATE}

@@ -11,9 +11,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service_common.observe import RequestObserver
 from tests.conftest import ADMIN_TOKEN, auth
 from translation_server.metrics import ServerMetrics
-from translation_server.observe import RequestObserver
 from translation_server.runtime import Runtime
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -223,7 +223,7 @@ def test_a_failure_of_flask_itself_is_counted_as_a_500() -> None:
     def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         raise RuntimeError("an error handler that fails")
 
-    observed = RequestObserver(broken, metrics)  # type: ignore[arg-type]
+    observed = RequestObserver(broken, metrics.observe_request, logging.getLogger("test"))  # type: ignore[arg-type]
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/jobs/x"}
     with pytest.raises(RuntimeError):
         observed(environ, lambda *args: None)  # type: ignore[arg-type]

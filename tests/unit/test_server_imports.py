@@ -118,10 +118,42 @@ def test_the_server_package_has_no_import_cycle() -> None:
     assert cycles(graph) == []
 
 
-@pytest.mark.parametrize("package", ["translation_server", "callback_receiver", "client_lib"])
+@pytest.mark.parametrize(
+    "package", ["translation_server", "callback_receiver", "client_lib", "service_common"]
+)
 def test_every_module_can_be_held_in_one_read(package: str) -> None:
     lengths = {
         module_name(p): len(p.read_text().splitlines()) for p in (ROOT / package).rglob("*.py")
     }
     assert lengths
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+
+
+def top_level_imports(package: str) -> set[str]:
+    """The top-level packages that a package's modules import by absolute name."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "never"),
+    [
+        ("translation_server", {"callback_receiver"}),
+        ("callback_receiver", {"translation_server"}),
+        ("service_common", {"translation_server", "callback_receiver"}),
+        ("client_lib", {"translation_server", "callback_receiver", "service_common", "flask"}),
+    ],
+)
+def test_the_services_share_service_common_and_never_import_each_other(
+    package: str, never: set[str]
+) -> None:
+    imports = top_level_imports(package)
+    assert imports & never == set()
+    if package != "client_lib":
+        assert "client_lib" in imports

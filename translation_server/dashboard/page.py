@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
-from ..errors import APIProblem
+from client_lib.wire import APIProblem
 
 bp = Blueprint("dashboard_page", __name__)
 

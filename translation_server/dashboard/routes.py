@@ -15,8 +15,8 @@ from flask import Blueprint, Response, request
 
 from client_lib.fields import Field
 from client_lib.models import JobStatus
+from client_lib.wire import APIProblem, invalid
 
-from ..errors import APIProblem, invalid
 from ..records import JobRecord
 from ..resources import render_delivery, render_job
 from ..runtime import Runtime, current_runtime

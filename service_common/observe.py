@@ -1,7 +1,7 @@
-"""Request ids, the access log and request metrics: one WSGI middleware around the Flask app.
+"""Request ids, the access log and request metrics: one WSGI middleware around a Flask app.
 
 Every request passes through it, so it is written for the hot path: it reads the WSGI environ
-directly, adds its header in ``start_response`` and costs no Flask hook dispatch or context
+directly, adds its headers in ``start_response`` and costs no Flask hook dispatch or context
 lookup. Code inside the app finds the request id with ``request_id()``; the app's request
 class, ``RoutedRequest``, tells the middleware which route answered (the metrics' label).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Request, request
@@ -22,13 +22,11 @@ from client_lib.wire import request_id as accepted_request_id
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .metrics import ServerMetrics
-
-access_log = logging.getLogger("translation_server.access")
-
 REQUEST_ID_KEY = "vt.request_id"
 ROUTE_KEY = "vt.route"
 UNMATCHED_ROUTE = "<unmatched>"
+# (method, route, status, seconds): a service's request metrics
+ObserveRequest = Callable[[str, str, int, float], None]
 
 
 def request_id() -> str | None:
@@ -58,11 +56,15 @@ class RoutedRequest(Request):
 
 class RequestObserver:
     """Give each request an id (the caller's ``X-Request-ID`` when sane), echo it in the
-    answer, count the request by route and status with its latency, and log one line."""
+    answer with ``X-Content-Type-Options: nosniff``, count the request by route and status
+    with its latency, and log one line to ``access_log``."""
 
-    def __init__(self, app: WSGIApplication, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, app: WSGIApplication, observe: ObserveRequest, access_log: logging.Logger
+    ) -> None:
         self._app = app
-        self._metrics = metrics
+        self._observe = observe
+        self._log = access_log
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -74,6 +76,8 @@ class RequestObserver:
             nonlocal status_line
             status_line = status
             headers.append(("X-Request-ID", rid))
+            if not any(name.lower() == "x-content-type-options" for name, _ in headers):
+                headers.append(("X-Content-Type-Options", "nosniff"))
             return start_response(status, headers, exc_info)
 
         try:
@@ -81,7 +85,8 @@ class RequestObserver:
         except BaseException:  # Flask answers errors itself; this is its own failure: a 500
             self.record(environ, 500, time.perf_counter() - started, rid)
             raise
-        # Flask has built the whole answer by now; what remains is waitress sending it.
+        # Flask has built the whole answer by now; what remains is waitress sending it (or,
+        # for a streamed answer, its first part).
         self.record(environ, int(status_line[:3]), time.perf_counter() - started, rid)
         return body
 
@@ -89,9 +94,9 @@ class RequestObserver:
         """Count the request and write its access-log line."""
         method = environ.get("REQUEST_METHOD", "")
         route = environ.get(ROUTE_KEY, UNMATCHED_ROUTE)
-        self._metrics.observe_request(method, route, status, seconds)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
+        self._observe(method, route, status, seconds)
+        if self._log.isEnabledFor(logging.INFO):
+            self._log.info(
                 "%s %s %d %.1fms request_id=%s",
                 method,
                 # WSGI hands the path over as latin-1 text of the raw bytes: show it as UTF-8,

@@ -1,4 +1,4 @@
-"""Every error the server answers as problem details (``client_lib.wire``), Werkzeug's and
+"""Every error a service answers as problem details (``client_lib.wire``), Werkzeug's and
 unexpected ones included; and the app's JSON, strict in every answer."""
 
 from __future__ import annotations
@@ -10,14 +10,7 @@ from flask import Flask, Response, json
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from client_lib.wire import (
-    PROBLEM_CONTENT_TYPE,
-    STATUS_CODES,
-    TITLES,
-    APIProblem,
-    invalid,
-    problem_body,
-)
+from client_lib.wire import PROBLEM_CONTENT_TYPE, STATUS_CODES, TITLES, APIProblem, problem_body
 
 from .observe import request_id
 
@@ -27,7 +20,7 @@ log = logging.getLogger(__name__)
 def problem_response(
     status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
-    """Render a problem+json response."""
+    """Render a problem+json response, naming the current request."""
     body = problem_body(status, code, detail, request_id(), **extra)
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for key, value in (headers or {}).items():
@@ -45,9 +38,10 @@ class StrictJSON(DefaultJSONProvider):
         return super().dumps(obj, allow_nan=False, **kwargs)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, service: str, not_found: str | None = None) -> None:
     """Make every error, including Werkzeug's and unexpected ones, a problem+json answer, and
-    every JSON answer strict."""
+    every JSON answer strict. ``service`` names it in a 500's detail; ``not_found`` replaces
+    Werkzeug's 404 text."""
     app.json = StrictJSON(app)
 
     @app.errorhandler(APIProblem)
@@ -60,6 +54,8 @@ def register_error_handlers(app: Flask) -> None:
         detail = exc.description or TITLES.get(status, "error")
         if status == 413:
             detail = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
+        elif status == 404 and not_found:
+            detail = not_found
         allowed = getattr(exc, "valid_methods", None)
         headers = {"Allow": ", ".join(allowed)} if allowed else None
         return problem_response(
@@ -68,10 +64,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        # The boundary of last resort: should never run; never leaks details to the caller.
         log.error("unhandled error request_id=%s", request_id(), exc_info=exc)
         return problem_response(
-            500, "internal_error", "the server failed to handle this request; it has been logged"
+            500,
+            "internal_error",
+            f"the {service} failed to handle this request; it has been logged",
         )
-
-
-__all__ = ["APIProblem", "invalid", "problem_response", "register_error_handlers"]
