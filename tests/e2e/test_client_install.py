@@ -68,7 +68,9 @@ def test_the_readme_snippet_runs_from_another_folder_on_environment_alone(
             "VT_SERVER_URL": stack.server.url,
             "VT_RECEIVER_URL": stack.receiver.url,
             "VT_API_KEY": client.api_key or "",
+            "VT_RECEIVER_TOKEN": client.receiver_token or "",
         }
+        assert env["VT_RECEIVER_TOKEN"]  # the feed is never open
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         script = elsewhere / "snippet.py"
