@@ -239,7 +239,9 @@ def webhook_lag(args: Any, count: int) -> dict[str, Any]:
     token = "bench-cluster-feed-token-0123456789"
     with tempfile.TemporaryDirectory() as tmp, fresh_database("vt_bench") as url:
         creds = Path(tmp) / "local.json"
+        # a worker slot for every job: the figure is the webhook's, not the queue's
         extra = ("--credentials-file", str(creds), "--heartbeat-interval", "0")
+        extra += ("--workers", str(args.lag_jobs))
         with instances(url, count, Path(tmp), *extra) as servers:
             rargs = ["--database-url", url, "--credentials-file", str(creds),
                      "--feed-token", token, "--log-level", "WARNING"]  # fmt: skip
