@@ -1,15 +1,4 @@
-"""The schema's version: checked at every start, brought up to date by ordered migrations.
-
-The database records the version of the server's tables in ``schema_version`` (a row per
-component, so the receiver's tables may share the database). At start, in one transaction that
-no other starting server can interleave with (an advisory lock on PostgreSQL, ``BEGIN
-IMMEDIATE`` on SQLite):
-
-- no tables yet: every table is created at ``SCHEMA_VERSION``;
-- an older version: each migration after it runs, in order, then the row is updated;
-- a newer version (the database was migrated by newer code): the start is refused with
-  ``SchemaVersionError``, naming both versions, and nothing is changed;
-- the tables without a version row: version 1, the first schema.
+"""The server's schema (``service_common.migrations``): its version, and its migrations.
 
 A schema change is a new function in ``MIGRATIONS`` and ``SCHEMA_VERSION`` raised to its key;
 ``schema.py`` describes the latest version, which is what a fresh database gets.
@@ -19,20 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, inspect, text
+from sqlalchemy import Connection, Engine, text
+
+from service_common import migrations
+from service_common.migrations import SchemaVersionError, version_table
 
 from .schema import instances, metadata
 
 COMPONENT = "server"
 SCHEMA_VERSION = 2
 _LOCK_KEY = 7_316_041_602  # pg_advisory_xact_lock: one migrating server at a time
-
-version_table = Table(
-    "schema_version",
-    MetaData(),
-    Column("component", String(40), primary_key=True),
-    Column("version", Integer, nullable=False),
-)
 
 # PostgreSQL only: inserts of jobs and outbox rows notify the other instances at commit (see
 # notify.py); the payload is the writer's application_name, its instance id.
@@ -44,10 +29,6 @@ BEGIN
 END $$
 """
 NOTIFY_TRIGGERS = {"jobs": "vt_jobs", "webhook_events": "vt_outbox"}
-
-
-class SchemaVersionError(RuntimeError):
-    """The database's schema is newer than this code knows."""
 
 
 def _install_notifications(conn: Connection) -> None:
@@ -74,41 +55,21 @@ def _v2(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2}
 
 
-def database_version(conn: Connection) -> int | None:
-    """The version recorded in the database; 1 for tables without one; None for no tables."""
-    names = set(inspect(conn).get_table_names())
-    if version_table.name in names:
-        found = conn.execute(
-            version_table.select().where(version_table.c.component == COMPONENT)
-        ).first()
-        if found is not None:
-            return int(found.version)
-    return 1 if "jobs" in names else None
+SCHEMA = migrations.Schema(
+    component=COMPONENT,
+    version=SCHEMA_VERSION,
+    metadata=metadata,
+    marker="jobs",
+    lock_key=_LOCK_KEY,
+    migrations=MIGRATIONS,
+    on_create=_install_notifications,
+)
 
 
 def migrate(engine: Engine) -> int:
     """Create or bring the server's tables up to ``SCHEMA_VERSION``; returns the version found
     (0 for a fresh database). Raises ``SchemaVersionError`` for a newer schema."""
-    if engine.dialect.name == "sqlite":
-        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        found = database_version(conn)
-        if found is not None and found > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"the database's schema is at version {found}, newer than this server's "
-                f"{SCHEMA_VERSION}: run a server at least as new as the one that migrated it"
-            )
-        if found == SCHEMA_VERSION:
-            return found
-        if found is None:
-            metadata.create_all(conn)
-            _install_notifications(conn)
-        else:
-            for version in range(found + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](conn)
-        version_table.create(conn, checkfirst=True)
-        conn.execute(version_table.delete().where(version_table.c.component == COMPONENT))
-        conn.execute(version_table.insert().values(component=COMPONENT, version=SCHEMA_VERSION))
-        return found or 0
+    return migrations.migrate(engine, SCHEMA)
+
+
+__all__ = ["SCHEMA_VERSION", "SchemaVersionError", "migrate", "version_table"]
