@@ -3,7 +3,8 @@
     python -m scripts.stubs --port 0 --ready-file F bare --body-file B --threads N
     python -m scripts.stubs --port 0 --ready-file F recorder
 
-``bare``: a bare Flask app on stock waitress answering ``GET /v1/jobs/<id>`` with a fixed JSON
+``bare``: a bare Flask app on stock waitress, with the translation server's waitress settings
+(``service_common.serving``), answering ``GET /v1/jobs/<id>`` with a fixed JSON
 body (the baseline of ``bench_server``). ``recorder``: a WSGI app with no framework (it must
 not be the bottleneck) that stamps each ``POST`` on arrival, keeps its body and webhook headers
 and answers 204, as the project's receiver does; ``GET /_count`` and ``GET /_all`` read them
@@ -25,6 +26,9 @@ from typing import Any
 
 from flask import Flask, Response
 from waitress.server import create_server
+
+from service_common.serving import build_server
+from translation_server.config import Settings
 
 
 def bare_app(body: bytes) -> Flask:
@@ -74,9 +78,11 @@ def main() -> None:
     apps.add_parser("recorder")
     args = parser.parse_args()
     app = bare_app(args.body_file.read_bytes()) if args.app == "bare" else Recorder()
-    server: Any = create_server(
-        app, host=args.host, port=args.port, threads=getattr(args, "threads", 32)
-    )
+    if args.app == "bare":  # the server's own waitress settings, but for its threads
+        settings = Settings().replace(host=args.host, port=args.port, threads=args.threads)
+        server: Any = build_server(app, settings, "bare")
+    else:
+        server = create_server(app, host=args.host, port=args.port, threads=32)
     port = int(server.effective_port)
     ready = {"url": f"http://{args.host}:{port}", "port": port, "pid": os.getpid()}
     args.ready_file.with_suffix(".tmp").write_text(json.dumps(ready))
