@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, request, send_from_directory
+from flask import Blueprint, Response, request
 
 from client_lib.fields import Field, query_parameters
 from client_lib.models import format_time
-from client_lib.wire import APIProblem, invalid
+from client_lib.wire import invalid
+from service_common import pages
 
 from .feed_auth import require_feed_token
 from .receiver import get_receiver
@@ -29,10 +30,6 @@ PAGE_ROWS = 200
 SEARCHED_ROWS = 1000  # a job id filter looks through this many of the latest receipts
 STATIC = Path(__file__).resolve().with_name("static")
 ASSETS = {"receiver.js": "text/javascript", "receiver.css": "text/css"}
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 RECEIPTS_QUERY = (
     Field("job_id", "string", "Only receipts of this job", max_length=255),
     Field("limit", "integer", "Receipts per answer", default=PAGE_ROWS, minimum=1,
@@ -73,25 +70,16 @@ def receipt_json(receipt: Receipt) -> dict[str, Any]:
     }
 
 
-def _headers(resp: Response) -> Response:
-    resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["Cache-Control"] = "no-cache"
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    return resp
-
-
 @bp.get("/")
 def index() -> Response:
     """The page of received webhooks (its data comes from ``/v1/receipts``)."""
-    return _headers(send_from_directory(STATIC, "receiver.html", mimetype="text/html"))
+    return pages.page_file(STATIC, "receiver.html", "text/html")
 
 
 @bp.get("/assets/<name>")
 def asset(name: str) -> Response:
     """The page's script or stylesheet."""
-    if name not in ASSETS:
-        raise APIProblem(404, "not_found", f"no file {name}")
-    return _headers(send_from_directory(STATIC, name, mimetype=ASSETS[name]))
+    return pages.asset(STATIC, ASSETS, name)
 
 
 @bp.get("/v1/receipts")
