@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, MetaData, text
+from sqlalchemy import Connection, Engine, MetaData
 
 from service_common import migrations
 from service_common.migrations import SchemaVersionError
@@ -18,28 +18,11 @@ SCHEMA_VERSION = 2
 FEED_CHANNEL = "vt_feed"
 _LOCK_KEY = 7_316_041_603  # pg_advisory_xact_lock: one migrating receiver at a time
 
+
 # PostgreSQL only: a statement inserting events notifies every receiver at commit (notify.py),
 # with the writer's application_name (its instance id) as the payload.
-_NOTIFY_FUNCTION = """
-CREATE OR REPLACE FUNCTION vt_receiver_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify(TG_ARGV[0], current_setting('application_name'));
-  RETURN NULL;
-END $$
-"""
-
-
 def _install_notifications(conn: Connection) -> None:
-    if conn.dialect.name != "postgresql":
-        return
-    conn.execute(text(_NOTIFY_FUNCTION))
-    conn.execute(text(f"DROP TRIGGER IF EXISTS {FEED_CHANNEL}_notify ON events"))
-    conn.execute(
-        text(
-            f"CREATE TRIGGER {FEED_CHANNEL}_notify AFTER INSERT ON events "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION vt_receiver_notify('{FEED_CHANNEL}')"
-        )
-    )
+    migrations.install_insert_notifications(conn, "vt_receiver_notify", {"events": FEED_CHANNEL})
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _install_notifications}

@@ -46,6 +46,33 @@ class Schema:
     on_create: Callable[[Connection], None] = lambda conn: None  # after the tables, when fresh
 
 
+def install_insert_notifications(
+    conn: Connection, function: str, triggers: Mapping[str, str]
+) -> None:
+    """PostgreSQL only: a statement inserting into each table of ``triggers`` (table ->
+    channel) notifies its channel at commit, with the writer's ``application_name`` (its
+    instance id) as the payload; the trigger function is called ``function``."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(
+        text(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  PERFORM pg_notify(TG_ARGV[0], current_setting('application_name'));\n"
+            "  RETURN NULL;\n"
+            "END $$"
+        )
+    )
+    for table, channel in triggers.items():
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {channel}_notify ON {table}"))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {channel}_notify AFTER INSERT ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}('{channel}')"
+            )
+        )
+
+
 def database_version(conn: Connection, schema: Schema) -> int | None:
     """The version recorded in the database; 1 for tables without one; None for no tables."""
     names = set(inspect(conn).get_table_names())

@@ -21,28 +21,11 @@ _LOCK_KEY = 7_316_041_602  # pg_advisory_xact_lock: one migrating server at a ti
 
 # PostgreSQL only: inserts of jobs and outbox rows notify the other instances at commit (see
 # notify.py); the payload is the writer's application_name, its instance id.
-_NOTIFY_FUNCTION = """
-CREATE OR REPLACE FUNCTION vt_server_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify(TG_ARGV[0], current_setting('application_name'));
-  RETURN NULL;
-END $$
-"""
 NOTIFY_TRIGGERS = {"jobs": "vt_jobs", "webhook_events": "vt_outbox"}
 
 
 def _install_notifications(conn: Connection) -> None:
-    if conn.dialect.name != "postgresql":
-        return
-    conn.execute(text(_NOTIFY_FUNCTION))
-    for table, channel in NOTIFY_TRIGGERS.items():
-        conn.execute(text(f"DROP TRIGGER IF EXISTS {channel}_notify ON {table}"))
-        conn.execute(
-            text(
-                f"CREATE TRIGGER {channel}_notify AFTER INSERT ON {table} "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION vt_server_notify('{channel}')"
-            )
-        )
+    migrations.install_insert_notifications(conn, "vt_server_notify", NOTIFY_TRIGGERS)
 
 
 def _v2(conn: Connection) -> None:
