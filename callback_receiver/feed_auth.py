@@ -13,8 +13,6 @@ route that shows stored events (the receipts page).
 from __future__ import annotations
 
 import hmac
-import os
-import threading
 from pathlib import Path
 
 from flask import Flask, current_app, request
@@ -23,6 +21,7 @@ from client_lib.localsetup import load_local_setup
 from client_lib.wire import APIProblem
 
 from .config import Settings
+from .watched import WatchedFile
 
 EXTENSION_KEY = "callback_receiver.feed_token"
 CHALLENGE = 'Bearer realm="vt-receiver"'
@@ -35,24 +34,15 @@ class FeedToken:
     def __init__(self, token: str | None, credentials_file: Path | None) -> None:
         self._static = token
         self._file = credentials_file
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._from_file: str | None = None
+        self._watched = (
+            None if credentials_file is None else WatchedFile(credentials_file, self._load, None)
+        )
 
     def current(self) -> str | None:
         """The token accepted right now (None: none is configured yet)."""
-        if self._static is not None or self._file is None:
+        if self._static is not None or self._watched is None:
             return self._static
-        try:
-            st = os.stat(self._file)
-            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._from_file = self._load() if stamp is not None else None
-                self._stamp = stamp
-            return self._from_file
+        return self._watched.get()
 
     def _load(self) -> str | None:
         assert self._file is not None

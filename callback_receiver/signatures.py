@@ -6,8 +6,6 @@ Verification itself is the contract's (``client_lib.webhooks``).
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +13,8 @@ from standardwebhooks.webhooks import Webhook
 
 from client_lib.localsetup import load_local_setup
 from client_lib.webhooks import parse_secret
+
+from .watched import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +30,14 @@ class SecretSource:
     def __init__(self, secrets: Sequence[str], credentials_file: Path | None) -> None:
         self._static = [parse_secret(s) for s in secrets]
         self._file = credentials_file
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
-        self._from_file: list[Webhook] = []
+        empty: list[Webhook] = []
+        self._watched = (
+            None if credentials_file is None else WatchedFile(credentials_file, self._load, empty)
+        )
 
     def current(self) -> list[Webhook]:
         """Verifiers for every secret accepted right now."""
-        return [*self._static, *self._file_secrets()]
-
-    def _file_secrets(self) -> list[Webhook]:
-        if self._file is None:
-            return []
-        try:
-            st = os.stat(self._file)
-            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._from_file = self._load() if stamp is not None else []
-                self._stamp = stamp
-            return self._from_file
+        return [*self._static, *(self._watched.get() if self._watched is not None else [])]
 
     def _load(self) -> list[Webhook]:
         assert self._file is not None
