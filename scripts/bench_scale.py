@@ -39,10 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from client_lib import TranslationClient
-from client_lib.models import Event, parse_time
+from client_lib.models import parse_time
 from scripts.common import (
     Load,
     anchor,
@@ -51,6 +49,7 @@ from scripts.common import (
     memory_mb,
     metrics,
     parser,
+    received_times,
     run_load,
     save,
     summary_ms,
@@ -221,22 +220,6 @@ class Scale:
                 f"{name} | {marks[-1][1][name]['VmHWM']:.0f} MB | {rss} MB | {', '.join(cpu)}"
             )
         return rows
-
-
-def received_times(receiver_url: str, token: str | None) -> dict[str, float]:
-    """When the receiver stored each job's final webhook: its change feed from the start."""
-    out: dict[str, float] = {}
-    params = {"after": "", "limit": "1000"}
-    auth = {"Authorization": f"Bearer {token}"}
-    url = f"{receiver_url}/v1/events"
-    while events := requests.get(url, params=params, headers=auth, timeout=30).json():
-        for event in map(Event.from_dict, events["events"]):
-            if event.final_job is not None and (at := parse_time(event.received_at)) is not None:
-                out.setdefault(event.final_job.id, at)
-        if not events["events"]:
-            break
-        params["after"] = events["cursor"]
-    return out
 
 
 def dist(values_s: Iterable[float]) -> str:

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from client_lib.models import Event, parse_time
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results"
 
@@ -263,3 +265,19 @@ def _run_python(load: Load) -> dict[str, Any]:
         p99_ms=p99,
         max_ms=top,
     )
+
+
+def received_times(receiver_url: str, token: str | None) -> dict[str, float]:
+    """When the receiver stored each job's final webhook: its change feed from the start."""
+    out: dict[str, float] = {}
+    params = {"after": "", "limit": "1000"}
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"{receiver_url}/v1/events"
+    while events := requests.get(url, params=params, headers=auth, timeout=30).json():
+        for event in map(Event.from_dict, events["events"]):
+            if event.final_job is not None and (at := parse_time(event.received_at)) is not None:
+                out.setdefault(event.final_job.id, at)
+        if not events["events"]:
+            break
+        params["after"] = events["cursor"]
+    return out

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from scripts.common import received_times
 from tests.support import start_receiver, start_server
 
 from .callers import READY_TIMEOUT_S, AgentSpec, run_shape
@@ -29,7 +30,6 @@ from .matrix import LIBRARY, PEERS, Counts, JobSpec, Seen
 from .proxies import FlappingProxy, Reject503Proxy
 
 WORKERS = 2000  # worker slots of every server: no job ever queues
-RECEIVER_THREADS = 48  # a long-poll holds a receiver thread: one for every caller
 PROXIES: dict[str, type[FlappingProxy | Reject503Proxy]] = {
     "receiver flapping": FlappingProxy,
     "503 then retry": Reject503Proxy,
@@ -83,9 +83,10 @@ def run_cell(
     key, token = str(setup["api_key"]), setup.get("receiver_token")
     with contextlib.ExitStack() as stack:
         proxy, receiver_url = None, closed_port_url() if run.fault == "receiver down" else ""
+        stored_from = ""  # the receiver itself, not a proxy in front of it
         if run.strategy == LIBRARY and not receiver_url:
-            opts = ["--threads", str(RECEIVER_THREADS), "--log-level", "warning"]
-            receiver_url = keep.enter_context(start_receiver(workdir, *opts)).url
+            opts = ["--log-level", "warning"]  # its own defaults, as a user starts it
+            receiver_url = stored_from = keep.enter_context(start_receiver(workdir, *opts)).url
             if run.fault in PROXIES:
                 proxy = stack.enter_context(contextlib.closing(PROXIES[run.fault](receiver_url)))
                 receiver_url = proxy.url
@@ -105,6 +106,10 @@ def run_cell(
             run.shape, agent, run.specs, args.timeout, args.sizes["processes"][0], ready
         )
         run.wall_s = time.time() - began[0]
+        if stored_from:
+            stored = received_times(stored_from, token)
+            for s in run.seen:
+                s.stored_at = stored.get(s.job_id)
         if isinstance(proxy, FlappingProxy):
             run.proxy = {"down_windows": proxy.downs, "connections_dropped": proxy.dropped}
         elif isinstance(proxy, Reject503Proxy):

@@ -94,6 +94,7 @@ class Seen:
     finished_at: float | None = None
     path: str | None = None  # the library's detection path
     lookups: int = 0  # status requests naming this job
+    stored_at: float | None = None  # when the library's receiver stored its final webhook
 
     def saw(self, finished_at: str | None, at: float) -> None:
         """The caller learned at ``at`` that the job ended at ``finished_at`` (wire time)."""
@@ -105,6 +106,14 @@ class Seen:
         if self.seen_at is None or self.finished_at is None:
             return None
         return max(0.0, self.seen_at - max(self.finished_at, self.asked_at))
+
+    def stages(self) -> tuple[float, float] | None:
+        """A webhook-found job's lag in two: (end to stored, stored to known), in seconds."""
+        if self.path != "webhook" or None in (self.stored_at, self.seen_at, self.finished_at):
+            return None
+        assert self.stored_at is not None and self.seen_at is not None
+        start = max(self.finished_at or 0.0, self.asked_at)
+        return max(0.0, self.stored_at - start), max(0.0, self.seen_at - self.stored_at)
 
 
 @dataclasses.dataclass

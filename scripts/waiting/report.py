@@ -62,6 +62,15 @@ class Figures:
         return fig
 
 
+def stages(seen: Sequence[Seen]) -> str:
+    """p50 / p99 of each part of the webhook-found jobs' lag, two table cells."""
+    parts = [s for job in seen if (s := job.stages()) is not None]
+    if not parts:
+        return "- | -"
+    cols = [sorted(p[i] for p in parts) for i in (0, 1)]
+    return " | ".join(f"{fmt_s(percentile(c, 50))} / {fmt_s(percentile(c, 99))}" for c in cols)
+
+
 def at_most(value: float | None, limit: float, what: str) -> tuple[bool, str]:
     """A goal ``value <= limit`` on a duration."""
     return value is not None and value <= limit, f"{what} {fmt_s(value)} <= {fmt_s(limit)}"
@@ -158,7 +167,7 @@ class Report:
                 c, failed = run.counts, {k: v for k, v in run.counts.kinds.items() if "failed" in k}
                 requests.append(
                     f"{shape} | {c.kinds['status']} / {c.client_status} / "
-                    f"{run.server_status_requests} | {c.kinds['feed']} | "
+                    f"{run.server_status_requests} | {c.kinds['feed']} | {stages(run.seen)} | "
                     f"{failed or '-'} | {run.proxy or '-'} | {run.wall_s:.1f}"
                 )
         return cells, lost, requests
@@ -187,9 +196,14 @@ class Report:
             ]
         out += [
             "The library's requests: status requests counted by its transport / by the "
-            "client itself / by the server; feed requests; those with no answer; the fault's "
-            "proxy",
-            table("shape | status requests | feed | unanswered | proxy | wall s", requests),
+            "client itself / by the server; feed requests; where a webhook-found job's lag went "
+            "(p50 / p99: from its end to the receiver's `received_at`, millisecond resolution; "
+            "from then to the caller knowing); those with no answer; the fault's proxy",
+            table(
+                "shape | status requests | feed | end to stored | stored to known | unanswered | "
+                "proxy | wall s",
+                requests,
+            ),
         ]
         goals = [
             f"- {'PASS' if ok else 'MISS'} {s}: {t}" for f, s, ok, t in self.checks if f == fault
