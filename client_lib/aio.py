@@ -58,6 +58,7 @@ class AsyncTranslationClient:
         retries: RetryPolicy | None = None,
         seed: int | None = None,
         admin_token: str | None = None,
+        callback_url: str | None = None,
     ) -> None:
         """Each setting as ``TranslationClient`` resolves it (``config.py``).
 
@@ -72,6 +73,7 @@ class AsyncTranslationClient:
             receiver_token=receiver_token,
             admin_token=admin_token,
             credentials_file=credentials_file,
+            callback_url=callback_url,
         )
         self.base_url = self.config.server_url
         self.api_key = self.config.api_key
@@ -110,8 +112,9 @@ class AsyncTranslationClient:
 
     @property
     def default_callback_url(self) -> str | None:
-        """The receiver's webhook endpoint, used when ``create_job`` is given none."""
-        return f"{self.receiver_url}/webhooks" if self.receiver_url else None
+        """Where this client's jobs send their webhooks unless ``create_job`` is given another:
+        ``callback_url`` (``VT_CALLBACK_URL``), else the receiver's ``/webhooks``."""
+        return self.config.callback_url
 
     # ------------------------------------------------------------------ HTTP
 

@@ -29,6 +29,8 @@ def _client(ctx: click.Context) -> TranslationClient:
     """A client from the options given; the library resolves the rest (``config.py``)."""
     opts = ctx.obj
     kwargs = {"receiver_url": opts["receiver"]} if opts["receiver"] else {}
+    if opts["callback_url"]:
+        kwargs["callback_url"] = opts["callback_url"]
     try:
         return TranslationClient(
             base_url=opts["server"],
@@ -45,6 +47,12 @@ def _client(ctx: click.Context) -> TranslationClient:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server", default=None, help="Translation server URL [env VT_SERVER_URL]")
 @click.option("--receiver", default=None, help="Callback receiver URL [env VT_RECEIVER_URL]")
+@click.option(
+    "--callback-url",
+    default=None,
+    help="Where the server posts webhooks, if not the receiver URL + /webhooks "
+    "[env VT_CALLBACK_URL]",
+)
 @click.option("--api-key", default=None, help="Client API key [env VT_API_KEY]")
 @click.option(
     "--receiver-token", default=None, help="The receiver's feed token [env VT_RECEIVER_TOKEN]"
@@ -63,6 +71,7 @@ def main(
     ctx: click.Context,
     server: str | None,
     receiver: str | None,
+    callback_url: str | None,
     api_key: str | None,
     receiver_token: str | None,
     admin_token: str | None,
@@ -77,6 +86,7 @@ def main(
     ctx.obj = {
         "server": server,
         "receiver": receiver,
+        "callback_url": callback_url,
         "api_key": api_key,
         "receiver_token": receiver_token,
         "admin_token": admin_token,

@@ -46,11 +46,14 @@ class TranslationClient:
         policy: WaitPolicy | None = None,
         seed: int | None = None,
         admin_token: str | None = None,
+        callback_url: str | None = None,
     ) -> None:
         """Each setting: the argument, else its ``VT_`` environment variable, else the local
         set-up file, else the default (``config.py``).
 
         ``receiver_url=None`` means no receiver: waiting polls the server from the start.
+        ``callback_url``: the address the server posts this client's webhooks to, when the
+        receiver is reached there by another than ``receiver_url`` (a tunnel, a load balancer).
         """
         self.config = resolve(
             base_url=base_url,
@@ -59,6 +62,7 @@ class TranslationClient:
             receiver_token=receiver_token,
             admin_token=admin_token,
             credentials_file=credentials_file,
+            callback_url=callback_url,
         )
         self.base_url = self.config.server_url
         self.api_key = self.config.api_key
@@ -92,8 +96,9 @@ class TranslationClient:
 
     @property
     def default_callback_url(self) -> str | None:
-        """The receiver's webhook endpoint, used when ``create_job`` is given none."""
-        return f"{self.receiver_url}/webhooks" if self.receiver_url else None
+        """Where this client's jobs send their webhooks unless ``create_job`` is given another:
+        ``callback_url`` (``VT_CALLBACK_URL``), else the receiver's ``/webhooks``."""
+        return self.config.callback_url
 
     # ------------------------------------------------------------------ HTTP
 

@@ -4,11 +4,16 @@ set-up file, then defaults; the same for the library and the ``vt`` CLI.
     argument          environment            local set-up file      default
     base_url          VT_SERVER_URL          server_url             http://127.0.0.1:8000
     receiver_url      VT_RECEIVER_URL        receiver_url           http://127.0.0.1:8001
+    callback_url      VT_CALLBACK_URL        callback_url           {receiver_url}/webhooks
     api_key           VT_API_KEY             api_key                none
     receiver_token    VT_RECEIVER_TOKEN      receiver_token         none
     admin_token       VT_ADMIN_TOKEN         admin_token            none
     credentials_file  VT_CREDENTIALS_FILE    -                      $VT_HOME/local.json, else
                                                                     ./var/local.json
+
+``callback_url`` is where the server sends this client's webhooks: the receiver's own
+``/webhooks`` unless the receiver is reached there by another address (a tunnel, a public
+load balancer) than the one the client reads its feed from. With no receiver there is none.
 
 This module is the only one of the SDK that reads the environment.
 """
@@ -30,6 +35,7 @@ UNSET: Any = object()
 _ENV = {
     "server_url": "VT_SERVER_URL",
     "receiver_url": "VT_RECEIVER_URL",
+    "callback_url": "VT_CALLBACK_URL",
     "api_key": "VT_API_KEY",
     "receiver_token": "VT_RECEIVER_TOKEN",
     "admin_token": "VT_ADMIN_TOKEN",
@@ -47,6 +53,7 @@ class ClientConfig:
     receiver_token: str | None
     admin_token: str | None
     credentials_file: Path
+    callback_url: str | None
     sources: Mapping[str, str]
 
     def missing_api_key(self) -> str:
@@ -71,6 +78,7 @@ def resolve(
     admin_token: str | None = None,
     credentials_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    callback_url: str | None = None,
 ) -> ClientConfig:
     """Settle every setting; ``receiver_url=None`` explicitly means no receiver."""
     env = os.environ if environ is None else environ
@@ -82,6 +90,7 @@ def resolve(
         "api_key": api_key,
         "receiver_token": receiver_token,
         "admin_token": admin_token,
+        "callback_url": callback_url,
     }
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -102,6 +111,15 @@ def resolve(
     values["server_url"] = checked_url("server URL", values["server_url"])
     if values["receiver_url"]:
         values["receiver_url"] = checked_url("receiver URL", values["receiver_url"])
+    if not values["receiver_url"]:  # no feed to learn from: no webhooks of this client's own
+        values["callback_url"] = None
+    elif values["callback_url"]:
+        values["callback_url"] = checked_url("callback URL", values["callback_url"])
+    else:
+        values["callback_url"], sources["callback_url"] = (
+            values["receiver_url"] + "/webhooks",
+            ("receiver_url"),
+        )
     return ClientConfig(credentials_file=path, sources=sources, **values)
 
 

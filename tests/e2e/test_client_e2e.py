@@ -43,6 +43,17 @@ def test_webhooks_working_need_no_status_request(stack: Stack) -> None:
         assert client.stats.status_requests == 0
 
 
+def test_webhooks_to_another_address_of_the_receiver_are_waited_on_the_same(stack: Stack) -> None:
+    # the server posts to one address of the receiver, the client reads the feed at another
+    public = stack.receiver.url.replace("127.0.0.1", "localhost") + "/webhooks"
+    with stack.client(callback_url=public) as client:
+        job = client.create_job(simulate={"duration_s": 0.5, "outcome": "completed"})
+        assert job.callback_url == public
+        assert client.wait(job.id, timeout=30).status is JobStatus.COMPLETED
+        assert client.detection(job.id).path == "webhook"  # type: ignore[union-attr]
+        assert client.stats.status_requests == 0
+
+
 @pytest.mark.server_args("--fault-drop-webhook", "1.0")
 def test_lost_webhooks_resolve_by_polling(stack: Stack) -> None:
     with stack.client() as client:

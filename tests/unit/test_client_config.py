@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from client_lib import AuthenticationError, TranslationClient
+from client_lib import AsyncTranslationClient, AuthenticationError, TranslationClient
 from client_lib.config import resolve
 from client_lib.errors import ConfigurationError
 from client_lib.localsetup import data_home
@@ -83,3 +83,42 @@ def test_the_client_reads_its_environment(tmp_path: Path, monkeypatch: pytest.Mo
         "vt_env",
         "tok",
     )
+
+
+def test_the_callback_url_defaults_to_the_receivers_webhooks(tmp_path: Path) -> None:
+    path = setup_file(tmp_path, receiver_url="http://file:8001")
+    config = resolve(credentials_file=path, environ={})
+    assert (config.callback_url, config.source_of("callback_url")) == (
+        "http://file:8001/webhooks",
+        "receiver_url",
+    )
+    env = {"VT_CALLBACK_URL": "https://hooks.example.com/in/"}
+    config = resolve(credentials_file=path, environ=env)
+    assert config.callback_url == "https://hooks.example.com/in"
+    assert config.source_of("callback_url") == "VT_CALLBACK_URL"
+    given = resolve(callback_url="http://arg:1/w", credentials_file=path, environ=env)
+    assert (given.callback_url, given.source_of("callback_url")) == ("http://arg:1/w", "argument")
+    # no receiver: no feed to learn from, so no webhook address of the client's own
+    assert resolve(receiver_url=None, credentials_file=path, environ=env).callback_url is None
+
+
+def test_a_callback_url_without_http_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="callback URL 'hooks:9' must start with http"):
+        resolve(callback_url="hooks:9", credentials_file=tmp_path / "none.json", environ={})
+
+
+def test_the_client_sends_its_jobs_webhooks_to_its_callback_url(tmp_path: Path) -> None:
+    client = TranslationClient(
+        api_key="k",
+        receiver_url="http://10.0.0.5:8001",
+        callback_url="https://public.example.com/webhooks",
+        credentials_file=str(tmp_path / "none.json"),
+    )
+    assert client.default_callback_url == "https://public.example.com/webhooks"
+    aclient = AsyncTranslationClient(
+        api_key="k",
+        receiver_url="http://10.0.0.5:8001",
+        callback_url="https://public.example.com/webhooks",
+        credentials_file=str(tmp_path / "none.json"),
+    )
+    assert aclient.default_callback_url == client.default_callback_url
