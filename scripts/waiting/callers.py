@@ -65,6 +65,7 @@ class AgentSpec:
     rng_key: str
     pool: int = 1  # a poller's keep-alive connections
     receiver_token: str | None = None  # the library's feed token
+    callback_url: str | None = None  # the library's, when not the receiver's own /webhooks
 
     def make(self, timeout: float) -> Library | Poller:
         """A fresh agent whose waiting ends ``timeout`` seconds after its ``start``."""
@@ -96,6 +97,7 @@ class Library(Agent):
             receiver_url=receiver,
             receiver_token=spec.receiver_token,
             transport=counting,
+            callback_url=spec.callback_url,
         )
 
     def create(self, spec: JobSpec) -> Seen:

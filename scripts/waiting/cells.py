@@ -34,6 +34,7 @@ PROXIES: dict[str, type[FlappingProxy | Reject503Proxy]] = {
     "receiver flapping": FlappingProxy,
     "503 then retry": Reject503Proxy,
 }
+WEBHOOKS_ONLY = ("503 then retry",)  # the proxy carries the webhooks; the feed is read direct
 _REQUESTS = re.compile(r"^vt_http_requests_total\{([^}]*)\}\s+(\S+)$", re.M)
 
 
@@ -84,12 +85,16 @@ def run_cell(
     with contextlib.ExitStack() as stack:
         proxy, receiver_url = None, closed_port_url() if run.fault == "receiver down" else ""
         stored_from = ""  # the receiver itself, not a proxy in front of it
+        callback = None  # the receiver's own /webhooks
         if run.strategy == LIBRARY and not receiver_url:
             opts = ["--log-level", "warning"]  # its own defaults, as a user starts it
             receiver_url = stored_from = keep.enter_context(start_receiver(workdir, *opts)).url
             if run.fault in PROXIES:
                 proxy = stack.enter_context(contextlib.closing(PROXIES[run.fault](receiver_url)))
-                receiver_url = proxy.url
+                if run.fault in WEBHOOKS_ONLY:
+                    callback = proxy.url + "/webhooks"
+                else:
+                    receiver_url = proxy.url
         began = [0.0]
 
         def ready() -> None:
@@ -100,7 +105,14 @@ def run_cell(
 
         rng_key = f"{args.seed}/{run.shape}/{run.strategy}"
         agent = AgentSpec(
-            run.strategy, server.url, key, receiver_url, run.fault, rng_key, receiver_token=token
+            run.strategy,
+            server.url,
+            key,
+            receiver_url,
+            run.fault,
+            rng_key,
+            receiver_token=token,
+            callback_url=callback,
         )
         run.seen, run.counts = run_shape(
             run.shape, agent, run.specs, args.timeout, args.sizes["processes"][0], ready

@@ -29,10 +29,10 @@ FAULT_NOTES = {
     "after the cell starts, and every 10 s after): webhooks and feed requests alike.",
     "duplicates": 'every job is created with `simulate.webhook = "duplicate"`: its webhook '
     "is sent twice.",
-    "503 then retry": "the library's `receiver_url` is an HTTP proxy in front of the receiver "
+    "503 then retry": "the library's `callback_url` is an HTTP proxy in front of the receiver "
     "that answers the first `POST /webhooks` of each `job.*` event (by `webhook-id`) 503, "
     "without `Retry-After`, and passes everything else through; the server retries on its "
-    "schedule.",
+    "schedule. The library reads the feed from the receiver itself.",
 }
 FAULTS = tuple(FAULT_NOTES)
 # jobs per cell: one job's callers, sequential's and as_completed's jobs, processes x jobs
