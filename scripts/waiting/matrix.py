@@ -112,8 +112,9 @@ class Seen:
         if self.path != "webhook" or None in (self.stored_at, self.seen_at, self.finished_at):
             return None
         assert self.stored_at is not None and self.seen_at is not None
-        start = max(self.finished_at or 0.0, self.asked_at)
-        return max(0.0, self.stored_at - start), max(0.0, self.seen_at - self.stored_at)
+        start = max(self.finished_at or 0.0, self.asked_at)  # as the lag counts
+        stored = max(self.stored_at, start)
+        return stored - start, max(0.0, self.seen_at - stored)
 
 
 @dataclasses.dataclass
