@@ -70,10 +70,12 @@ Write = EventWrite | HeartbeatWrite | Receipt  # a Receipt alone: a refused POST
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What one committed batch did: a cursor per write (in the batch's order; None for a
-    duplicate event, a heartbeat that only refreshed its channel, or a refused POST's receipt)
-    and the events it added to the feed, in cursor order."""
+    """What one committed batch did: its transaction's number (``feed_lock.writes``), a cursor
+    per write (in the batch's order; None for a duplicate event, a heartbeat that only
+    refreshed its channel, or a refused POST's receipt) and the events it added to the feed,
+    in cursor order."""
 
+    writes: int
     cursors: list[int | None]
     fed: list[StoredEvent]
 
@@ -97,7 +99,7 @@ def write_batch(conn: Connection, batch: Sequence[Write]) -> BatchResult:
                 cursors[n] = stored_beat.seq
                 fed.append(stored_beat)
     _add_receipts(conn, [_receipt(w, c) for w, c in zip(batch, cursors, strict=True)], number)
-    return BatchResult(cursors=cursors, fed=fed)
+    return BatchResult(writes=number, cursors=cursors, fed=fed)
 
 
 def _insert_new(conn: Connection, table: Table, key: str) -> Any:

@@ -6,11 +6,14 @@ brings that tail up to date with one query for the events after its newest; conc
 requests share such a sync (one started after a request arrived serves it), so any number of
 readers costs one query at a time. A cursor older than the tail is read from the database.
 
-**Waiting.** ``notify()`` (after a commit: once per stored event or batch, from any thread)
-only wakes the feed's own sync thread, so ingestion pays nothing for the readers. That
-thread syncs the tail once, then wakes exactly the parked long-polls the new events match
-(their jobs, or any job, after their cursor); each builds its page from memory. Many clients
-waiting on one event cost one query, not one each.
+**Waiting.** After each of its write transactions the process's writer hands the events it
+committed to ``committed()``, which appends them to the tail with no query when the tail
+holds every earlier transaction (they are numbered: ``feed_lock.writes``), and wakes exactly
+the parked long-polls they match (their jobs, or any job, after their cursor); each builds its
+page from memory. Otherwise (another process wrote in between, or a sync is under way), and
+for ``notify()`` (from any thread), the feed's own sync thread syncs the tail once, then wakes
+the long-polls the same way. Many clients waiting on one event cost no query, or one, never
+one each.
 
 **Capacity.** waitress serves requests from a fixed pool of threads and a parked long-poll
 holds one. At most ``max_waiters`` park at once (default: threads minus 32, so webhooks,
@@ -64,6 +67,7 @@ class FeedSource(Protocol):
         self, after: int, *, jobs: Collection[str] | None = None, limit: int = 100
     ) -> Sequence[StoredEventLike]: ...
     def last_cursor(self) -> int: ...
+    def writes_committed(self) -> int: ...
     def channels(self, now: float) -> Sequence[ChannelLike]: ...
 
 
@@ -107,6 +111,8 @@ class Feed:
         self._lock = threading.Lock()  # the tail, the channels and the parked waiters
         self._sync_lock = threading.Lock()  # one sync at a time
         self._tail: list[Entry] = []
+        # the tail holds every event of the first ``_writes`` write transactions, at least
+        self._writes = source.writes_committed()
         self._high = self._low = source.last_cursor()  # the tail holds (low, high]
         self._channels: Sequence[ChannelLike] = ()
         self._syncs_started = 0
@@ -126,6 +132,26 @@ class Feed:
     def notify(self) -> None:
         """Events were committed: sync the tail and wake the long-polls they match."""
         self._kick.set()
+
+    def committed(self, writes: int, events: Sequence[StoredEventLike]) -> None:
+        """Write transaction number ``writes`` (``feed_lock.writes``) of this process committed
+        ``events`` (in cursor order): add them to the tail and wake the long-polls they match,
+        with no query when the tail holds every earlier transaction; else sync."""
+        if not self._sync_lock.acquire(blocking=False):  # a sync under way may miss them
+            self._kick.set()
+            return
+        try:
+            if writes <= self._writes:
+                return  # a sync brought them already
+            if writes != self._writes + 1:  # another process wrote in between
+                self._kick.set()
+                return
+            high = self._high
+            fresh = [Entry(e.seq, e.job_id, e.to_wire()) for e in events if e.seq > high]
+            self._extend(fresh, None)
+            self._writes = writes
+        finally:
+            self._sync_lock.release()
 
     def close(self) -> None:
         """Release every long-poll now (shutdown); later polls do not park."""
@@ -193,6 +219,8 @@ class Feed:
                 return  # one that began after the caller arrived has finished
             self._syncs_started += 1
             number = self._syncs_started
+            # read first: the events read next hold every event of these transactions
+            writes = self._source.writes_committed()
             fresh: list[Entry] = []
             high = self._high
             while True:  # a failure propagates: the next caller tries again
@@ -203,11 +231,13 @@ class Feed:
                 if len(batch) < SYNC_BATCH:
                     break
             self._extend(fresh, self._source.channels(time.time()))
+            self._writes = max(self._writes, writes)
             self._syncs_done = number
 
-    def _extend(self, fresh: list[Entry], channels: Sequence[ChannelLike]) -> None:
+    def _extend(self, fresh: list[Entry], channels: Sequence[ChannelLike] | None) -> None:
         with self._lock:
-            self._channels = channels
+            if channels is not None:
+                self._channels = channels
             if not fresh:
                 return
             self._tail.extend(fresh)

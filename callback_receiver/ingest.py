@@ -10,9 +10,11 @@ A batch holds at most ``batch_max`` writes (1: one transaction per webhook). One
 process also means the request threads never contend for SQLite's write lock (whose busy
 handler sleeps).
 
-After each commit the feed is woken once (``Feed.notify()``), if the batch fed anything; the
-events it fed are in ``write_batch``'s result (``BatchResult.fed``, in cursor order), which the
-feed does not need today: it reads new events back from the store. A batch whose transaction
+After each commit, before its requests are answered, the events the batch fed
+(``BatchResult.fed``, in cursor order) go straight to the feed's tail with the transaction's
+number (``Feed.committed()``), which wakes the long-polls they match with no query. A batch
+that fed a heartbeat wakes the feed's sync instead (``Feed.notify()``): the channels' liveness
+is read back from the store with the events. A batch whose transaction
 fails is rolled back whole: none of its writes is stored and each waiter raises
 ``IngestFailed`` (the API answers 503 with ``Retry-After``, the sender retries later and
 de-duplication makes that safe). Nothing acknowledged is ever lost, since nothing in a failed
@@ -30,7 +32,7 @@ from collections import deque
 from prometheus_client import Histogram
 from sqlalchemy.exc import SQLAlchemyError
 
-from .batchwrite import BatchResult, Write, write_batch
+from .batchwrite import BatchResult, HeartbeatWrite, Write, write_batch
 from .feed import Feed
 from .store import Store
 
@@ -146,8 +148,11 @@ class Ingest:
         for pending, cursor in zip(batch, result.cursors, strict=True):
             pending.cursor = cursor
         try:
-            if result.fed:
+            beats = any(isinstance(p.write, HeartbeatWrite) for p in batch)
+            if beats and result.fed:
                 self._feed.notify()
+            else:
+                self._feed.committed(result.writes, result.fed)
             if self._batch_sizes is not None:
                 self._batch_sizes.observe(len(batch))
         except Exception:  # the batch is stored: its requests are answered 204 regardless

@@ -244,6 +244,11 @@ class Store:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
 
+    def writes_committed(self) -> int:
+        """How many write transactions have committed (each bumps ``feed_lock.writes``)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(feed_lock.c.writes)).scalar_one())
+
     def final_event(self, job_id: str) -> StoredEvent | None:
         """The event that made ``job_id`` final, if one was received."""
         query = (

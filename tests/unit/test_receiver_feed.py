@@ -233,6 +233,9 @@ class CountingStore:
     def last_cursor(self) -> int:
         return self.store.last_cursor()
 
+    def writes_committed(self) -> int:
+        return self.store.writes_committed()
+
     def channels(self, now: float) -> Any:
         return self.store.channels(now)
 
@@ -272,6 +275,44 @@ def test_one_event_wakes_many_waiters_with_one_read(app: Flask, client: FlaskCli
             t.join(timeout=5)
         assert [p.events[0]["webhook_id"] for p in pages] == ["msg_all"] * 30
         assert counted.reads - reads_before == 1  # one query for thirty waiters
+    finally:
+        feed_.close()
+
+
+def test_a_committed_batch_wakes_its_waiters_without_a_query_and_a_gap_syncs(
+    app: Flask, client: FlaskClient
+) -> None:
+    store = get_receiver(app).store
+    counted = CountingStore(store)
+    feed_ = Feed(counted, max_waiters=4)
+    pages: list[Any] = []
+
+    def park() -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: pages.append(feed_.read(feed_.latest(), jobs=None, limit=10, wait=20)),
+            daemon=True,
+        )
+        thread.start()
+        wait_until(lambda: feed_.waiters == 1, timeout=5, message="a parked waiter")
+        return thread
+
+    try:
+        waiter = park()
+        reads = counted.reads
+        deliver(client, "job_1", "msg_1")  # transaction 1 of this database's writes
+        feed_.committed(store.writes_committed(), store.events_after(0))
+        waiter.join(timeout=5)
+        assert [e["webhook_id"] for e in pages[0].events] == ["msg_1"]
+        assert counted.reads == reads  # from the batch itself: no query
+        feed_.committed(store.writes_committed(), store.events_after(0))  # known: nothing
+        waiter = park()
+        reads = counted.reads
+        deliver(client, "job_2", "msg_2")
+        deliver(client, "job_3", "msg_3")  # two transactions this feed was not given
+        feed_.committed(store.writes_committed(), store.events_after(1)[1:])
+        waiter.join(timeout=5)  # the gap: a sync reads both back
+        assert [e["webhook_id"] for e in pages[1].events] == ["msg_2", "msg_3"]
+        assert counted.reads > reads
     finally:
         feed_.close()
 
