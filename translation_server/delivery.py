@@ -109,7 +109,7 @@ class Dispatcher:
         """Stop leasing, let attempts under way finish (bounded by the webhook timeout)."""
         self._loop.stop(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._record_finished()
+        self._record(self._finished())
         self._http.clear()
 
     def wake(self) -> None:
@@ -123,11 +123,12 @@ class Dispatcher:
 
         Events of tenants at their limit are not even read; events to a full host, or to an
         endpoint whose breaker is open, are moved later rather than handed to a sender. Each
-        round costs at most two write transactions however many webhooks it moves.
+        round costs one write transaction however many webhooks it records and moves.
         """
-        self._record_finished()
+        done = self._finished()
         free = self._senders - self._fair.in_flight
         if free <= 0:
+            self._record(done)
             return 1.0  # a sender finishing wakes us
         skip_clients, skip_endpoints = self._fair.exclusions()
         now = time.time()
@@ -151,11 +152,14 @@ class Dispatcher:
                 skip_clients=skip_clients,
                 skip_endpoints=skip_endpoints,
                 admit=admit,
+                done=done,
             )
         except Exception:
             for event in admitted:  # admitted, never leased: give their places back
                 self._fair.release(event, None, now)
+            self._record(done)  # the results alone, once more
             raise
+        self._recorded(done)
         for event in events:
             self._pool.submit(self._deliver, event)
         if (events or moved) and len(events) < free and not left:
@@ -167,22 +171,30 @@ class Dispatcher:
         # due events of skipped tenants are not ours to spin on: their senders finishing wake us
         return max(wait, 0.25) if skip_clients or skip_endpoints else wait
 
-    def _record_finished(self) -> None:
-        """Write the results the senders handed back, in one transaction."""
+    def _finished(self) -> list[tuple[OutboxEvent, list[AttemptResult]]]:
+        """The results the senders handed back since the last round."""
         batch = []
         while True:
             try:
                 batch.append(self._results.get_nowait())
             except queue.Empty:
-                break
-        if batch:
-            try:
-                self._outbox.record_many(batch)
-            except Exception:
-                # not recorded: their leases expire and they are sent again (at-least-once)
-                log.exception("recording %d webhook attempts failed", len(batch))
-                return
-            self._on_recorded([event for event, _ in batch])
+                return batch
+
+    def _record(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
+        """Write finished attempts, in one transaction."""
+        if not done:
+            return
+        try:
+            self._outbox.record_many(done)
+        except Exception:
+            # not recorded: their leases expire and they are sent again (at-least-once)
+            log.exception("recording %d webhook attempts failed", len(done))
+            return
+        self._recorded(done)
+
+    def _recorded(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
+        if done:
+            self._on_recorded([event for event, _ in done])
 
     def _deliver(self, event: OutboxEvent) -> None:
         results: list[AttemptResult] = []

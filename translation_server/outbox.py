@@ -16,10 +16,10 @@ has passed is due again: delivery is at-least-once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, tuple_, update
 
 from .db import Database
 from .schema import delivery_attempts, webhook_events
@@ -64,6 +64,8 @@ class AttemptResult:
 
 # chooses, of leasable events, those to send now and those to move later ({id: when})
 Admit = Callable[[list["OutboxEvent"]], tuple[list["OutboxEvent"], dict[str, float]]]
+# finished leases: each event with the attempts it made
+Done = Sequence[tuple["OutboxEvent", list["AttemptResult"]]]
 
 # The statements of the delivery loop, built once: constructing a Core statement per event
 # cost more than running it.
@@ -109,6 +111,39 @@ _RECORD = (
 )
 
 
+def _record(conn: Connection, done: Done) -> None:
+    """Log the attempts of several leases and move their events on (``Outbox.record_many``)."""
+    rows = [
+        {
+            "event_id": event.id,
+            "job_id": event.job_id,
+            "attempt": n,
+            "attempted_at": r.attempted_at,
+            "status_code": r.status_code,
+            "error": r.error,
+            "latency_ms": r.latency_ms,
+            "outcome": r.outcome,
+            "next_attempt_at": r.next_attempt_at,
+        }
+        for event, results in done
+        for n, r in enumerate(results, start=event.attempts + 1)
+    ]
+    moves = [
+        {
+            "b_id": event.id,
+            "b_state": results[-1].state,
+            "b_sent": len(results),
+            "b_next_attempt_at": results[-1].next_attempt_at,
+            "b_finished_at": (
+                results[-1].attempted_at if results[-1].state in FINAL_DELIVERY_STATES else None
+            ),
+        }
+        for event, results in done
+    ]
+    conn.execute(insert(delivery_attempts), rows)
+    conn.execute(_RECORD, moves)
+
+
 class Outbox:
     """Persistence of webhook deliveries."""
 
@@ -124,16 +159,22 @@ class Outbox:
         skip_clients: Collection[str] = (),
         skip_endpoints: Collection[tuple[str, str]] = (),
         admit: Admit | None = None,
+        done: Done = (),
     ) -> list[OutboxEvent]:
         """Take up to ``limit`` due events for sending, oldest due first, leaving those of
         ``skip_clients`` and of ``skip_endpoints`` (client, callback URL) unread. ``admit``
         (given up to four times ``limit`` due events) chooses which to send and which to move
-        later (``{id: when}``)."""
+        later (``{id: when}``). ``done``: finished attempts recorded first, in the same
+        transaction (``record_many``), so a round of the dispatcher costs one commit."""
         if limit <= 0:
+            if done:
+                self.record_many(done)
             return []
         window = limit * 4 if admit else limit
         skips = {"skip_clients": list(skip_clients), "skip_endpoints": list(skip_endpoints)}
         with self._db.writer.begin() as conn:
+            if done:
+                _record(conn, done)
             rows = conn.execute(_DUE_EVENTS, {"now": now, "limit": window, **skips}).all()
             events = [OutboxEvent(*r) for r in rows]
             later: dict[str, float] = {}
@@ -149,42 +190,16 @@ class Outbox:
                 )
         return events
 
-    def record_many(self, done: list[tuple[OutboxEvent, list[AttemptResult]]]) -> None:
+    def record_many(self, done: Done) -> None:
         """Log the attempts of several leases, in one transaction."""
-        rows = [
-            {
-                "event_id": event.id,
-                "job_id": event.job_id,
-                "attempt": n,
-                "attempted_at": r.attempted_at,
-                "status_code": r.status_code,
-                "error": r.error,
-                "latency_ms": r.latency_ms,
-                "outcome": r.outcome,
-                "next_attempt_at": r.next_attempt_at,
-            }
-            for event, results in done
-            for n, r in enumerate(results, start=event.attempts + 1)
-        ]
-        moves = [
-            {
-                "b_id": event.id,
-                "b_state": results[-1].state,
-                "b_sent": len(results),
-                "b_next_attempt_at": results[-1].next_attempt_at,
-                "b_finished_at": (
-                    results[-1].attempted_at if results[-1].state in FINAL_DELIVERY_STATES else None
-                ),
-            }
-            for event, results in done
-        ]
-        with self._db.writer.begin() as conn:
-            conn.execute(insert(delivery_attempts), rows)
-            conn.execute(_RECORD, moves)
+        if done:
+            with self._db.writer.begin() as conn:
+                _record(conn, done)
 
     def next_due_at(self) -> float | None:
-        """When the next pending event or expiring lease is due."""
-        with self._db.engine.connect() as conn:
+        """When the next pending event or expiring lease is due (two reads, each a snapshot of
+        its own: a hint for the dispatcher's timer)."""
+        with self._db.reader.connect() as conn:
             pending = conn.execute(
                 select(func.min(webhook_events.c.next_attempt_at)).where(
                     webhook_events.c.state == PENDING
