@@ -16,6 +16,7 @@ address checked; default allow-list: loopback only, for the local simulation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import socket
@@ -83,6 +84,13 @@ def parse_callback_url(url: str) -> CallbackTarget:
     shown = f"[{host}]" if isinstance(ip, ipaddress.IPv6Address) else host
     header = shown if port_text is None else f"{shown}:{port}"
     return CallbackTarget(scheme, host, port, header, rest if rest[:1] == "/" else "/" + rest, ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_callback_url(url: str) -> CallbackTarget:
+    """``parse_callback_url``, remembered per URL: the senders read the same few URLs again
+    and again (a ``CallbackTarget`` is immutable; a refusal is not remembered)."""
+    return parse_callback_url(url)
 
 
 def _split_authority(authority: str) -> tuple[str, str | None]:

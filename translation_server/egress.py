@@ -1,11 +1,12 @@
 """Connecting to callback URLs: to the very address the allow-list checked, and nowhere else.
 
 A callback URL is parsed by ``callbacks.parse_callback_url`` (the parser job creation
-validated it with), its host resolved once and every address checked by the policy; only
-then does urllib3 connect, to that IP literal: a pool per (scheme, IP, port, Host), built
-with urllib3's public arguments, sending the URL's own ``Host`` header and, for https, that
-name as SNI and as the name the certificate must match. urllib3 never resolves a name here,
-so there is nothing to re-resolve to another address.
+validated it with), its host resolved and every address checked by the policy; only then
+does urllib3 connect, to that IP literal: a pool per (scheme, IP, port, Host), built with
+urllib3's public arguments, sending the URL's own ``Host`` header and, for https, that name
+as SNI and as the name the certificate must match. urllib3 never resolves a name here, so
+there is nothing to re-resolve to another address. A host's checked addresses are used for
+``RESOLVED_TTL_S`` before it is resolved (and checked) again; a refusal is never remembered.
 
 Errors are recorded by class with a fixed text: a refused URL reads only ``REFUSED``, whether
 its port is open or closed, and no text names an address the tenant did not give.
@@ -14,6 +15,7 @@ its port is open or closed, and no text names an address the tenant did not give
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -31,9 +33,11 @@ from urllib3.exceptions import (
 
 from client_lib.wire import APIProblem
 
-from .callbacks import REFUSED, CallbackPolicy, CallbackTarget, Refused, parse_callback_url
+from .callbacks import REFUSED, CallbackPolicy, CallbackTarget, Refused, parsed_callback_url
 
 POOLS = 64  # (scheme, IP, port, Host) pools whose keep-alive connections are kept
+RESOLVED_TTL_S = 5.0  # how long a host's allowed addresses are used without resolving it again
+RESOLVED_KEPT = 1024  # hosts whose addresses are remembered
 
 _TEXTS: tuple[tuple[type[BaseException], str], ...] = (
     # most specific first: urllib3 derives the last two from ConnectTimeoutError
@@ -79,6 +83,8 @@ class Egress:
         self._maxsize = maxsize
         self._connect = connect_timeout
         self._pools: OrderedDict[tuple[str, str, int, str], HTTPConnectionPool] = OrderedDict()
+        # (host, port): when its addresses were resolved and allowed, and those addresses
+        self._resolved: OrderedDict[tuple[str, int], tuple[float, list[str]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def post(
@@ -87,8 +93,8 @@ class Egress:
         """POST once, no redirect, no retry; ``Forbidden`` when the allow-list refuses, else
         urllib3's errors."""
         try:
-            target = parse_callback_url(url)
-            addresses = self._policy.addresses(target)
+            target = parsed_callback_url(url)
+            addresses = self._addresses(target)
         except (APIProblem, Refused):
             raise Forbidden() from None
         limits = Timeout(connect=min(self._connect, timeout), read=timeout, total=timeout)
@@ -98,6 +104,22 @@ class Egress:
             except NewConnectionError:
                 continue  # refused at once: the next address may listen
         return self._send(target, addresses[-1], body, headers, limits)
+
+    def _addresses(self, target: CallbackTarget) -> list[str]:
+        """The policy's addresses of the target's host, as checked at most ``RESOLVED_TTL_S``
+        ago; ``Refused`` as the policy says."""
+        key, now = (target.host, target.port), time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(key)
+        if hit is not None and now - hit[0] < RESOLVED_TTL_S:
+            return hit[1]
+        addresses = self._policy.addresses(target)
+        with self._lock:
+            self._resolved[key] = (now, addresses)
+            self._resolved.move_to_end(key)
+            if len(self._resolved) > RESOLVED_KEPT:
+                self._resolved.popitem(last=False)
+        return addresses
 
     def _send(
         self,
@@ -147,6 +169,7 @@ class Egress:
         """Close every pool."""
         with self._lock:
             pools, self._pools = list(self._pools.values()), OrderedDict()
+            self._resolved.clear()
         for pool in pools:
             pool.close()
 

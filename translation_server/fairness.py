@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 from client_lib.wire import APIProblem
 
-from .callbacks import parse_callback_url
+from .callbacks import parsed_callback_url
 from .outbox import OutboxEvent
 
 ENDPOINTS_KEPT = 10_000  # failing endpoints remembered; the oldest are forgotten first
@@ -40,7 +40,7 @@ ENDPOINTS_KEPT = 10_000  # failing endpoints remembered; the oldest are forgotte
 def host_of(url: str) -> str:
     """The host a callback URL connects to, without its port ('' when it does not parse)."""
     try:
-        return parse_callback_url(url).host
+        return parsed_callback_url(url).host
     except APIProblem:
         return ""
 

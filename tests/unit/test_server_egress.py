@@ -20,6 +20,7 @@ from tests.hostile_urls import HOSTILE
 from tests.sink import Sink
 from tests.support import wait_until
 from tests.tarpit import Tarpit
+from translation_server import egress as egress_module
 from translation_server.callbacks import CallbackPolicy, parse_callback_url
 from translation_server.config import Settings
 from translation_server.delivery import Dispatcher
@@ -89,6 +90,35 @@ def test_a_listener_on_a_forbidden_address_sees_no_connection() -> None:
         assert egress.post(allowed.url, b"{}", {}, 2).status == 204  # the control
         assert forbidden.accepted == 0 and len(allowed.arrivals) == 1
     egress.clear()
+
+
+def test_a_host_is_resolved_and_checked_once_for_a_while_and_a_refusal_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def counted(host: str, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(host)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", counted)
+    with Sink() as allowed:
+        url = f"http://localhost:{allowed.port}/x"
+        egress = Egress(CallbackPolicy(("127.0.0.1/32", "::1/128")))
+        for _ in range(3):
+            assert egress.post(url, b"{}", {}, 2).status == 204
+        assert lookups.count("localhost") == 1  # within RESOLVED_TTL_S: the checked addresses
+        monkeypatch.setattr(egress_module, "RESOLVED_TTL_S", 0.0)
+        assert egress.post(url, b"{}", {}, 2).status == 204
+        assert lookups.count("localhost") == 2  # once it passed: resolved and checked again
+        narrow = Egress(CallbackPolicy(("127.0.0.2/32",)))
+        for _ in range(2):
+            with pytest.raises(Forbidden):
+                narrow.post(url, b"{}", {}, 2)
+        assert lookups.count("localhost") == 4  # a refusal is looked at again every time
+        assert len(allowed.arrivals) == 4
+        egress.clear()
 
 
 def dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
