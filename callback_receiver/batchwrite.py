@@ -11,16 +11,19 @@ memory first: the first is stored, the second is a duplicate, exactly as if it h
 later. A job's first final event makes it final the same way (``job_states``' primary key).
 
 Statements per batch, whatever its size: the lock, the events, the final states (when any), the
-receipts (when any), and every ``RECEIPTS_PRUNE_EVERY`` batches a prune of the receipts.
+receipts (when any), and every ``RECEIPTS_PRUNE_EVERY`` batches a prune of the receipts. Each
+is built once per process (per dialect), not per batch: building a statement and its cache key
+costs more CPU than running it from SQLAlchemy's compiled cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from client_lib.models import HEARTBEAT_TYPE, JobStatus
@@ -38,6 +41,18 @@ from .store import (
 
 RECEIPTS_KEPT = 1000
 RECEIPTS_PRUNE_EVERY = 50  # batches; at most KEPT + PRUNE_EVERY x batch size receipts are kept
+
+_BUMP = (
+    update(feed_lock)
+    .where(feed_lock.c.id == 1)
+    .values(writes=feed_lock.c.writes + 1)
+    .returning(feed_lock.c.writes)
+)
+_ADD_RECEIPTS = insert(receipts)
+_PRUNE_RECEIPTS = delete(receipts).where(
+    receipts.c.id <= select(func.max(receipts.c.id)).scalar_subquery() - bindparam("kept")
+)
+_RECEIPT_FIELDS = tuple(f.name for f in dataclasses.fields(Receipt))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,8 +97,7 @@ class BatchResult:
 
 def write_batch(conn: Connection, batch: Sequence[Write]) -> BatchResult:
     """Store ``batch`` on ``conn``, inside the caller's write transaction."""
-    bump = update(feed_lock).where(feed_lock.c.id == 1).values(writes=feed_lock.c.writes + 1)
-    number = conn.execute(bump.returning(feed_lock.c.writes)).scalar_one()
+    number = conn.execute(_BUMP).scalar_one()
     cursors: list[int | None] = [None] * len(batch)
     fed: list[StoredEvent] = []
     event_rows = [(n, w) for n, w in enumerate(batch) if isinstance(w, EventWrite)]
@@ -102,15 +116,18 @@ def write_batch(conn: Connection, batch: Sequence[Write]) -> BatchResult:
     return BatchResult(writes=number, cursors=cursors, fed=fed)
 
 
-def _insert_new(conn: Connection, table: Table, key: str) -> Any:
-    """``INSERT`` that skips a row whose ``key`` is already taken (the dialect's upsert)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
-    raise NotImplementedError(
-        f"the receiver stores on SQLite or PostgreSQL, not {conn.dialect.name}"
-    )
+@functools.cache
+def _insert_new(dialect: str, table: Table, key: str, *returning: str) -> Any:
+    """``INSERT`` that skips a row whose ``key`` is already taken (the dialect's upsert),
+    returning these columns of the rows inserted."""
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    else:
+        raise NotImplementedError(f"the receiver stores on SQLite or PostgreSQL, not {dialect}")
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
 
 
 def _insert_events(
@@ -130,7 +147,7 @@ def _insert_events(
         }
         for _, w in first.values()
     ]
-    statement = _insert_new(conn, events, "webhook_id").returning(events.c.seq, events.c.webhook_id)
+    statement = _insert_new(conn.dialect.name, events, "webhook_id", "seq", "webhook_id")
     stored = sorted((seq, wid) for seq, wid in conn.execute(statement, values))  # by cursor
     out = []
     for seq, webhook_id in stored:
@@ -151,7 +168,7 @@ def _finalize_jobs(conn: Connection, stored: list[tuple[EventWrite, int | None]]
                 "updated_at": write.received_at,
             }
     if first:  # a job already final keeps its first final event
-        conn.execute(_insert_new(conn, job_states, "job_id"), list(first.values()))
+        conn.execute(_insert_new(conn.dialect.name, job_states, "job_id"), list(first.values()))
 
 
 def _keep_heartbeat(conn: Connection, beat: HeartbeatWrite) -> StoredEvent | None:
@@ -201,12 +218,11 @@ def _receipt(write: Write, cursor: int | None) -> Receipt | None:
 def _add_receipts(conn: Connection, batch: list[Receipt | None], number: int) -> None:
     """Insert the receipts; every ``RECEIPTS_PRUNE_EVERY``-th batch keeps only the newest
     ``RECEIPTS_KEPT``."""
-    rows = [dataclasses.asdict(r) for r in batch if r is not None]
+    rows = [{f: getattr(r, f) for f in _RECEIPT_FIELDS} for r in batch if r is not None]
     for row in rows:
         if row["webhook_id"] is not None:
             row["webhook_id"] = row["webhook_id"][:ID_LENGTH]
     if rows:
-        conn.execute(insert(receipts), rows)
+        conn.execute(_ADD_RECEIPTS, rows)
     if number % RECEIPTS_PRUNE_EVERY == 0:
-        newest = select(func.max(receipts.c.id)).scalar_subquery()
-        conn.execute(delete(receipts).where(receipts.c.id <= newest - RECEIPTS_KEPT))
+        conn.execute(_PRUNE_RECEIPTS, {"kept": RECEIPTS_KEPT})
