@@ -133,15 +133,15 @@ class Dispatcher:
         skip_clients, skip_endpoints = self._fair.exclusions()
         now = time.time()
         admitted: list[OutboxEvent] = []
-        left = moved = 0
+        left = 0
+        crowded = False
 
         def admit(events: list[OutboxEvent]) -> tuple[list[OutboxEvent], dict[str, float]]:
-            nonlocal left, moved
+            nonlocal left, crowded
             crowded = len(events) >= free * 4  # the read window is full: do not let
             host_wait = HOST_WAIT_S if crowded else None  # full hosts' events crowd it again
             take, later, left = self._fair.admit(events, now, free, host_wait)
             admitted.extend(take)
-            moved = len(later)
             return take, later
 
         try:
@@ -159,11 +159,11 @@ class Dispatcher:
                 self._fair.release(event, None, now)
             self._record(done)  # the results alone, once more
             raise
-        self._recorded(done)
         for event in events:
             self._pool.submit(self._deliver, event)
-        if (events or moved) and len(events) < free and not left:
-            return 0.0  # the outbox may hold more that is due (behind those moved later)
+        self._recorded(done)
+        if crowded and len(events) < free and not left:
+            return 0.0  # more may be due than the window read (behind those moved later)
         if len(events) >= free or left:
             return 1.0  # every sender (or the host or tenant) is taken: one finishing wakes us
         next_due = self._outbox.next_due_at()
