@@ -110,6 +110,13 @@ _RECORD = (
     )
 )
 
+_NEXT_PENDING = select(func.min(webhook_events.c.next_attempt_at)).where(
+    webhook_events.c.state == PENDING
+)
+_NEXT_LEASE_END = select(func.min(webhook_events.c.lease_until)).where(
+    webhook_events.c.state == SENDING
+)
+
 
 def _record(conn: Connection, done: Done) -> None:
     """Log the attempts of several leases and move their events on (``Outbox.record_many``)."""
@@ -200,16 +207,8 @@ class Outbox:
         """When the next pending event or expiring lease is due (two reads, each a snapshot of
         its own: a hint for the dispatcher's timer)."""
         with self._db.reader.connect() as conn:
-            pending = conn.execute(
-                select(func.min(webhook_events.c.next_attempt_at)).where(
-                    webhook_events.c.state == PENDING
-                )
-            ).scalar()
-            leased = conn.execute(
-                select(func.min(webhook_events.c.lease_until)).where(
-                    webhook_events.c.state == SENDING
-                )
-            ).scalar()
+            pending = conn.execute(_NEXT_PENDING).scalar()
+            leased = conn.execute(_NEXT_LEASE_END).scalar()
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 

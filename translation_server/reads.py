@@ -49,6 +49,9 @@ _RUNNING_COUNT = (
         or_(jobs.c.owner == bindparam("owner"), jobs.c.owner.is_(None)),
     )
 )
+# when the next processing attempt ends; the scheduler's: one an instance may end (ENDED_BY)
+_NEXT_END = select(func.min(jobs.c.due_at)).where(jobs.c.state == State.PROCESSING.value)
+_NEXT_END_OWNED = _NEXT_END.where(ENDED_BY)
 _PROCESSING_COUNT = (
     select(func.count()).select_from(jobs).where(jobs.c.state == State.PROCESSING.value)
 )
@@ -137,9 +140,7 @@ class JobReads:
         """When the next processing attempt ends; with ``owner`` (an instance), the next one it
         may end (``leases.ENDED_BY``): its own, and those of instances whose lease had passed
         at ``now``."""
-        query = select(func.min(jobs.c.due_at)).where(jobs.c.state == State.PROCESSING.value)
-        if owner is not None:
-            query = query.where(ENDED_BY)
+        query = _NEXT_END if owner is None else _NEXT_END_OWNED
         with self._db.reader.connect() as conn:
             return conn.execute(query, {"owner": owner, "now": now}).scalar()
 
