@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import resource
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -18,6 +19,35 @@ from client_lib.wire import MAX_BODY_BYTES, MAX_HEADER_BYTES
 
 log = logging.getLogger(__name__)
 FILES_HEADROOM = 64  # descriptors beyond the connections: the database, logs, listeners
+QUEUE_WARNING_INTERVAL_S = 10.0
+
+
+class OncePerInterval(logging.Filter):
+    """Let one record through per ``interval`` seconds; the next one that passes says how
+    many were held back in between.
+
+    waitress warns on its ``waitress.queue`` logger each time a request waits for a free
+    thread, which under a sustained load is nearly every request: a line and a write() per
+    request, telling an operator nothing the first line of the interval did not.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._interval = interval
+        self._clock = clock
+        self._next = float("-inf")
+        self._held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self._clock()
+        if now < self._next:
+            self._held += 1
+            return False
+        self._next = now + self._interval
+        held, self._held = self._held, 0
+        if held:
+            record.msg = f"{record.msg} ({held} more since the last one logged)"
+        return True
 
 
 class ServingSettings(Protocol):
@@ -47,6 +77,9 @@ def build_server(app: Any, settings: ServingSettings, ident: str) -> Any:
     high and poll() replaces select(), which cannot watch descriptors above 1023. waitress
     has no header timeout and no per-address limit: docs/reverse-proxy.md.
     """
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, OncePerInterval) for f in queue_log.filters):
+        queue_log.addFilter(OncePerInterval(QUEUE_WARNING_INTERVAL_S))
     files = raise_open_files_limit()
     if files < settings.connection_limit + FILES_HEADROOM:
         log.warning(
