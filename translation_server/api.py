@@ -41,7 +41,7 @@ def _client(rt: Runtime) -> ClientRecord:
 
 def _json(body: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
     data = _ENCODER.encode(body).encode()
-    return Response(data, status=status, headers=headers, mimetype="application/json")
+    return Response(data, status=status, headers=headers, content_type="application/json")
 
 
 def _maybe_unavailable(rt: Runtime) -> None:

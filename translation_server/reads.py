@@ -102,7 +102,7 @@ class JobReads:
         if job is None:
             row = self._by_id.first({"job_id": job_id})
             job = JobRecord.from_row(row) if row is not None else None
-            if job is not None:
+            if job is not None and job.state.is_final:
                 self.final.keep([job])
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
