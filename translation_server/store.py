@@ -39,6 +39,7 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600
 FINISH_BATCH = 500
 
 _JOBS_BY_IDS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+_ANY_QUEUED = select(jobs.c.id).where(jobs.c.state == State.QUEUED.value).limit(1)
 _DUE_FOR_UPDATE = (
     select(jobs)
     .where(jobs.c.state == State.PROCESSING.value, jobs.c.due_at <= bindparam("now"), ENDED_BY)
@@ -267,6 +268,9 @@ class Store:
         """Start up to ``limit`` queued jobs, most urgent then oldest first."""
         if limit <= 0:
             return []
+        with self._db.reader.connect() as conn:
+            if conn.execute(_ANY_QUEUED).first() is None:
+                return []  # no write transaction (nor the writer's turn) for an empty queue
         with self._db.writer.begin() as conn:
             ids = (
                 conn.execute(
