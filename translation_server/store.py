@@ -9,13 +9,14 @@ handed to ``finish_due``; jobs are read through ``reads.JobReads``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import Update, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -39,6 +40,15 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600
 FINISH_BATCH = 500
 
 _JOBS_BY_IDS = select(jobs).where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+# an endpoint's next ``b_n`` sequence numbers (``_number_channel_events``)
+_NEXT_SEQS = (
+    update(channels)
+    .where(
+        channels.c.client_id == bindparam("b_client"), channels.c.callback_url == bindparam("b_url")
+    )
+    .values(last_seq=channels.c.last_seq + bindparam("b_n"), last_event_at=bindparam("b_at"))
+    .returning(channels.c.last_seq)
+)
 _ANY_QUEUED = select(jobs.c.id).where(jobs.c.state == State.QUEUED.value).limit(1)
 _DUE_FOR_UPDATE = (
     select(jobs)
@@ -128,10 +138,7 @@ def _number_channel_events(conn: Connection, rows: list[dict[str, Any]], now: fl
     links = []
     for (client_id, url), group in sorted(by_endpoint.items(), key=lambda item: item[0]):
         last = conn.execute(
-            update(channels)
-            .where(channels.c.client_id == client_id, channels.c.callback_url == url)
-            .values(last_seq=channels.c.last_seq + len(group), last_event_at=now)
-            .returning(channels.c.last_seq)
+            _NEXT_SEQS, {"b_client": client_id, "b_url": url, "b_n": len(group), "b_at": now}
         ).scalar()
         if last is None:
             continue
@@ -159,6 +166,25 @@ def _announce(conn: Connection, finals: list[JobRecord], now: float, fault: Webh
     if rows:
         _number_channel_events(conn, rows, now)
         conn.execute(insert(webhook_events), rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _transition_statement(target: State, names: tuple[str, ...]) -> Update:
+    """The executemany UPDATE of ``Store._transition_many``, built once per target and columns."""
+    return (
+        update(jobs)
+        # the guard spelled out (an IN list would be an expanding parameter, which an
+        # executemany cannot take)
+        .where(
+            jobs.c.id == bindparam("b_id"),
+            or_(*(jobs.c.state == source for source in sources_of(target))),
+        )
+        .values(
+            state=target.value,
+            version=jobs.c.version + 1,
+            **{name: bindparam(f"b_{name}") for name in names},
+        )
+    )
 
 
 class Store:
@@ -347,20 +373,9 @@ class Store:
         Only rows still in a state allowed to enter ``target`` change; the others are left as
         they are and logged. Returns the rows that changed, read back.
         """
-        names = sorted(changes[0][1])
+        names = tuple(sorted(changes[0][1]))
         conn.execute(
-            update(jobs)
-            # the guard spelled out (an IN list would be an expanding parameter, which an
-            # executemany cannot take)
-            .where(
-                jobs.c.id == bindparam("b_id"),
-                or_(*(jobs.c.state == source for source in sources_of(target))),
-            )
-            .values(
-                state=target.value,
-                version=jobs.c.version + 1,
-                **{name: bindparam(f"b_{name}") for name in names},
-            ),
+            _transition_statement(target, names),
             [
                 {"b_id": job.id, **{f"b_{n}": _column_value(values[n]) for n in names}}
                 for job, values in changes
