@@ -66,8 +66,8 @@ class FeedSource(Protocol):
     def events_after(
         self, after: int, *, jobs: Collection[str] | None = None, limit: int = 100
     ) -> Sequence[StoredEventLike]: ...
+    def tail_after(self, after: int, *, limit: int) -> tuple[int, Sequence[StoredEventLike]]: ...
     def last_cursor(self) -> int: ...
-    def writes_committed(self) -> int: ...
     def channels(self, now: float) -> Sequence[ChannelLike]: ...
 
 
@@ -111,8 +111,9 @@ class Feed:
         self._lock = threading.Lock()  # the tail, the channels and the parked waiters
         self._sync_lock = threading.Lock()  # one sync at a time
         self._tail: list[Entry] = []
-        # the tail holds every event of the first ``_writes`` write transactions, at least
-        self._writes = source.writes_committed()
+        # the tail holds every event of the first ``_writes`` write transactions, at least (0:
+        # the first batch committed after start is read back by a sync)
+        self._writes = 0
         self._high = self._low = source.last_cursor()  # the tail holds (low, high]
         self._channels: Sequence[ChannelLike] = ()
         self._syncs_started = 0
@@ -219,12 +220,11 @@ class Feed:
                 return  # one that began after the caller arrived has finished
             self._syncs_started += 1
             number = self._syncs_started
-            # read first: the events read next hold every event of these transactions
-            writes = self._source.writes_committed()
             fresh: list[Entry] = []
             high = self._high
             while True:  # a failure propagates: the next caller tries again
-                batch = self._source.events_after(high, limit=SYNC_BATCH)
+                # the last read holds every event of ``writes`` transactions after ``high``
+                writes, batch = self._source.tail_after(high, limit=SYNC_BATCH)
                 fresh.extend(Entry(e.seq, e.job_id, e.to_wire()) for e in batch)
                 if batch:
                     high = batch[-1].seq

@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,
@@ -104,6 +105,19 @@ feed_lock = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("writes", Integer, nullable=False),
+)
+
+
+# The feed's reads on every sync, built once (building a statement costs more than running it)
+_TAIL_AFTER = (
+    select(feed_lock.c.writes, *events.c)
+    .select_from(feed_lock.outerjoin(events, events.c.seq > bindparam("after")))
+    .where(feed_lock.c.id == 1)
+    .order_by(events.c.seq)
+    .limit(bindparam("limit"))
+)
+_CHANNELS_SINCE = select(channel_heartbeats).where(
+    channel_heartbeats.c.received_at > bindparam("since")
 )
 
 
@@ -220,11 +234,8 @@ class Store:
 
     def channels(self, now: float) -> list[ChannelState]:
         """The channels heard from in the last ``CHANNELS_SHOWN_S`` seconds."""
-        query = select(channel_heartbeats).where(
-            channel_heartbeats.c.received_at > now - CHANNELS_SHOWN_S
-        )
         with self._engine.connect() as conn:
-            rows = conn.execute(query)
+            rows = conn.execute(_CHANNELS_SINCE, {"since": now - CHANNELS_SHOWN_S})
             return [ChannelState(r.endpoint, r.client_id, r.seq, r.received_at) for r in rows]
 
     def events_after(
@@ -244,10 +255,14 @@ class Store:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
 
-    def writes_committed(self) -> int:
-        """How many write transactions have committed (each bumps ``feed_lock.writes``)."""
+    def tail_after(self, after: int, *, limit: int) -> tuple[int, list[StoredEvent]]:
+        """How many write transactions have committed (``feed_lock.writes``) and the events
+        after ``after``, oldest first, at most ``limit``: one statement, so those events are
+        exactly the ones those transactions stored (up to the limit)."""
         with self._engine.connect() as conn:
-            return int(conn.execute(select(feed_lock.c.writes)).scalar_one())
+            rows = conn.execute(_TAIL_AFTER, {"after": after, "limit": limit}).mappings().all()
+        found = [StoredEvent.from_row(r) for r in rows if r["seq"] is not None]
+        return int(rows[0]["writes"]), found
 
     def final_event(self, job_id: str) -> StoredEvent | None:
         """The event that made ``job_id`` final, if one was received."""

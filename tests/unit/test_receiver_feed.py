@@ -230,11 +230,12 @@ class CountingStore:
         self.reads += 1
         return self.store.events_after(after, jobs=jobs, limit=limit)
 
+    def tail_after(self, after: int, *, limit: int) -> Any:
+        self.reads += 1
+        return self.store.tail_after(after, limit=limit)
+
     def last_cursor(self) -> int:
         return self.store.last_cursor()
-
-    def writes_committed(self) -> int:
-        return self.store.writes_committed()
 
     def channels(self, now: float) -> Any:
         return self.store.channels(now)
@@ -300,16 +301,16 @@ def test_a_committed_batch_wakes_its_waiters_without_a_query_and_a_gap_syncs(
         waiter = park()
         reads = counted.reads
         deliver(client, "job_1", "msg_1")  # transaction 1 of this database's writes
-        feed_.committed(store.writes_committed(), store.events_after(0))
+        feed_.committed(store.tail_after(0, limit=1)[0], store.events_after(0))
         waiter.join(timeout=5)
         assert [e["webhook_id"] for e in pages[0].events] == ["msg_1"]
         assert counted.reads == reads  # from the batch itself: no query
-        feed_.committed(store.writes_committed(), store.events_after(0))  # known: nothing
+        feed_.committed(store.tail_after(0, limit=1)[0], store.events_after(0))  # known: nothing
         waiter = park()
         reads = counted.reads
         deliver(client, "job_2", "msg_2")
         deliver(client, "job_3", "msg_3")  # two transactions this feed was not given
-        feed_.committed(store.writes_committed(), store.events_after(1)[1:])
+        feed_.committed(store.tail_after(0, limit=1)[0], store.events_after(1)[1:])
         waiter.join(timeout=5)  # the gap: a sync reads both back
         assert [e["webhook_id"] for e in pages[1].events] == ["msg_2", "msg_3"]
         assert counted.reads > reads
