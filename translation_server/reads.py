@@ -1,9 +1,14 @@
 """Job reads: one job, a tenant's jobs, pages, counts, and the queue as the estimator sees it.
 
 Every read is a SQLAlchemy Core statement, the same on SQLite and PostgreSQL, and sees every
-commit made before it began, by this process or another server instance. One thing is kept in
-memory: jobs read in a final state (``FinalJobs``), because no transition leaves a final state,
-so such a job never changes again whoever writes the database.
+commit made before it began, by this process or another server instance. Jobs read in a final
+state are kept in memory (``FinalJobs``): no transition leaves a final state, so such a job
+never changes again whoever writes the database. A pending job read by id is kept too
+(``PendingJobs``), but only as good while the database still holds its version: every write
+of a job raises its version (which its ETag names), so the next read of it asks for the
+version alone and reads the whole row only when it moved. One column instead of every one
+also matters to SQLite: its driver lets go of the GIL around each column of a row it reads,
+and each time, under load, wakes another request thread for nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from .schema import jobs
 from .states import State
 
 FINAL_JOBS_KEPT = 4096
+PENDING_JOBS_KEPT = 4096
 
 # The hot reads, built once: constructing a Core statement and its cache key on every call
 # cost more than running it (the compiled form is cached by SQLAlchemy either way).
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_VERSION_BY_ID = select(jobs.c.version).where(jobs.c.id == bindparam("job_id"))
 _JOBS_OF_CLIENT = select(jobs).where(
     jobs.c.client_id == bindparam("client_id"), jobs.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -88,24 +95,69 @@ class FinalJobs:
         return len(self._jobs)
 
 
+class PendingJobs:
+    """The record last read of pending jobs, each to be used only while the database still
+    holds its version; the oldest goes first beyond ``kept``."""
+
+    def __init__(self, kept: int = PENDING_JOBS_KEPT) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._kept = kept
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The record kept, or None."""
+        return self._jobs.get(job_id)
+
+    def keep(self, job: JobRecord) -> None:
+        """Remember a pending job just read, in place of what was kept of it."""
+        with self._lock:
+            if self._jobs.pop(job.id, None) is None and len(self._jobs) >= self._kept:
+                del self._jobs[next(iter(self._jobs))]
+            self._jobs[job.id] = job
+
+    def drop(self, job_id: str) -> None:
+        """Forget a job (read in a final state: ``FinalJobs`` keeps it from then on)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
 class JobReads:
     """Every read of jobs the server makes."""
 
     def __init__(self, database: Database, *, final_kept: int = FINAL_JOBS_KEPT) -> None:
         self._db = database
         self.final = FinalJobs(final_kept)
+        self.pending = PendingJobs()
         self._by_id = PointRead(database.reader, _JOB_BY_ID)
+        self._version_of = PointRead(database.reader, _VERSION_BY_ID)
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""
-        job = self.final.get(job_id)
-        if job is None:
-            row = self._by_id.first({"job_id": job_id})
-            job = JobRecord.from_row(row) if row is not None else None
-            if job is not None and job.state.is_final:
-                self.final.keep([job])
+        job = self.final.get(job_id) or self._stored(job_id)
         if job is None or (client_id is not None and job.client_id != client_id):
             return None
+        return job
+
+    def _stored(self, job_id: str) -> JobRecord | None:
+        """The job as the database holds it now: the pending record kept while its version is
+        still the stored one, else the row read afresh."""
+        kept = self.pending.get(job_id)
+        if kept is not None:
+            version = self._version_of.first({"job_id": job_id})
+            if version is not None and version[0] == kept.version:
+                return kept
+        row = self._by_id.first({"job_id": job_id})
+        job = JobRecord.from_row(row) if row is not None else None
+        if job is None:
+            self.pending.drop(job_id)
+        elif job.state.is_final:
+            self.final.keep([job])
+            self.pending.drop(job_id)
+        else:
+            self.pending.keep(job)
         return job
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:

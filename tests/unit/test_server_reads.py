@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from tests.unit.test_server_store import T0, new_job, state_of
 from translation_server.db import make_engine
-from translation_server.reads import FinalJobs, JobReads
+from translation_server.reads import FinalJobs, JobReads, PendingJobs
 from translation_server.records import JobRecord, decode_cursor, encode_cursor
 from translation_server.runtime import Runtime
 from translation_server.schema import jobs
@@ -56,14 +56,20 @@ def test_a_pending_job_written_by_another_writer_is_seen_at_once(
 ) -> None:
     job = runtime.store.create_job(new_job(), now=T0)[0]
     assert state_of(reads.get_job(job.id)) is State.QUEUED
-    # Another server instance on a shared database starts the job: a write this one never saw.
+    # Another server instance on a shared database starts the job: a write this one never saw
+    # (raising the job's version, as every write of a job does).
     other = make_engine(runtime.settings.database_url)
     try:
         with other.begin() as conn:
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job.id)
-                .values(state=State.PROCESSING.value, started_at=T0, due_at=T0 + 10)
+                .values(
+                    state=State.PROCESSING.value,
+                    started_at=T0,
+                    due_at=T0 + 10,
+                    version=jobs.c.version + 1,
+                )
             )
     finally:
         other.dispose()
@@ -73,10 +79,10 @@ def test_a_pending_job_written_by_another_writer_is_seen_at_once(
 
 def connections(reads: JobReads, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the reads that reach the database (one item each): Core reads by the
-    connections they open, point reads by their calls."""
+    connections they open, point reads (a row, a version) by their calls."""
     opened: list[int] = []
-    engine, point = reads._db.reader, reads._by_id
-    for owner, method in ((engine, "connect"), (point, "first")):
+    engine, row, version = reads._db.reader, reads._by_id, reads._version_of
+    for owner, method in ((engine, "connect"), (row, "first"), (version, "first")):
         real = getattr(owner, method)
 
         def counted(*args: Any, real: Any = real) -> Any:
@@ -108,6 +114,45 @@ def test_final_jobs_are_answered_from_memory_pending_ones_from_the_database(
     assert [j.state for j in reads.get_jobs("cli_a", [pending.id])] == [State.CANCELLED]
     assert state_of(reads.get_job(pending.id)) is State.CANCELLED
     assert len(opened) == 6  # read once more, in its final state: kept from then on
+
+
+def test_a_pending_job_is_read_whole_only_when_its_version_moved(
+    runtime: Runtime, reads: JobReads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = runtime.store
+    job = store.create_job(new_job(duration_s=1), now=T0)[0]
+    whole: list[str] = []
+    real = reads._by_id.first
+
+    def counted(params: Any) -> Any:
+        whole.append(params["job_id"])
+        return real(params)
+
+    monkeypatch.setattr(reads._by_id, "first", counted)
+    first = reads.get_job(job.id)
+    assert reads.get_job(job.id) is first and reads.get_job(job.id, client_id="cli_a") is first
+    assert whole == [job.id] and reads.pending.get(job.id) is first
+    store.claim(now=T0, limit=1)
+    started = reads.get_job(job.id)
+    assert state_of(started) is State.PROCESSING and started is not None
+    assert started.version == first.version + 1 and whole == [job.id] * 2
+    assert reads.get_job(job.id, client_id="cli_other") is None  # isolation holds when kept
+    store.finish_due(now=T0 + 1, end=attempt_end)
+    assert state_of(reads.get_job(job.id)) is State.COMPLETED
+    assert reads.pending.get(job.id) is None and reads.final.get(job.id) is not None
+    assert reads.get_job("job_unknown") is None and len(reads.pending) == 0
+
+
+def test_pending_jobs_are_bounded_oldest_out_first() -> None:
+    kept = PendingJobs(kept=2)
+    a, b, c = (job_record(State.QUEUED, i) for i in ("job_a", "job_b", "job_c"))
+    a2 = dataclasses.replace(a, version=2)
+    for job in (a, b, a2, c):
+        kept.keep(job)
+    assert kept.get("job_a") is a2 and kept.get("job_b") is None  # a renewed, so b went first
+    assert kept.get("job_c") is c and len(kept) == 2
+    kept.drop("job_c")
+    assert kept.get("job_c") is None and len(kept) == 1
 
 
 def job_record(state: State, job_id: str = "job_x") -> JobRecord:
