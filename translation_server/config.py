@@ -47,7 +47,9 @@ class Settings:
     demo_job: bool = True
     credentials_file: Path | None = DEFAULT_CREDENTIALS_PATH
     webhook_timeout: float = 10.0
-    webhook_senders: int = 16
+    # one client alone may have half of them under way (fairness.py): a burst to one receiver
+    # needs that many at once while the receiver holds each answer until its group commit
+    webhook_senders: int = 32
     webhook_per_host: int = 0  # 0: three quarters of the senders
     webhook_per_tenant: int = 0  # 0: a quarter of the senders
     webhook_connect_timeout: float = 2.0
