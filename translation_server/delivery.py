@@ -44,6 +44,7 @@ HEADERS = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
 BREAKER_MAX_S = 600.0  # the longest pause of an endpoint that keeps failing
 HOST_WAIT_S = 0.5  # how far events to a full host move when they crowd out the others
 HEARTBEATS_PER_TENANT = 2  # of the channel's four heartbeat senders
+AT_ONCE_MAX = 3  # attempts of one lease while the schedule says "at once"
 SUCCEEDED = {"delivered": True, "gone": True, "retry": False, "failed": False}
 
 
@@ -198,21 +199,24 @@ class Dispatcher:
 
     def _deliver(self, event: OutboxEvent) -> None:
         results: list[AttemptResult] = []
+        counted = 0  # of the results, those the breaker already learned of
         try:
-            results = self._attempts(event)
+            results, counted = self._attempts(event)
         except Exception:
             # the lease expires and the event is retried: at-least-once, never lost
             log.exception("%s webhook %s: delivery crashed", event.job_id, event.id)
         finally:
             # the breaker learns of the attempt before the event can be leased again
-            succeeded = SUCCEEDED.get(results[-1].outcome) if results else None
+            last = len(results) > counted
+            succeeded = SUCCEEDED.get(results[-1].outcome) if last else None
             self._fair.release(event, succeeded, time.time())
             if results:
                 self._results.put((event, results))
             self._loop.wake()
 
-    def _attempts(self, event: OutboxEvent) -> list[AttemptResult]:
-        """One lease's attempts: none sent for a dropped event, two for a duplicated one."""
+    def _attempts(self, event: OutboxEvent) -> tuple[list[AttemptResult], int]:
+        """One lease's attempts: none sent for a dropped event; a retry due at once right after
+        its failed attempt (at most ``AT_ONCE_MAX`` attempts in all); a duplicated event twice."""
         now = time.time()
         if event.mode == WebhookMode.DROP:
             log.info("%s webhook %s dropped by fault injection", event.job_id, event.id)
@@ -221,13 +225,20 @@ class Dispatcher:
                 AttemptResult(
                     now, None, "dropped by fault injection", None, "dropped", DROPPED, None
                 )
-            ]
+            ], 0
         if event.attempts == 0:
             self._metrics.webhook_latency.observe(max(0.0, now - event.created_at))
-        results = [self._attempt(event, event.attempts + 1)]
-        if event.mode == WebhookMode.DUPLICATE and results[0].state == DELIVERED:
-            results.append(self._attempt(event, event.attempts + 2))
-        return results
+        results, counted = [self._attempt(event, event.attempts + 1)], 0
+        while len(results) < AT_ONCE_MAX and _due_now(results[-1]):
+            # a retry the schedule puts at once goes now, from this sender and this lease,
+            # unless the failure, counted by the breaker, opened it
+            counted += 1
+            if not self._fair.failed_before_last(event, time.time()):
+                return results, counted
+            results.append(self._attempt(event, event.attempts + len(results) + 1))
+        if event.mode == WebhookMode.DUPLICATE and results[-1].state == DELIVERED:
+            results.append(self._attempt(event, event.attempts + len(results) + 1))
+        return results, counted
 
     def _attempt(self, event: OutboxEvent, number: int) -> AttemptResult:
         """Send once, and decide what follows from the answer."""
@@ -351,3 +362,12 @@ class Dispatcher:
     def forget_client(self, client_id: str) -> None:
         """Drop a tenant's cached secrets (after a rotation)."""
         self._secrets.pop(client_id, None)
+
+
+def _due_now(result: AttemptResult) -> bool:
+    """Whether a failed attempt's retry is due already (a schedule delay of 0, no Retry-After)."""
+    return (
+        result.state == PENDING
+        and result.next_attempt_at is not None
+        and result.next_attempt_at <= time.time()
+    )

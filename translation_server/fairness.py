@@ -158,34 +158,46 @@ class Fairness:
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]
-            endpoint = (event.client_id, event.callback_url)
-            breaker = self._breakers.get(endpoint)
-            trial = breaker is not None and breaker.trial_id == event.id
-            if breaker is not None and trial:
-                breaker.trial_id = None  # nothing tried (None): the next event is the trial
-            if self._threshold <= 0 or succeeded is None:
-                return
-            if succeeded:
-                self._breakers.pop(endpoint, None)
-                return
-            breaker = self._breakers.pop(endpoint, None) or Breaker(failing_since=now)
-            self._breakers[endpoint] = breaker  # the most recent failure last
-            breaker.failures += 1
-            opens = (
-                breaker.open_until is None
-                and breaker.failures >= self._threshold
-                and now - breaker.failing_since >= self._window
+            self._count(event, succeeded, now)
+
+    def failed_before_last(self, event: OutboxEvent, now: float) -> bool:
+        """An admitted event's attempt failed and its sender may try again at once: the
+        breaker counts it; True while the endpoint's breaker stays closed."""
+        with self._lock:
+            self._count(event, False, now)
+            breaker = self._breakers.get((event.client_id, event.callback_url))
+            return breaker is None or breaker.open_until is None
+
+    def _count(self, event: OutboxEvent, succeeded: bool | None, now: float) -> None:
+        """One attempt's word to its endpoint's breaker (locked)."""
+        endpoint = (event.client_id, event.callback_url)
+        breaker = self._breakers.get(endpoint)
+        trial = breaker is not None and breaker.trial_id == event.id
+        if breaker is not None and trial:
+            breaker.trial_id = None  # nothing tried (None): the next event is the trial
+        if self._threshold <= 0 or succeeded is None:
+            return
+        if succeeded:
+            self._breakers.pop(endpoint, None)
+            return
+        breaker = self._breakers.pop(endpoint, None) or Breaker(failing_since=now)
+        self._breakers[endpoint] = breaker  # the most recent failure last
+        breaker.failures += 1
+        opens = (
+            breaker.open_until is None
+            and breaker.failures >= self._threshold
+            and now - breaker.failing_since >= self._window
+        )
+        if trial or opens:
+            breaker.cooldown = min(
+                self._max_cooldown, breaker.cooldown * 2 if trial else self._cooldown
             )
-            if trial or opens:
-                breaker.cooldown = min(
-                    self._max_cooldown, breaker.cooldown * 2 if trial else self._cooldown
-                )
-                breaker.open_until = now + breaker.cooldown
-            while len(self._breakers) > ENDPOINTS_KEPT:
-                oldest = next(iter(self._breakers))
-                if self._breakers[oldest].trial_id is not None:
-                    break
-                del self._breakers[oldest]
+            breaker.open_until = now + breaker.cooldown
+        while len(self._breakers) > ENDPOINTS_KEPT:
+            oldest = next(iter(self._breakers))
+            if self._breakers[oldest].trial_id is not None:
+                break
+            del self._breakers[oldest]
 
     def state(self, client_id: str, callback_url: str, now: float) -> str:
         """``closed``, ``open`` or ``half-open`` (tests and logs)."""

@@ -23,6 +23,7 @@ from translation_server.clients import new_webhook_secret
 from translation_server.config import Settings
 from translation_server.delivery import Dispatcher
 from translation_server.egress import Egress, Forbidden, error_text
+from translation_server.outbox import OutboxEvent
 
 
 def test_signature_verifies_with_the_reference_package_for_each_secret() -> None:
@@ -63,7 +64,8 @@ def test_http_date_retry_after_in_the_future() -> None:
 
 
 def make_dispatcher(runtime: Any, **settings: Any) -> Dispatcher:
-    s = Settings(webhook_retry_schedule=(1, 5, 30), **settings)
+    settings.setdefault("webhook_retry_schedule", (1, 5, 30))
+    s = Settings(**settings)
     policy = CallbackPolicy(s.callback_allow)
     return Dispatcher(runtime.db, runtime.clients, s, runtime.metrics, policy, rng=lambda: 0.5)
 
@@ -85,6 +87,51 @@ def test_retry_decisions_follow_the_schedule_with_full_jitter(runtime: Any) -> N
     assert honoured.next_attempt_at == pytest.approx(time.time() + 7, abs=0.05)
     assert d._decide(now, 1, 299, None, 1.0, None).state == "delivered"
     d.stop()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "answers", "outcomes"),
+    [
+        ((0, 5), [(503, {})], ["retry", "delivered"]),  # a retry due at once goes at once
+        ((0, 5), [(503, {"Retry-After": "2"})], ["retry"]),  # the endpoint asked for a pause
+        ((1, 5), [(500, {})], ["retry"]),  # the schedule's wait is the dispatcher's
+        ((0, 0, 0, 0, 0), [(503, {})] * 5, ["retry"] * 3),  # at most three at once
+    ],
+)
+def test_a_retry_due_at_once_is_sent_by_the_same_sender(
+    runtime: Any,
+    tenant: dict[str, str],
+    schedule: tuple[float, ...],
+    answers: list[tuple[int, dict[str, str]]],
+    outcomes: list[str],
+) -> None:
+    d = make_dispatcher(runtime, webhook_retry_schedule=schedule)
+    with Sink([tenant["webhook_secret"]]) as sink:
+        sink.script = [(status, headers, 0.0) for status, headers in answers]
+        event = OutboxEvent("msg_1", "job_1", tenant["id"], "job.completed", sink.url, "{}",
+                            "deliver", 0, time.time())  # fmt: skip
+        results, _ = d._attempts(event)
+        assert [r.outcome for r in results] == outcomes
+        assert [a.webhook_id for a in sink.arrivals] == ["msg_1"] * len(outcomes)
+        assert all(a.verified_with == [0] for a in sink.arrivals)
+
+
+def test_retries_at_once_stop_when_the_breaker_opens(runtime: Any, tenant: dict[str, str]) -> None:
+    d = make_dispatcher(
+        runtime,
+        webhook_retry_schedule=(0,) * 5,
+        webhook_breaker_failures=2,
+        webhook_breaker_window=0.0,
+    )
+    with Sink([tenant["webhook_secret"]]) as sink:
+        sink.script = [(500, {}, 0.0)] * 5
+        event = OutboxEvent("msg_2", "job_2", tenant["id"], "job.completed", sink.url, "{}",
+                            "deliver", 0, time.time())  # fmt: skip
+        results, counted = d._attempts(event)
+        # each failure counted once: the second opened the breaker, so no third went
+        assert ([r.outcome for r in results], counted) == (["retry", "retry"], 2)
+        assert d.fairness.state(tenant["id"], sink.url, time.time()) == "open"
+        assert len(sink.arrivals) == 2
 
 
 def test_egress_never_connects_outside_the_allow_list() -> None:
