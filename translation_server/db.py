@@ -25,18 +25,19 @@ def make_engine(url: str, *, name: str | None = None) -> Engine:
     return engine.create(url, pool=(20, 20), pg_pool=(8, 8), name=name)
 
 
-def reader(writer_engine: Engine, *, name: str | None = None) -> Engine:
+def reader(writer_engine: Engine, *, name: str | None = None, request_threads: int = 0) -> Engine:
     """An engine of its own for reads of ONE statement, which need no transaction around them.
 
     Its connections are in autocommit, on SQLite and PostgreSQL alike: a hot read costs no
     BEGIN and no ROLLBACK, and a single SELECT is a consistent snapshot by itself. Reads of
-    several statements that must agree use the writer's engine.
+    several statements that must agree use the writer's engine. Each request thread keeps one
+    of its connections for the point reads (``pointread.py``): the pool holds that many more.
     """
     # nothing to roll back when a connection goes back to the pool: skip the reset
     return engine.create(
         writer_engine.url,
-        pool=(20, 20),
-        pg_pool=(8, 8),
+        pool=(20 + request_threads, 20),
+        pg_pool=(8 + request_threads, 8),
         name=name,
         explicit_begin=False,
         isolation_level="AUTOCOMMIT",
@@ -138,15 +139,16 @@ class Database:
 
     Raises ``DatabaseInUse`` when another server holds the SQLite file, ``SchemaVersionError``
     when its schema is newer than this code's; creates or migrates the tables
-    (``migrations.py``). ``name``: the instance id, PostgreSQL's ``application_name``.
+    (``migrations.py``). ``name``: the instance id, PostgreSQL's ``application_name``;
+    ``request_threads``: the request threads that each keep a reader connection.
     """
 
-    def __init__(self, url: str, *, name: str | None = None) -> None:
+    def __init__(self, url: str, *, name: str | None = None, request_threads: int = 0) -> None:
         self.engine = make_engine(url, name=name)
         self._lock = lock_database(self.engine)
         try:
             self.writer = Writer(self.engine)
-            self.reader = reader(self.engine, name=name)
+            self.reader = reader(self.engine, name=name, request_threads=request_threads)
             migrate(self.engine)
         except BaseException:
             self.close()

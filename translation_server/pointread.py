@@ -2,7 +2,9 @@
 
 The statement is the same Core construct, compiled once for the engine's dialect; each thread
 that reads keeps one DBAPI connection from the engine's own pool (autocommit, as the reader's
-are) and runs the compiled SQL on it, a connection gone bad being replaced once: a fraction of
+are), shared by the point reads given the same ``held``, and runs the compiled SQL on it, a
+connection gone bad being replaced once (so a pool must hold a connection for each request
+thread, and some for everything else: ``db.reader``'s is sized so): a fraction of
 the cost of ``Connection.execute``, which also checks a connection out and back in, builds an
 execution context, a result object and row proxies for the one row. The same code serves
 SQLite and PostgreSQL.
@@ -21,11 +23,15 @@ from sqlalchemy.sql import Select
 class PointRead:
     """One single-row SELECT, compiled once, run on a pooled DBAPI connection per thread."""
 
-    def __init__(self, engine: Engine, statement: Select[Any]) -> None:
+    def __init__(
+        self, engine: Engine, statement: Select[Any], held: threading.local | None = None
+    ) -> None:
+        """``held``: where each thread keeps its connection, to share it with other point
+        reads of the same engine (by default this read's own)."""
         self._engine = engine
+        self._held = held if held is not None else threading.local()
         compiled = statement.compile(dialect=engine.dialect)
         self._sql = str(compiled)
-        self._local = threading.local()  # each request thread keeps one pooled connection
         self._order: Sequence[str] | None = (
             compiled.positiontup if engine.dialect.positional else None
         )
@@ -42,9 +48,9 @@ class PointRead:
             return self._run(args)
 
     def _run(self, args: Any) -> Sequence[Any] | None:
-        conn = getattr(self._local, "conn", None)
+        conn = getattr(self._held, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._engine.raw_connection()
+            conn = self._held.conn = self._engine.raw_connection()
         cursor = conn.cursor()
         try:
             cursor.execute(self._sql, args)
@@ -54,7 +60,7 @@ class PointRead:
         return tuple(row) if row is not None else None
 
     def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
+        conn = getattr(self._held, "conn", None)
+        self._held.conn = None
         if conn is not None:
             conn.invalidate()

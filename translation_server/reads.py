@@ -131,8 +131,9 @@ class JobReads:
         self._db = database
         self.final = FinalJobs(final_kept)
         self.pending = PendingJobs()
-        self._by_id = PointRead(database.reader, _JOB_BY_ID)
-        self._version_of = PointRead(database.reader, _VERSION_BY_ID)
+        held = threading.local()  # one reader connection per request thread for both
+        self._by_id = PointRead(database.reader, _JOB_BY_ID, held)
+        self._version_of = PointRead(database.reader, _VERSION_BY_ID, held)
 
     def get_job(self, job_id: str, *, client_id: str | None = None) -> JobRecord | None:
         """One job; with ``client_id``, only when that tenant owns it."""

@@ -36,7 +36,9 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance_id = new_id("srv")
-        self.db = Database(settings.database_url, name=self.instance_id)
+        self.db = Database(
+            settings.database_url, name=self.instance_id, request_threads=settings.threads
+        )
         try:
             self._build(settings)
         except BaseException:

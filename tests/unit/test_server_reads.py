@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import pytest
@@ -193,3 +194,32 @@ def test_final_jobs_are_bounded_oldest_out_first() -> None:
     kept.keep([finals[1]])  # kept already: stays where it was
     assert [kept.get(j.id) for j in finals] == [None, finals[1], finals[2]]
     assert len(kept) == 2
+
+
+def test_every_request_thread_keeps_a_reader_connection_and_others_still_get_one(
+    make_app: Any,
+) -> None:
+    threads = 24  # more than the reader pool would hold without room for each request thread
+    runtime: Runtime = make_app(threads=threads).extensions["vt"]
+    job = runtime.store.create_job(new_job(), now=T0)[0]
+    holding = threading.Barrier(threads + 1, timeout=20)
+    release = threading.Event()
+
+    def request_thread() -> None:
+        assert runtime.reads.get_job(job.id) is not None  # the row, then kept
+        assert runtime.reads.get_job(job.id) is not None  # its version alone
+        holding.wait()  # every thread holds its point-read connection now
+        release.wait(20)
+
+    workers = [threading.Thread(target=request_thread, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        holding.wait()
+        # a read of another kind (the scheduler's, a list) still finds a connection
+        assert [j.id for j in runtime.reads.list_jobs("cli_a", states=None, limit=5,
+                                                      before_seq=None)] == [job.id]  # fmt: skip
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(20)
