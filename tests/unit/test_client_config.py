@@ -86,10 +86,10 @@ def test_the_client_reads_its_environment(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_the_callback_url_defaults_to_the_receivers_webhooks(tmp_path: Path) -> None:
-    path = setup_file(tmp_path, receiver_url="http://file:8001")
+    path = setup_file(tmp_path, receiver_url="http://file.example")
     config = resolve(credentials_file=path, environ={})
     assert (config.callback_url, config.source_of("callback_url")) == (
-        "http://file:8001/webhooks",
+        "http://file.example/webhooks",
         "receiver_url",
     )
     env = {"VT_CALLBACK_URL": "https://hooks.example.com/in/"}
@@ -110,14 +110,14 @@ def test_a_callback_url_without_http_is_refused(tmp_path: Path) -> None:
 def test_the_client_sends_its_jobs_webhooks_to_its_callback_url(tmp_path: Path) -> None:
     client = TranslationClient(
         api_key="k",
-        receiver_url="http://10.0.0.5:8001",
+        receiver_url="http://10.0.0.5",
         callback_url="https://public.example.com/webhooks",
         credentials_file=str(tmp_path / "none.json"),
     )
     assert client.default_callback_url == "https://public.example.com/webhooks"
     aclient = AsyncTranslationClient(
         api_key="k",
-        receiver_url="http://10.0.0.5:8001",
+        receiver_url="http://10.0.0.5",
         callback_url="https://public.example.com/webhooks",
         credentials_file=str(tmp_path / "none.json"),
     )
