@@ -110,6 +110,7 @@ _RECORD = (
     )
 )
 
+_INSERT_ATTEMPTS = insert(delivery_attempts)
 _NEXT_PENDING = select(func.min(webhook_events.c.next_attempt_at)).where(
     webhook_events.c.state == PENDING
 )
@@ -147,7 +148,7 @@ def _record(conn: Connection, done: Done) -> None:
         }
         for event, results in done
     ]
-    conn.execute(insert(delivery_attempts), rows)
+    conn.execute(_INSERT_ATTEMPTS, rows)
     conn.execute(_RECORD, moves)
 
 
