@@ -9,7 +9,9 @@ server's default) and are driven, in turns, by the same load generator (``script
 - ``bare``: a bare Flask app answering the same paths with a fixed JSON body, copied from the
   server's answer for a pending job: the baseline.
 
-Requests rotate over the job ids with the client's ``Authorization`` header. The machine's
+Requests rotate over the job ids with the client's ``Authorization`` header. With two CPUs or
+more, the targets run on the first half and the load generator on the rest
+(``common.split_cpus``), so that neither's figures are the other's scheduling. The machine's
 speed drifts from minute to minute, so the targets take turns ``--rounds`` times, in
 alternating order, each after a short warm-up; the figures are medians over the rounds, and
 the ratio is the median of each round's ratio.
@@ -23,6 +25,7 @@ connections.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -32,7 +35,18 @@ from typing import Any
 
 import requests
 
-from scripts.common import Load, anchor, definitions, met, parser, run_load, save, table
+from scripts.common import (
+    CpuSplit,
+    Load,
+    anchor,
+    definitions,
+    met,
+    parser,
+    run_load,
+    save,
+    split_cpus,
+    table,
+)
 from tests.e2e.servers import new_tenant, wait_final
 from tests.support import start_server, start_service
 from translation_server.config import Settings
@@ -74,9 +88,13 @@ def populate(url: str, jobs: int) -> tuple[dict[str, str], list[str]]:
     return auth, mixed + done[len(pending) :]
 
 
-def measure(args: Any) -> dict[str, list[dict[str, Any]]]:
-    """Start both targets, load them in turns for ``args.rounds`` rounds, stop both."""
+def measure(args: Any, cpus: CpuSplit | None) -> dict[str, list[dict[str, Any]]]:
+    """Start both targets (on ``cpus.targets``), load them in turns for ``args.rounds``
+    rounds (from ``cpus.load``), stop both."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if cpus is not None:  # the targets, started now, inherit this; the load takes the rest
+            os.sched_setaffinity(0, cpus.targets)
+            stack.callback(os.sched_setaffinity, 0, cpus.targets | cpus.load)
         workdir, threads = Path(tmp), str(args.threads)
         quiet = ("--threads", threads, "--log-level", "WARNING")
         server = stack.enter_context(start_server(workdir, *quiet))
@@ -87,6 +105,8 @@ def measure(args: Any) -> dict[str, list[dict[str, Any]]]:
         bare_args = ["bare", "--body-file", str(body), "--threads", threads]
         bare = stack.enter_context(start_service("scripts.stubs", bare_args, workdir))
         targets = {"server": server, "bare": bare}
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus.load)
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         for n in range(args.rounds):
             for name in list(targets)[:: 1 - 2 * (n % 2)]:  # alternate: drift hits both alike
@@ -97,6 +117,17 @@ def measure(args: Any) -> dict[str, list[dict[str, Any]]]:
                 if targets[name].proc.poll() is not None:
                     raise RuntimeError(f"{name} died under load:\n{targets[name].log()[-2000:]}")
         return results
+
+
+def placement(cpus: CpuSplit | None) -> str:
+    """Where the targets and the load ran, in words."""
+    if cpus is None:
+        return "targets and load on the one CPU"
+    return f"targets on CPU {_names(cpus.targets)}, the load on CPU {_names(cpus.load)}"
+
+
+def _names(cpus: frozenset[int]) -> str:
+    return ", ".join(map(str, sorted(cpus)))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -111,7 +142,8 @@ def main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.duration = args.duration or (2.0 if args.quick else 5.0)
-    results = measure(args)
+    cpus = split_cpus()
+    results = measure(args, cpus)
     rounds = zip(results["server"], results["bare"], strict=True)
     ratios = [s["requests_per_s"] / b["requests_per_s"] for s, b in rounds]
     rows = []
@@ -126,8 +158,8 @@ def main(argv: Sequence[str]) -> int:
         [
             f"{args.rounds} rounds of {args.duration:g} s per target, each after a "
             f"{args.warmup:g} s warm-up; {first['generator']}, {first['connections']} "
-            f"connections, {args.threads} waitress threads each, {args.jobs} jobs; medians over "
-            "the rounds.",
+            f"connections, {args.threads} waitress threads each, {args.jobs} jobs; "
+            f"{placement(cpus)}; medians over the rounds.",
             definitions(DEFINITIONS),
             table("target | requests/s | p50 ms | p99 ms | errors | ratio to bare", rows),
             f"Goals: the server's requests/s {ratio:.0%} of bare's (>= {GOAL_RATIO:.0%}): "

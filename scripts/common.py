@@ -163,6 +163,29 @@ class Load(NamedTuple):
     duration_s: float
 
 
+class CpuSplit(NamedTuple):
+    """CPUs kept apart: the services under test on ``targets``, the load on ``load``."""
+
+    targets: frozenset[int]
+    load: frozenset[int]
+
+
+def split_cpus() -> CpuSplit | None:
+    """The first half of this process's CPUs for the targets, the rest for the load
+    generator; None with a single CPU. A load generator sharing the targets' CPUs takes
+    their time in turns the scheduler picks, and its own latency figures with it."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return CpuSplit(frozenset(cpus[:half]), frozenset(cpus[half:]))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a load generator's threads or processes)."""
+    return len(os.sched_getaffinity(0))
+
+
 def generator() -> str:
     """``wrk`` when it is on PATH, else ``python``."""
     return "wrk" if shutil.which("wrk") else "python"
@@ -199,7 +222,7 @@ def _run_wrk(load: Load) -> dict[str, Any]:
         script.write(WRK_LUA.format(paths=paths, headers=headers))
         script.flush()
         threads, seconds = (
-            min(load.connections, os.cpu_count() or 1),
+            min(load.connections, usable_cpus()),
             max(1, round(load.duration_s)),
         )
         cmd = f"wrk -t{threads} -c{load.connections} -d{seconds}s --latency --timeout 5s"
@@ -240,7 +263,7 @@ def _load_process(load: Load, first: int, count: int, start_at: float, out: Any)
 
 
 def _run_python(load: Load) -> dict[str, Any]:
-    procs = max(1, min(load.connections, os.cpu_count() or 1))
+    procs = max(1, min(load.connections, usable_cpus()))
     counts = [load.connections // procs + (n < load.connections % procs) for n in range(procs)]
     ctx = multiprocessing.get_context("spawn")
     out, start_at = ctx.Queue(), time.time() + 1.0  # every process starts at once

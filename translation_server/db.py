@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, select
 from service_common import engine
 
 from .migrations import migrate
+from .solewriter import SoleWriter
 
 
 def make_engine(url: str, *, name: str | None = None) -> Engine:
@@ -51,13 +52,15 @@ class Writer:
     On SQLite only one transaction writes at a time anyway; taking turns on a lock in this
     process first, rather than in SQLite's busy handler (which sleeps up to 100 ms between
     tries, long after the lock was freed), keeps a burst of writers from stalling each other.
-    Other processes (a second server on the same file) still meet the busy handler.
+    Other processes (a second server on the same file) still meet the busy handler. On
+    SQLite every transaction, once ended, is counted in ``sole`` (``solewriter.py``).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sole: SoleWriter) -> None:
         sqlite = engine.dialect.name == "sqlite"
         self._engine = engine.execution_options(sqlite_begin="IMMEDIATE") if sqlite else engine
         self._lock: threading.Lock | None = threading.Lock() if sqlite else None
+        self._sole = sole
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -66,8 +69,12 @@ class Writer:
             with self._engine.begin() as conn:
                 yield conn
             return
-        with self._lock, self._engine.begin() as conn:
-            yield conn
+        with self._lock:
+            try:
+                with self._engine.begin() as conn:
+                    yield conn
+            finally:  # after the commit: a read marked before it never passes for current
+                self._sole.committed()
 
 
 def sqlite_file(engine: Engine) -> str | None:
@@ -135,7 +142,8 @@ def lock_database(engine: Engine) -> DatabaseLock | None:
 
 class Database:
     """One database as the server uses it: the engine, the writer's transactions, the engine
-    for one-statement reads, and (on a SQLite file) this process's lock on it.
+    for one-statement reads, whether this process is its only writer (``sole``) and (on a
+    SQLite file) this process's lock on it.
 
     Raises ``DatabaseInUse`` when another server holds the SQLite file, ``SchemaVersionError``
     when its schema is newer than this code's; creates or migrates the tables
@@ -147,7 +155,9 @@ class Database:
         self.engine = make_engine(url, name=name)
         self._lock = lock_database(self.engine)
         try:
-            self.writer = Writer(self.engine)
+            # SQLite takes one writer process: the lock refuses a second server on a file
+            self.sole = SoleWriter(self.engine.dialect.name == "sqlite")
+            self.writer = Writer(self.engine, self.sole)
             self.reader = reader(self.engine, name=name, request_threads=request_threads)
             migrate(self.engine)
         except BaseException:

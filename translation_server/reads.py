@@ -8,7 +8,9 @@ never changes again whoever writes the database. A pending job read by id is kep
 of a job raises its version (which its ETag names), so the next read of it asks for the
 version alone and reads the whole row only when it moved. One column instead of every one
 also matters to SQLite: its driver lets go of the GIL around each column of a row it reads,
-and each time, under load, wakes another request thread for nothing.
+and each time, under load, wakes another request thread for nothing. Where this process is
+the database's only writer (SQLite, ``solewriter.py``), a pending record read since its last
+commit is still current and is answered with no read at all.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .leases import ENDED_BY
 from .pointread import PointRead
 from .records import JobRecord, QueueView
 from .schema import jobs
+from .solewriter import SoleWriter
 from .states import State
 
 FINAL_JOBS_KEPT = 4096
@@ -97,23 +100,24 @@ class FinalJobs:
 
 class PendingJobs:
     """The record last read of pending jobs, each to be used only while the database still
-    holds its version; the oldest goes first beyond ``kept``."""
+    holds its version, with the sole writer's mark it is current at (``solewriter.py``; None
+    on a shared database); the oldest goes first beyond ``kept``."""
 
     def __init__(self, kept: int = PENDING_JOBS_KEPT) -> None:
-        self._jobs: dict[str, JobRecord] = {}
+        self._jobs: dict[str, tuple[JobRecord, int | None]] = {}
         self._kept = kept
         self._lock = threading.Lock()
 
-    def get(self, job_id: str) -> JobRecord | None:
-        """The record kept, or None."""
+    def get(self, job_id: str) -> tuple[JobRecord, int | None] | None:
+        """The record kept and its mark, or None."""
         return self._jobs.get(job_id)
 
-    def keep(self, job: JobRecord) -> None:
+    def keep(self, job: JobRecord, mark: int | None = None) -> None:
         """Remember a pending job just read, in place of what was kept of it."""
         with self._lock:
             if self._jobs.pop(job.id, None) is None and len(self._jobs) >= self._kept:
                 del self._jobs[next(iter(self._jobs))]
-            self._jobs[job.id] = job
+            self._jobs[job.id] = (job, mark)
 
     def drop(self, job_id: str) -> None:
         """Forget a job (read in a final state: ``FinalJobs`` keeps it from then on)."""
@@ -129,6 +133,7 @@ class JobReads:
 
     def __init__(self, database: Database, *, final_kept: int = FINAL_JOBS_KEPT) -> None:
         self._db = database
+        self._sole: SoleWriter = database.sole
         self.final = FinalJobs(final_kept)
         self.pending = PendingJobs()
         held = threading.local()  # one reader connection per request thread for both
@@ -143,13 +148,20 @@ class JobReads:
         return job
 
     def _stored(self, job_id: str) -> JobRecord | None:
-        """The job as the database holds it now: the pending record kept while its version is
-        still the stored one, else the row read afresh."""
+        """The job as the database holds it now: the pending record kept while nothing was
+        committed since it was read (only writer) or while its version is still the stored
+        one, else the row read afresh."""
+        mark = self._sole.mark()  # before any read
         kept = self.pending.get(job_id)
         if kept is not None:
+            record, seen = kept
+            if self._sole.unchanged_since(seen):
+                return record
             version = self._version_of.first({"job_id": job_id})
-            if version is not None and version[0] == kept.version:
-                return kept
+            if version is not None and version[0] == record.version:
+                if mark is not None:
+                    self.pending.keep(record, mark)
+                return record
         row = self._by_id.first({"job_id": job_id})
         job = JobRecord.from_row(row) if row is not None else None
         if job is None:
@@ -158,7 +170,7 @@ class JobReads:
             self.final.keep([job])
             self.pending.drop(job_id)
         else:
-            self.pending.keep(job)
+            self.pending.keep(job, mark)
         return job
 
     def get_jobs(self, client_id: str, ids: Sequence[str]) -> list[JobRecord]:

@@ -52,13 +52,14 @@ def test_reads_see_committed_writes_at_once(runtime: Runtime, reads: JobReads) -
     assert [j.state for j in reads.get_jobs("cli_a", [job.id, "job_unknown"])] == [State.PROCESSING]
 
 
-def test_a_pending_job_written_by_another_writer_is_seen_at_once(
-    runtime: Runtime, reads: JobReads
+def test_a_pending_job_written_by_another_writer_is_seen_at_once_on_a_shared_database(
+    runtime: Runtime, reads: JobReads, db_engine: str
 ) -> None:
     job = runtime.store.create_job(new_job(), now=T0)[0]
     assert state_of(reads.get_job(job.id)) is State.QUEUED
-    # Another server instance on a shared database starts the job: a write this one never saw
-    # (raising the job's version, as every write of a job does).
+    # Another writer starts the job: a write this process never saw (raising the job's
+    # version, as every write of a job does). On PostgreSQL, another server instance; on
+    # SQLite, which takes one server process, a hand edit of the file.
     other = make_engine(runtime.settings.database_url)
     try:
         with other.begin() as conn:
@@ -74,6 +75,11 @@ def test_a_pending_job_written_by_another_writer_is_seen_at_once(
             )
     finally:
         other.dispose()
+    assert runtime.db.sole.sole is (db_engine == "sqlite")
+    if runtime.db.sole.sole:
+        # The only writer answers from what it read until it commits something itself
+        assert state_of(reads.get_job(job.id)) is State.QUEUED
+        runtime.store.create_job(new_job(), now=T0)
     assert state_of(reads.get_job(job.id)) is State.PROCESSING
     assert [j.state for j in reads.get_jobs("cli_a", [job.id])] == [State.PROCESSING]
 
@@ -97,6 +103,9 @@ def connections(reads: JobReads, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_final_jobs_are_answered_from_memory_pending_ones_from_the_database(
     runtime: Runtime, reads: JobReads, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # On a shared database (PostgreSQL) a pending job is checked on every read; its only
+    # writer (SQLite) reads it once while it commits nothing.
+    pending_reads = 1 if runtime.db.sole.sole else 3
     store = runtime.store
     done = store.create_job(new_job(duration_s=1), now=T0)[0]
     pending = store.create_job(new_job(duration_s=1), now=T0)[0]
@@ -106,15 +115,15 @@ def test_final_jobs_are_answered_from_memory_pending_ones_from_the_database(
     for _ in range(3):
         assert state_of(reads.get_job(done.id, client_id="cli_a")) is State.COMPLETED
         assert state_of(reads.get_job(pending.id)) is State.QUEUED
-    assert len(opened) == 4  # the final job once, the pending one every time
+    assert len(opened) == 1 + pending_reads  # the final job once
     assert reads.get_job(done.id, client_id="cli_other") is None  # isolation holds in memory
     assert [j.id for j in reads.get_jobs("cli_a", [pending.id, done.id])] == [pending.id, done.id]
     assert reads.get_jobs("cli_other", [done.id]) == []
-    assert len(opened) == 5  # only the pending job was read
+    assert len(opened) == 2 + pending_reads  # only the pending job was read
     store.cancel(pending.id, now=T0 + 2)
     assert [j.state for j in reads.get_jobs("cli_a", [pending.id])] == [State.CANCELLED]
     assert state_of(reads.get_job(pending.id)) is State.CANCELLED
-    assert len(opened) == 6  # read once more, in its final state: kept from then on
+    assert len(opened) == 3 + pending_reads  # read once more, final: kept from then on
 
 
 def test_a_pending_job_is_read_whole_only_when_its_version_moved(
@@ -132,7 +141,7 @@ def test_a_pending_job_is_read_whole_only_when_its_version_moved(
     monkeypatch.setattr(reads._by_id, "first", counted)
     first = reads.get_job(job.id)
     assert reads.get_job(job.id) is first and reads.get_job(job.id, client_id="cli_a") is first
-    assert whole == [job.id] and reads.pending.get(job.id) is first
+    assert whole == [job.id] and reads.pending.get(job.id) == (first, runtime.db.sole.mark())
     store.claim(now=T0, limit=1)
     started = reads.get_job(job.id)
     assert state_of(started) is State.PROCESSING and started is not None
@@ -148,10 +157,10 @@ def test_pending_jobs_are_bounded_oldest_out_first() -> None:
     kept = PendingJobs(kept=2)
     a, b, c = (job_record(State.QUEUED, i) for i in ("job_a", "job_b", "job_c"))
     a2 = dataclasses.replace(a, version=2)
-    for job in (a, b, a2, c):
-        kept.keep(job)
-    assert kept.get("job_a") is a2 and kept.get("job_b") is None  # a renewed, so b went first
-    assert kept.get("job_c") is c and len(kept) == 2
+    for mark, job in enumerate((a, b, a2, c)):
+        kept.keep(job, mark)
+    assert kept.get("job_a") == (a2, 2) and kept.get("job_b") is None  # a renewed: b went first
+    assert kept.get("job_c") == (c, 3) and len(kept) == 2
     kept.drop("job_c")
     assert kept.get("job_c") is None and len(kept) == 1
 
@@ -223,3 +232,36 @@ def test_every_request_thread_keeps_a_reader_connection_and_others_still_get_one
         release.set()
         for worker in workers:
             worker.join(20)
+
+
+def test_the_only_writer_reads_a_pending_job_again_only_after_a_commit(
+    runtime: Runtime, reads: JobReads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, sole = runtime.store, runtime.db.sole
+    job = store.create_job(new_job(duration_s=1), now=T0)[0]
+    other = store.create_job(new_job(duration_s=1), now=T0)[0]
+    opened = connections(reads, monkeypatch)
+    for _ in range(3):
+        assert state_of(reads.get_job(job.id)) is State.QUEUED
+    assert len(opened) == (1 if sole.sole else 3)
+    store.cancel(other.id, now=T0)  # a commit, though not of this job: asked about once more
+    assert state_of(reads.get_job(job.id)) is State.QUEUED
+    assert state_of(reads.get_job(job.id)) is State.QUEUED
+    assert len(opened) == (2 if sole.sole else 5)
+    store.cancel(job.id, now=T0)  # its own change is seen at the next read, on either engine
+    assert state_of(reads.get_job(job.id)) is State.CANCELLED
+
+
+def test_a_commit_under_way_when_a_read_is_marked_makes_the_next_read_ask(
+    runtime: Runtime,
+) -> None:
+    sole = runtime.db.sole
+    before = sole.mark()
+    with runtime.db.writer.begin():
+        marked_inside = sole.mark()
+    assert not sole.unchanged_since(before) and not sole.unchanged_since(marked_inside)
+    after = sole.mark()
+    assert sole.unchanged_since(after) is sole.sole  # never on a shared database
+    with pytest.raises(RuntimeError), runtime.db.writer.begin():
+        raise RuntimeError("rolled back")
+    assert not sole.unchanged_since(after)  # counted too: a mark is only ever conservative
