@@ -52,15 +52,16 @@ class Writer:
     On SQLite only one transaction writes at a time anyway; taking turns on a lock in this
     process first, rather than in SQLite's busy handler (which sleeps up to 100 ms between
     tries, long after the lock was freed), keeps a burst of writers from stalling each other.
-    Other processes (a second server on the same file) still meet the busy handler. On
-    SQLite every transaction, once ended, is counted in ``sole`` (``solewriter.py``).
+    Other processes (a second server on the same file) still meet the busy handler. SQLite
+    takes one writer process (``DatabaseLock`` refuses a second server on a file), so there
+    every transaction, once ended, is counted in ``sole`` (``solewriter.py``).
     """
 
-    def __init__(self, engine: Engine, sole: SoleWriter) -> None:
+    def __init__(self, engine: Engine) -> None:
         sqlite = engine.dialect.name == "sqlite"
         self._engine = engine.execution_options(sqlite_begin="IMMEDIATE") if sqlite else engine
         self._lock: threading.Lock | None = threading.Lock() if sqlite else None
-        self._sole = sole
+        self.sole = SoleWriter(sqlite)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -74,7 +75,7 @@ class Writer:
                 with self._engine.begin() as conn:
                     yield conn
             finally:  # after the commit: a read marked before it never passes for current
-                self._sole.committed()
+                self.sole.committed()
 
 
 def sqlite_file(engine: Engine) -> str | None:
@@ -155,9 +156,8 @@ class Database:
         self.engine = make_engine(url, name=name)
         self._lock = lock_database(self.engine)
         try:
-            # SQLite takes one writer process: the lock refuses a second server on a file
-            self.sole = SoleWriter(self.engine.dialect.name == "sqlite")
-            self.writer = Writer(self.engine, self.sole)
+            self.writer = Writer(self.engine)
+            self.sole = self.writer.sole
             self.reader = reader(self.engine, name=name, request_threads=request_threads)
             migrate(self.engine)
         except BaseException:

@@ -112,7 +112,7 @@ class PendingJobs:
         """The record kept and its mark, or None."""
         return self._jobs.get(job_id)
 
-    def keep(self, job: JobRecord, mark: int | None = None) -> None:
+    def keep(self, job: JobRecord, mark: int | None) -> None:
         """Remember a pending job just read, in place of what was kept of it."""
         with self._lock:
             if self._jobs.pop(job.id, None) is None and len(self._jobs) >= self._kept:
